@@ -1,0 +1,95 @@
+"""The trained part: one projector per modality, saved as config JSON + safetensors.
+
+A checkpoint records the identity (name + weights fingerprint) of the vision encoder, audio
+encoder and language model it was trained against; loading it against any other is refused,
+since its projections would be meaningless there.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from fusion.projector import Projector
+
+CONFIG_FILE = "adapter.json"
+WEIGHTS_FILE = "adapter.safetensors"
+MODALITIES = ("image", "audio")
+
+
+class AdapterMismatchError(ValueError):
+    """The adapter was trained against other encoders or another language model."""
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    image_dim: int  # vision encoder width C
+    audio_dim: int  # audio encoder width C
+    lm_dim: int  # language model embedding width D
+    audio_stack: int = 4  # Whisper frames per LM token: 50 Hz -> 12.5 Hz
+    image_stack: int = 1  # vision tokens per LM token
+    hidden_dim: int | None = None  # MLP width; None: lm_dim
+
+
+@dataclass
+class AdapterInfo:
+    trained: bool  # False: randomly initialised, its answers about media are meaningless
+    identities: dict[str, dict[str, str]]  # "vision" / "audio" / "lm" -> {"name", "fingerprint"}
+    metrics: dict[str, float] = field(default_factory=dict)  # evaluation figures, when trained
+    notes: str = ""
+
+
+class Adapter(nn.Module):
+    def __init__(self, config: AdapterConfig, info: AdapterInfo):
+        super().__init__()
+        self.config = config
+        self.info = info
+        self.projectors = nn.ModuleDict(
+            {
+                "image": Projector(config.image_dim, config.lm_dim, config.image_stack, config.hidden_dim),
+                "audio": Projector(config.audio_dim, config.lm_dim, config.audio_stack, config.hidden_dim),
+            }
+        )
+
+    @classmethod
+    def untrained(cls, config: AdapterConfig, identities: dict[str, dict[str, str]], seed: int = 0) -> "Adapter":
+        """A seeded random adapter: the pipeline runs end to end, but media answers are noise."""
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            adapter = cls(config, AdapterInfo(trained=False, identities=identities))
+        return adapter.eval().requires_grad_(False)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        payload = {"config": asdict(self.config), **asdict(self.info)}
+        (directory / CONFIG_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+        save_file({name: t.contiguous() for name, t in self.state_dict().items()}, directory / WEIGHTS_FILE)
+
+    @classmethod
+    def load(cls, directory: Path, identities: dict[str, dict[str, str]]) -> "Adapter":
+        """Load a checkpoint, refusing it if it was trained against other models than `identities`."""
+        config_path = directory / CONFIG_FILE
+        if not config_path.is_file():
+            raise FileNotFoundError(f"no adapter at {directory} (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
+        payload = json.loads(config_path.read_text())
+        config = AdapterConfig(**payload.pop("config"))
+        info = AdapterInfo(**payload)
+        check_identities(info.identities, identities, directory)
+        adapter = cls(config, info)
+        adapter.load_state_dict(load_file(directory / WEIGHTS_FILE))
+        return adapter.eval().requires_grad_(False)
+
+
+def check_identities(trained_on: dict, loaded: dict, where: Path | str) -> None:
+    for role in ("vision", "audio", "lm"):
+        want, have = trained_on.get(role, {}), loaded.get(role, {})
+        if want.get("fingerprint") != have.get("fingerprint"):
+            raise AdapterMismatchError(
+                f"the adapter at {where} was trained against {role} {want.get('name')!r} "
+                f"(weights {want.get('fingerprint')}), but the loaded {role} is {have.get('name')!r} "
+                f"(weights {have.get('fingerprint')}); train an adapter for this combination or "
+                f"load the models it was trained with"
+            )

@@ -1,0 +1,68 @@
+"""Assembling a LunettesModel from model specs: the embedded bundle by default.
+
+Each spec is "embedded" (weights carried by pip packages, see requirements/weights.txt), or
+a hub id / local path for users who have them. `prepare` does the one-time conversions so
+that later starts only load.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from encoders.audio import AudioEncoder
+from encoders.cache import default_cache_dir
+from encoders.fingerprint import fingerprint
+from encoders.vision_models import load_vision_encoder
+from encoders.whisper_model import load_whisper
+from fusion.adapter import Adapter, AdapterConfig, AdapterMismatchError
+from fusion.language_model import load_language_model
+from fusion.model import LunettesModel
+
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+SHIPPED_ADAPTER = ASSETS_DIR / "adapter"
+AUTO = "auto"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BundleSpec:
+    lm: str = "embedded"  # "embedded", a transformers hub id or a local directory
+    vision: str = "embedded"  # "embedded", "MODEL:PRETRAINED" (open_clip) or "MODEL:/path.pt"
+    audio: str = "embedded"  # "embedded", a Whisper size ("base", ...) or a checkpoint path
+    adapter: str = AUTO  # "auto": the shipped adapter when it fits these models; or a directory
+    cache_dir: Path | None = None  # converted weights; None: $LUNETTES_CACHE or ~/.cache/lunettes
+
+
+def load_model(spec: BundleSpec = BundleSpec()) -> LunettesModel:
+    cache_dir = spec.cache_dir or default_cache_dir()
+    lm, tokenizer, lm_name = load_language_model(spec.lm, cache_dir)
+    vision = load_vision_encoder(spec.vision)
+    whisper, whisper_name = load_whisper(spec.audio, cache_dir)
+    audio = AudioEncoder(whisper, whisper_name)
+    identities = {
+        "vision": vision.identity,
+        "audio": audio.identity,
+        "lm": {"name": lm_name, "fingerprint": fingerprint(lm)},
+    }
+    config = AdapterConfig(image_dim=vision.dim, audio_dim=audio.dim, lm_dim=lm.get_input_embeddings().embedding_dim)
+    adapter = load_adapter(spec.adapter, config, identities)
+    return LunettesModel(lm, tokenizer, vision, audio, adapter, lm_name=lm_name)
+
+
+def load_adapter(spec: str, config: AdapterConfig, identities: dict) -> Adapter:
+    """An explicit directory must fit the models (else AdapterMismatchError); "auto" falls back
+    to an untrained adapter, saying so, when the shipped one does not fit or does not exist."""
+    if spec != AUTO:
+        return Adapter.load(Path(spec), identities)
+    if (SHIPPED_ADAPTER / "adapter.json").is_file():
+        try:
+            return Adapter.load(SHIPPED_ADAPTER, identities)
+        except AdapterMismatchError as error:
+            log.warning("shipped adapter not used: %s", error)
+    return Adapter.untrained(config, identities)
+
+
+def prepare(cache_dir: Path | None = None) -> LunettesModel:
+    """Convert the embedded weights once (LM from GGUF, Whisper from CTranslate2) and load them."""
+    return load_model(BundleSpec(cache_dir=cache_dir))

@@ -1,0 +1,76 @@
+"""Token-by-token decoding from input embeddings, with a KV cache; knows nothing of media.
+
+The prompt is prefilled from `inputs_embeds` (text embeddings with media spliced in); each
+following step feeds the last token id. Greedy when temperature is 0, else nucleus sampling
+from a seeded generator.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    max_new_tokens: int = 256  # tokens generated at most
+    temperature: float = 0.0  # 0: greedy (deterministic); > 0: sampling
+    top_p: float = 1.0  # nucleus sampling mass, used when temperature > 0
+    seed: int | None = None  # sampling seed; None: a fresh random seed
+    stop: tuple[str, ...] = ()  # the answer ends before the first of these strings
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not 0.0 <= self.temperature <= 5.0:
+            raise ValueError(f"temperature must be in [0, 5], got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+@torch.inference_mode()
+def generate_tokens(
+    lm: torch.nn.Module, inputs_embeds: torch.Tensor, options: GenerationOptions, stop_ids: set[int]
+) -> Iterator[int]:
+    """inputs_embeds [1, L, D] -> yields new token ids until a stop id or max_new_tokens."""
+    from transformers import DynamicCache
+
+    generator = torch.Generator().manual_seed(options.seed if options.seed is not None else torch.seed())
+    cache = DynamicCache()
+    output = lm(inputs_embeds=inputs_embeds, cache=cache, use_cache=True, logits_to_keep=1)
+    for _ in range(options.max_new_tokens):
+        token = pick(output.logits[0, -1], options, generator)
+        if token in stop_ids:
+            return
+        yield token
+        output = lm(input_ids=torch.tensor([[token]]), cache=cache, use_cache=True)
+
+
+def pick(logits: torch.Tensor, options: GenerationOptions, generator: torch.Generator) -> int:
+    """logits [V] -> next token id."""
+    if options.temperature == 0.0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float() / options.temperature, dim=-1)
+    if options.top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        outside = sorted_probs.cumsum(-1) - sorted_probs >= options.top_p  # keeps at least one
+        sorted_probs[outside] = 0.0
+        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+class IncrementalText:
+    """Turns a growing list of token ids into text deltas, never splitting a character."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.text = ""
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next token
+            return ""
+        delta, self.text = text[len(self.text):], text
+        return delta

