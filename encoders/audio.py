@@ -6,6 +6,10 @@ D encoder width.
 Whisper pads every clip to a 30 s window (1500 frames). Here only the frames of the real clip
 are run, with the positional embedding sliced to their length: a 5 s question costs a sixth of
 the padded window. The encoder modules are Whisper's own; only the slicing is ours.
+
+Whisper was trained on windows that end in silence or padding: a clip that stops right at
+its last word makes the decoder loop ("...water it? Hey, could you..."). Half a second of
+trailing silence is appended to every clip (25 more frames), which removes those loops.
 """
 
 import numpy as np
@@ -14,8 +18,12 @@ import torch.nn.functional as F
 from whisper.audio import HOP_LENGTH, log_mel_spectrogram
 from whisper.model import Whisper
 
-from encoders.audio_io import check_speech
+from encoders.audio_io import SAMPLE_RATE, check_speech
 from encoders.fingerprint import fingerprint
+
+
+TRAILING_SILENCE_S = 0.5  # appended to every clip, see the module docstring
+_TRAILING_SAMPLES = int(TRAILING_SILENCE_S * SAMPLE_RATE)
 
 
 class AudioEncoder(torch.nn.Module):
@@ -32,13 +40,14 @@ class AudioEncoder(torch.nn.Module):
 
     def num_tokens(self, num_samples: int) -> int:
         """How many feature tokens a clip of `num_samples` samples at 16 kHz becomes."""
-        frames = num_samples // HOP_LENGTH  # F
+        frames = (num_samples + _TRAILING_SAMPLES) // HOP_LENGTH  # F
         return (frames + 1) // 2  # conv2 has stride 2, padding 1: T = ceil(F / 2)
 
     def mel(self, waveform: np.ndarray) -> torch.Tensor:
-        """[S] -> log-mel [1, M, F], Whisper's normalisation, no padding to 30 s."""
+        """[S] -> log-mel [1, M, F]: Whisper's normalisation, TRAILING_SILENCE_S appended, no 30 s padding."""
         check_speech(waveform)
-        audio = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
+        padded = np.concatenate([waveform.astype(np.float32), np.zeros(_TRAILING_SAMPLES, np.float32)])
+        audio = torch.from_numpy(padded)
         return log_mel_spectrogram(audio, n_mels=self.n_mels).unsqueeze(0)
 
     @torch.inference_mode()
@@ -49,7 +58,9 @@ class AudioEncoder(torch.nn.Module):
         x = F.gelu(encoder.conv2(x))  # B, D, F -> B, D, T
         x = x.permute(0, 2, 1)  # B, D, T -> B, T, D
         if x.shape[1] > self.max_tokens:
-            raise ValueError(f"audio is {x.shape[1]} frames; Whisper takes at most {self.max_tokens}")
+            raise ValueError(
+                f"audio is {x.shape[1]} frames; Whisper takes at most {self.max_tokens}"
+            )
         x = x + encoder.positional_embedding[: x.shape[1]]
         for block in encoder.blocks:
             x = block(x)

@@ -108,7 +108,9 @@ def _decode_with_ffmpeg(data: bytes, label: str) -> tuple[np.ndarray, int]:
             "-t", str(MAX_SECONDS + 1), "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "pipe:1",
         ]  # fmt: skip
         try:
-            result = subprocess.run(command, capture_output=True, timeout=FFMPEG_TIMEOUT_S)
+            result = subprocess.run(
+                command, check=False, capture_output=True, timeout=FFMPEG_TIMEOUT_S
+            )
         except subprocess.TimeoutExpired:
             raise InputError(f"{label} took too long to decode") from None
     if result.returncode != 0 or not result.stdout:

@@ -84,7 +84,9 @@ def dimensions_from_ct2(variables: dict[str, np.ndarray]) -> ModelDimensions:
     )
 
 
-def whisper_state_dict(variables: dict[str, np.ndarray], dims: ModelDimensions) -> dict[str, torch.Tensor]:
+def whisper_state_dict(
+    variables: dict[str, np.ndarray], dims: ModelDimensions
+) -> dict[str, torch.Tensor]:
     """CTranslate2 variables -> openai-whisper `Whisper` state dict (float32)."""
     state: dict[str, torch.Tensor] = {}
 

@@ -51,7 +51,9 @@ def load_image(source: str | Path | bytes | Image.Image, *, name: str | None = N
         except UnidentifiedImageError:
             raise InputError(f"{label} is not an image format that can be read") from None
         except (OSError, SyntaxError, ValueError) as error:
-            raise InputError(f"{label} could not be decoded ({error}); is the file complete?") from None
+            raise InputError(
+                f"{label} could not be decoded ({error}); is the file complete?"
+            ) from None
         return _normalise(image)
 
 

@@ -41,10 +41,14 @@ class Transcriber:
     def __call__(self, features: torch.Tensor, language: str | None = None) -> Transcript:
         """features [1, T, D] from AudioEncoder -> Transcript."""
         seconds = features.shape[1] / 50  # T frames at 50 Hz
-        max_tokens = min(self.whisper.dims.n_text_ctx // 2, MIN_TOKEN_CAP + int(TOKENS_PER_SECOND_CAP * seconds))
+        max_tokens = min(
+            self.whisper.dims.n_text_ctx // 2, MIN_TOKEN_CAP + int(TOKENS_PER_SECOND_CAP * seconds)
+        )
         with self._lock:
             if language is None and self.whisper.is_multilingual:
-                language = self._detect_language(features)  # before the hooks: it must not fill the cache
+                language = self._detect_language(
+                    features
+                )  # before the hooks: it must not fill the cache
             tokenizer = self.tokenizer(language or "en")
             cache, hooks = self.whisper.install_kv_cache_hooks()
             try:
@@ -62,12 +66,14 @@ class Transcriber:
         best = language_ids[logits[language_ids].argmax()].item()
         return tokenizer.decode([best]).strip("<|>")
 
-    def _greedy(self, features: torch.Tensor, tokenizer: Tokenizer, max_tokens: int, cache: dict) -> list[int]:
+    def _greedy(
+        self, features: torch.Tensor, tokenizer: Tokenizer, max_tokens: int, cache: dict
+    ) -> list[int]:
         prompt = list(tokenizer.sot_sequence_including_notimestamps)
         suppressed = torch.zeros(self.whisper.dims.n_vocab, dtype=torch.bool)
-        suppressed[tokenizer.timestamp_begin:] = True  # no timestamps
+        suppressed[tokenizer.timestamp_begin :] = True  # no timestamps
         suppressed[list(tokenizer.non_speech_tokens)] = True
-        suppressed[tokenizer.sot:tokenizer.timestamp_begin] = True  # special tokens ...
+        suppressed[tokenizer.sot : tokenizer.timestamp_begin] = True  # special tokens ...
         suppressed[tokenizer.eot] = False  # ... except end of text
         tokens = torch.tensor([prompt])
         generated: list[int] = []
@@ -80,5 +86,18 @@ class Transcriber:
             if token == tokenizer.eot:
                 break
             generated.append(token)
+            if (period := repeated_tail(generated)) is not None:
+                return generated[:-period]  # a loop: keep one copy of the repeated block
             tokens = torch.tensor([[token]])
         return generated
+
+
+def repeated_tail(tokens: list[int], min_period: int = 4) -> int | None:
+    """Length k of a block that ends `tokens` and stands twice in a row, or None.
+
+    [a b c d e a b c d e] -> 5. Blocks shorter than `min_period` are legitimate speech ("no no").
+    """
+    for period in range(min_period, len(tokens) // 2 + 1):
+        if tokens[-period:] == tokens[-2 * period : -period]:
+            return period
+    return None

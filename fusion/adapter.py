@@ -49,13 +49,19 @@ class Adapter(nn.Module):
         self.info = info
         self.projectors = nn.ModuleDict(
             {
-                "image": Projector(config.image_dim, config.lm_dim, config.image_stack, config.hidden_dim),
-                "audio": Projector(config.audio_dim, config.lm_dim, config.audio_stack, config.hidden_dim),
+                "image": Projector(
+                    config.image_dim, config.lm_dim, config.image_stack, config.hidden_dim
+                ),
+                "audio": Projector(
+                    config.audio_dim, config.lm_dim, config.audio_stack, config.hidden_dim
+                ),
             }
         )
 
     @classmethod
-    def untrained(cls, config: AdapterConfig, identities: dict[str, dict[str, str]], seed: int = 0) -> "Adapter":
+    def untrained(
+        cls, config: AdapterConfig, identities: dict[str, dict[str, str]], seed: int = 0
+    ) -> "Adapter":
         """A seeded random adapter: the pipeline runs end to end, but media answers are noise."""
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -66,14 +72,19 @@ class Adapter(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         payload = {"config": asdict(self.config), **asdict(self.info)}
         (directory / CONFIG_FILE).write_text(json.dumps(payload, indent=2) + "\n")
-        save_file({name: t.contiguous() for name, t in self.state_dict().items()}, directory / WEIGHTS_FILE)
+        save_file(
+            {name: t.contiguous() for name, t in self.state_dict().items()},
+            directory / WEIGHTS_FILE,
+        )
 
     @classmethod
     def load(cls, directory: Path, identities: dict[str, dict[str, str]]) -> "Adapter":
         """Load a checkpoint, refusing it if it was trained against other models than `identities`."""
         config_path = directory / CONFIG_FILE
         if not config_path.is_file():
-            raise FileNotFoundError(f"no adapter at {directory} (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
+            raise FileNotFoundError(
+                f"no adapter at {directory} (expected {CONFIG_FILE} and {WEIGHTS_FILE})"
+            )
         payload = json.loads(config_path.read_text())
         config = AdapterConfig(**payload.pop("config"))
         info = AdapterInfo(**payload)

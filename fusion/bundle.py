@@ -45,7 +45,9 @@ def load_model(spec: BundleSpec = BundleSpec()) -> LunettesModel:
         "audio": audio.identity,
         "lm": {"name": lm_name, "fingerprint": fingerprint(lm)},
     }
-    config = AdapterConfig(image_dim=vision.dim, audio_dim=audio.dim, lm_dim=lm.get_input_embeddings().embedding_dim)
+    config = AdapterConfig(
+        image_dim=vision.dim, audio_dim=audio.dim, lm_dim=lm.get_input_embeddings().embedding_dim
+    )
     adapter = load_adapter(spec.adapter, config, identities)
     return LunettesModel(lm, tokenizer, vision, audio, adapter, lm_name=lm_name)
 

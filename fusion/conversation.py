@@ -40,7 +40,9 @@ class Message:
         return "\n".join(part for part in (said, self.text) if part)
 
 
-def user(text: str = "", photos: list[Image.Image] = (), speech: np.ndarray | None = None) -> Message:
+def user(
+    text: str = "", photos: list[Image.Image] = (), speech: np.ndarray | None = None
+) -> Message:
     """A user message from raw inputs (already read and checked by encoders' readers)."""
     return Message(
         role="user",

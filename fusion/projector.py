@@ -35,5 +35,7 @@ class Projector(nn.Module):
         padding = (-length) % self.stack
         if padding:
             features = nn.functional.pad(features, (0, 0, 0, padding))  # B, T, C -> B, T + pad, C
-        stacked = features.reshape(batch, (length + padding) // self.stack, width * self.stack)  # -> B, T/k, C*k
+        stacked = features.reshape(
+            batch, (length + padding) // self.stack, width * self.stack
+        )  # -> B, T/k, C*k
         return self.down(nn.functional.gelu(self.up(self.norm(stacked))))  # -> B, T/k, D

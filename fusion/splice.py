@@ -22,6 +22,8 @@ def splice(embeddings: torch.Tensor, slots: torch.Tensor, features: torch.Tensor
     if features.shape[0] != expected:
         raise SpliceError(f"expected {expected} media tokens, got {features.shape[0]}")
     if features.shape[-1] != embeddings.shape[-1]:
-        raise SpliceError(f"media tokens have width {features.shape[-1]}, the LM expects {embeddings.shape[-1]}")
+        raise SpliceError(
+            f"media tokens have width {features.shape[-1]}, the LM expects {embeddings.shape[-1]}"
+        )
     mask = slots.unsqueeze(-1).expand_as(embeddings)  # B, L -> B, L, D
     return embeddings.masked_scatter(mask, features.to(embeddings.dtype))

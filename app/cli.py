@@ -1,0 +1,239 @@
+"""The `lunettes` command: ask about a photo or a spoken question, serve the web app, prepare weights."""
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from encoders.errors import InputError
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
+
+UNTRAINED_NOTE = (
+    "note: the adapter is untrained: the model receives the photo and speech features, but its "
+    "answers about them are not meaningful yet"
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_libraries()
+    try:
+        return args.run(args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # a person sees one line, never a traceback
+        if os.environ.get("LUNETTES_DEBUG"):
+            raise
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def quiet_libraries() -> None:
+    """No weight-loading progress bars or advisory warnings in a person's terminal."""
+    import warnings
+
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lunettes",
+        description="Lunettes: a local multimodal assistant. Show it a photo, speak or type a question.",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    ask = commands.add_parser(
+        "ask", help="answer one question about photos and/or speech, streaming"
+    )
+    ask.add_argument(
+        "text", nargs="?", default="", help="the typed question (optional with --audio)"
+    )
+    ask.add_argument(
+        "--image", action="append", default=[], metavar="PATH", help="a photo; repeat for several"
+    )
+    ask.add_argument(
+        "--audio",
+        metavar="PATH",
+        help="a spoken question (WAV, FLAC, OGG, MP3; others need ffmpeg)",
+    )
+    ask.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of streaming text"
+    )
+    add_generation_arguments(ask)
+    add_model_arguments(ask)
+    ask.set_defaults(run=run_ask)
+
+    serve = commands.add_parser("serve", help="serve the web app (a multimodal chat)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: 127.0.0.1, this machine only)",
+    )
+    serve.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    add_model_arguments(serve)
+    serve.set_defaults(run=run_serve)
+
+    prepare = commands.add_parser(
+        "prepare", help="convert the embedded weights once into the cache"
+    )
+    add_model_arguments(prepare)
+    prepare.set_defaults(run=run_prepare)
+    return parser
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-tokens", type=int, default=256, help="longest answer in tokens (default: 256)"
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=0.0, help="0 = deterministic (default)"
+    )
+    parser.add_argument(
+        "--top-p", type=float, default=1.0, help="nucleus sampling mass (default: 1.0)"
+    )
+    parser.add_argument("--seed", type=int, help="sampling seed")
+    parser.add_argument(
+        "--system", help="system prompt (default: a plain helpful-assistant prompt)"
+    )
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("models (default: the embedded bundle, no network needed)")
+    group.add_argument(
+        "--lm", default="embedded", help="transformers causal LM: hub id or local directory"
+    )
+    group.add_argument(
+        "--vision", default="embedded", help="open_clip MODEL:PRETRAINED or MODEL:/path/weights.pt"
+    )
+    group.add_argument(
+        "--audio-model",
+        default="embedded",
+        help="Whisper size (tiny, base, ...) or checkpoint path",
+    )
+    group.add_argument(
+        "--adapter", default="auto", help="adapter directory (default: the shipped one if it fits)"
+    )
+    group.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="converted weights (default: $LUNETTES_CACHE or ~/.cache/lunettes)",
+    )
+
+
+def bundle_spec(args: argparse.Namespace):
+    from fusion.bundle import BundleSpec
+
+    return BundleSpec(
+        lm=args.lm,
+        vision=args.vision,
+        audio=args.audio_model,
+        adapter=args.adapter,
+        cache_dir=args.cache_dir,
+    )
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    from encoders.audio_io import load_audio
+    from encoders.image_io import load_image
+    from fusion.bundle import load_model
+    from fusion.conversation import user
+    from fusion.generate import GenerationOptions
+    from fusion.model import Chunk, Heard, Stats
+
+    # Read and check every input before the (seconds-long) model load: bad input fails fast.
+    photos = [load_image(path) for path in args.image]
+    speech = load_audio(args.audio) if args.audio else None
+    if not (args.text.strip() or photos or speech is not None):
+        raise InputError("nothing to answer: give a question, --image PATH or --audio PATH")
+    try:
+        options = GenerationOptions(
+            max_new_tokens=args.max_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            seed=args.seed,
+        )
+    except ValueError as error:
+        raise InputError(str(error)) from None
+
+    start = time.perf_counter()
+    model = load_model(bundle_spec(args))
+    if args.system is not None:
+        model.system_prompt = args.system
+    load_ms = (time.perf_counter() - start) * 1000
+    trained = model.adapter.info.trained
+    if not trained and not args.json and (photos or speech is not None):
+        print(UNTRAINED_NOTE, file=sys.stderr)
+
+    answer, transcript, stats = [], None, None
+    for event in model.stream([user(args.text.strip(), photos, speech)], options):
+        if isinstance(event, Heard):
+            transcript = event.text
+            if not args.json:
+                print(f"heard: {event.text}", file=sys.stderr, flush=True)
+        elif isinstance(event, Chunk):
+            answer.append(event.text)
+            if not args.json:
+                print(event.text, end="", flush=True)
+        elif isinstance(event, Stats):
+            stats = event
+    if not args.json:
+        print()
+        return 0
+    report = {
+        "answer": "".join(answer).strip(),
+        **({"transcript": transcript} if speech is not None else {}),
+        "adapter": model.describe()["adapter"],
+        "models": {k: v for k, v in model.describe().items() if k != "adapter"},
+        "timings": {"load": round(load_ms, 1), **stats.timings_ms},
+        "tokens_per_s": stats.tokens_per_s,
+        "prompt_tokens": stats.prompt_tokens,
+        "new_tokens": stats.new_tokens,
+        "finish_reason": stats.finish_reason,
+    }
+    print(json.dumps(report, ensure_ascii=False, indent=2))
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from app.web import build_app
+    from fusion.bundle import load_model
+
+    model = load_model(bundle_spec(args))
+    app = build_app(model)
+    print(f"Lunettes is serving on http://{args.host}:{args.port}", flush=True)
+    app.queue(default_concurrency_limit=1).launch(
+        server_name=args.host, server_port=args.port, show_error=False
+    )
+    return 0
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from fusion.bundle import load_model
+
+    start = time.perf_counter()
+    model = load_model(bundle_spec(args))
+    described = model.describe()
+    print(
+        f"ready in {time.perf_counter() - start:.1f} s: {described['language_model']}; "
+        f"{described['vision_encoder']}; {described['audio_encoder']}; "
+        f"adapter {'trained' if described['adapter']['trained'] else 'untrained'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,444 @@
+"""Lunettes benchmark: measured figures against the targets for a 2-core CPU, embedded bundle.
+
+    .venv/bin/python bench/bench.py [--cache-dir DIR] [--image PATH] [--json PATH]
+
+Rows (a benchmark, not a test: it never fails the run, it reports PASS/MISS per row):
+1. warm start: wall time of a fresh process that imports the project and loads the model
+   (converted weights already cached), median of 3;
+2. photo + typed question -> first token, a fresh conversation each time (the photo is
+   encoded every time), one warm-up then median of 5;
+3. 5 s spoken question -> first token (audio encoding, transcription, prefill), same protocol;
+4. greedy decoding speed as a fraction of the memory-bandwidth bound.
+
+Ratio is oriented so that >= 1 means the target is met: target/measured for "at most"
+targets, measured/target for "at least" targets.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python bench/bench.py`: sys.path[0] is bench/
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
+
+TARGET_WARM_START_S = 5.0
+TARGET_PHOTO_FIRST_TOKEN_MS = 1000.0
+TARGET_SPEECH_FIRST_TOKEN_MS = 1000.0
+TARGET_DECODE_FRACTION = 0.5
+
+WARM_START_RUNS = 3
+FIRST_TOKEN_RUNS = 5  # after one warm-up
+DECODE_RUNS = 3
+DECODE_TOKENS = 128
+PROBE_BYTES = 1 << 30  # 1 GiB of float32
+PROBE_RUNS = 7
+
+QUESTION = "What is in this picture?"
+SPOKEN_QUESTION = "Hey, could you tell me what kind of plant this is and how often I should water it?"
+SPEECH_SECONDS = 5.0
+DECODE_PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def synthetic_photo(width: int = 1280, height: int = 960, seed: int = 0) -> Image.Image:
+    """A deterministic, textured, photo-like RGB image: sky, ground, blurred objects, grain."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+    sky = np.array([110, 160, 225], np.float32) * (1 - y) + np.array([225, 235, 245], np.float32) * y
+    ground = np.array([70, 110, 45], np.float32) * (1 - y) + np.array([120, 90, 50], np.float32) * y
+    horizon = 0.45 + 0.05 * np.sin(np.linspace(0, 3 * np.pi, width, dtype=np.float32))[None, :, None]
+    image = np.where(y < horizon, sky, ground) * np.ones((1, width, 1), np.float32)
+
+    noise = np.zeros((height, width), np.float32)  # multi-octave value noise: texture
+    for octave in range(1, 7):
+        cells = rng.random((2 ** octave + 1, 2 ** octave + 1), dtype=np.float32)
+        layer = Image.fromarray((cells * 255).astype(np.uint8)).resize((width, height), Image.BICUBIC)
+        noise += (np.asarray(layer, np.float32) / 255 - 0.5) / octave
+    image += 40 * noise[:, :, None]
+
+    canvas = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(25):  # objects: leaves, stones, a pot
+        cx, cy = rng.integers(0, width), rng.integers(int(height * 0.3), height)
+        rx, ry = rng.integers(20, 160), rng.integers(15, 120)
+        colour = tuple(int(c) for c in rng.integers(20, 230, 3))
+        draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=colour)
+    draw.rectangle((540, 520, 740, 800), fill=(165, 80, 45))  # a terracotta pot
+    for angle in np.linspace(0.3, np.pi - 0.3, 9):  # its leaves
+        tip = (640 + 260 * np.cos(angle), 520 - 300 * np.sin(angle))
+        draw.line((640, 520, *tip), fill=(40, 130, 50), width=28)
+    canvas = canvas.filter(ImageFilter.GaussianBlur(2.0))
+    grain = rng.normal(0, 6, (height, width, 3)).astype(np.float32)  # sensor noise
+    pixels = np.clip(np.asarray(canvas, np.float32) + grain, 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels, "RGB")
+
+
+def load_photo(path: str | None) -> tuple[Image.Image, str]:
+    if path is None:
+        return synthetic_photo(), "synthetic 1280x960"
+    from encoders.image_io import load_image
+
+    image = load_image(Path(path))
+    return image, f"{path} ({image.width}x{image.height})"
+
+
+def spoken_question(seconds: float = SPEECH_SECONDS) -> np.ndarray | None:
+    """espeak-ng speech read with the project's reader, padded/trimmed with silence to `seconds`."""
+    from encoders.audio_io import SAMPLE_RATE, load_audio
+
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "question.wav"
+        subprocess.run([espeak, "-w", str(wav), SPOKEN_QUESTION], check=True, capture_output=True)
+        waveform = load_audio(wav)
+    samples = int(round(seconds * SAMPLE_RATE))
+    return np.pad(waveform, (0, max(0, samples - waveform.shape[0])))[:samples].astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+WARM_START_CHILD = """
+import json, sys, time
+start = time.perf_counter()
+from pathlib import Path
+from fusion.bundle import BundleSpec, load_model
+imported = time.perf_counter()
+load_model(BundleSpec(cache_dir=Path(sys.argv[1]) if sys.argv[1] else None))
+loaded = time.perf_counter()
+print("BENCH " + json.dumps({"import_s": imported - start, "load_s": loaded - imported}))
+"""
+
+
+def measure_warm_start(cache_dir: Path | None) -> dict:
+    """Fresh interpreter: import the project, load the model; wall time around the process."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-c", WARM_START_CHILD, str(cache_dir) if cache_dir else ""]
+    walls, imports, loads = [], [], []
+    for _ in range(WARM_START_RUNS):
+        start = time.perf_counter()
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        walls.append(time.perf_counter() - start)
+        line = next((l for l in result.stdout.splitlines() if l.startswith("BENCH ")), None)
+        if result.returncode != 0 or line is None:
+            raise RuntimeError(f"warm-start child failed ({result.returncode}):\n{result.stderr[-2000:]}")
+        inner = json.loads(line[len("BENCH "):])
+        imports.append(inner["import_s"])
+        loads.append(inner["load_s"])
+    return {
+        "wall_s": statistics.median(walls),
+        "import_s": statistics.median(imports),
+        "load_s": statistics.median(loads),
+        "runs_wall_s": walls,
+    }
+
+
+def answer_stats(model, messages, options):
+    from fusion.model import Stats
+
+    stats = None
+    for event in model.stream(messages, options):
+        if isinstance(event, Stats):
+            stats = event
+    return stats
+
+
+def measure_first_token(model, make_messages, runs: int = FIRST_TOKEN_RUNS) -> dict:
+    """One warm-up, then `runs` fresh conversations; medians of Stats.timings_ms."""
+    from fusion.generate import GenerationOptions
+
+    options = GenerationOptions(max_new_tokens=8)
+    answer_stats(model, make_messages(), options)  # warm-up
+    all_stats = [answer_stats(model, make_messages(), options) for _ in range(runs)]
+    keys = all_stats[0].timings_ms.keys()
+    timings = {k: statistics.median(s.timings_ms[k] for s in all_stats) for k in keys}
+    return {
+        "first_token_ms": timings["first_token"],
+        "runs_first_token_ms": [s.timings_ms["first_token"] for s in all_stats],
+        "timings_ms": timings,
+        "prompt_tokens": all_stats[-1].prompt_tokens,
+        "transcript": (all_stats[-1].transcripts or [None])[0],
+    }
+
+
+def lm_bytes_per_token(lm: torch.nn.Module) -> int:
+    """Bytes of LM weights read to generate one token.
+
+    Sum of numel * element_size over the LM's parameters; `parameters()` yields a tied
+    input/output embedding once, which is right: the output projection reads the whole matrix
+    every step, while the input lookup reads one row (negligible). Not counted: the KV cache
+    (30 layers x 3 kv-heads x 64 x 2 x 4 B = 46 KB per past token for SmolLM2-135M, under 2 %
+    of the weights even at 200 tokens) and activations.
+    """
+    return sum(p.numel() * p.element_size() for p in lm.parameters())
+
+
+def measure_bandwidth() -> dict:
+    """Memory read bandwidth: torch sum over a 1 GiB float32 tensor, best of several runs,
+    with the thread count torch uses for the model."""
+    data = torch.ones(PROBE_BYTES // 4, dtype=torch.float32)
+    data.sum()  # fault pages in, warm up the kernel
+    best = float("inf")
+    for _ in range(PROBE_RUNS):
+        start = time.perf_counter()
+        data.sum()
+        best = min(best, time.perf_counter() - start)
+    del data
+    return {"read_gb_s": PROBE_BYTES / best / 1e9, "best_s": best}
+
+
+def measure_decoding(model) -> dict:
+    """Greedy decoding of DECODE_TOKENS from a text-only prompt, median Stats.tokens_per_s.
+
+    The model's stop ids are emptied for the measurement so that every run decodes exactly
+    DECODE_TOKENS tokens (an early end-of-text would leave too few to time).
+    """
+    from fusion.conversation import user
+    from fusion.generate import GenerationOptions
+
+    options = GenerationOptions(max_new_tokens=DECODE_TOKENS)
+    saved, model.stop_ids = model.stop_ids, set()
+    try:
+        answer_stats(model, [user(DECODE_PROMPT)], GenerationOptions(max_new_tokens=8))  # warm-up
+        runs = [answer_stats(model, [user(DECODE_PROMPT)], options) for _ in range(DECODE_RUNS)]
+    finally:
+        model.stop_ids = saved
+    return {
+        "tokens_per_s": statistics.median(s.tokens_per_s for s in runs),
+        "runs_tokens_per_s": [s.tokens_per_s for s in runs],
+        "new_tokens": [s.new_tokens for s in runs],
+    }
+
+
+# ----------------------------------------------------------------------------- contention
+
+
+class CpuMonitor:
+    """CPU time used by other processes while a phase ran, in cores (0.0: the machine was ours).
+
+    Busy time of the whole machine (/proc/stat) minus this process and its waited-for children
+    (/proc/self/stat); measured between `start()` and `stop()`. Linux only; None elsewhere.
+    """
+
+    def __init__(self):
+        self._begin = None
+
+    @staticmethod
+    def _read():
+        try:
+            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+            values = [int(x) for x in fields]
+            busy = sum(values) - values[3] - (values[4] if len(values) > 4 else 0)  # minus idle, iowait
+            own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+            ours = sum(int(x) for x in own[11:15])  # utime, stime, cutime, cstime
+        except (OSError, ValueError, IndexError):
+            return None
+        return busy, ours, time.perf_counter()
+
+    def start(self) -> None:
+        self._begin = self._read()
+
+    def stop(self) -> float | None:
+        end = self._read()
+        if self._begin is None or end is None or end[2] <= self._begin[2]:
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        other = (end[0] - self._begin[0]) - (end[1] - self._begin[1])
+        return max(0.0, other / tick / (end[2] - self._begin[2]))
+
+
+CONTENDED_CORES = 0.25  # other processes using more than this while a row ran: figure is suspect
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def row(name, measured, unit, target, at_most: bool, fmt: str) -> dict:
+    if measured is None:
+        return {"name": name, "measured": None, "unit": unit, "target": target,
+                "target_kind": "<=" if at_most else ">=", "ratio": None, "result": "SKIP", "fmt": fmt}
+    ratio = target / measured if at_most else measured / target
+    return {"name": name, "measured": measured, "unit": unit, "target": target,
+            "target_kind": "<=" if at_most else ">=", "ratio": ratio,
+            "result": "PASS" if ratio >= 1.0 else "MISS", "fmt": fmt}
+
+
+def print_table(rows: list[dict]) -> None:
+    header = ("benchmark", "measured", "target", "ratio", "result", "other load")
+    lines = []
+    for r in rows:
+        measured = "n/a" if r["measured"] is None else f"{r['measured']:{r['fmt']}} {r['unit']}"
+        target = f"{r['target_kind']} {r['target']:{r['fmt']}} {r['unit']}"
+        ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        load = r.get("other_load_cores")
+        load = "n/a" if load is None else f"{load:.2f} cores"
+        lines.append((r["name"], measured, target, ratio, r["result"], load))
+    widths = [max(len(str(x[i])) for x in [header, *lines]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(fmt.format(*header))
+    print(fmt.format(*("-" * w for w in widths)))
+    for line in lines:
+        print(fmt.format(*line))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="converted weights (default: the project's, $LUNETTES_CACHE or ~/.cache/lunettes)")
+    parser.add_argument("--image", default=None, help="photo to ask about (default: a synthetic 1280x960 image)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from fusion.bundle import BundleSpec, load_model
+    from fusion.conversation import user
+
+    started = time.perf_counter()
+    info = machine()
+    print(f"machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, torch {info['torch']} "
+          f"with {info['torch_threads']} threads, Python {info['python']}", flush=True)
+
+    try:  # transformers' "Loading weights" bar would clutter the report
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    spec = BundleSpec(cache_dir=args.cache_dir)
+    print("loading the model in this process (converts the embedded weights if not cached) ...", flush=True)
+    start = time.perf_counter()
+    model = load_model(spec)
+    in_process_load_s = time.perf_counter() - start
+
+    monitor, other = CpuMonitor(), {}
+    print(f"1/4 warm start: {WARM_START_RUNS} fresh processes ...", flush=True)
+    monitor.start()
+    warm = measure_warm_start(args.cache_dir)
+    other["warm_start"] = monitor.stop()
+
+    image, image_label = load_photo(args.image)
+    print(f"2/4 photo + typed question -> first token ({image_label}) ...", flush=True)
+    monitor.start()
+    photo = measure_first_token(model, lambda: [user(QUESTION, photos=[image])])
+    other["photo"] = monitor.stop()
+
+    waveform = spoken_question()
+    speech = None
+    if waveform is None:
+        print("3/4 spoken question: SKIPPED (espeak-ng not found)", flush=True)
+    else:
+        print(f"3/4 {SPEECH_SECONDS:.0f} s spoken question -> first token ...", flush=True)
+        monitor.start()
+        speech = measure_first_token(model, lambda: [user(speech=waveform)])
+        other["speech"] = monitor.stop()
+
+    print("4/4 decoding speed vs the memory-bandwidth bound ...", flush=True)
+    monitor.start()
+    bandwidth = measure_bandwidth()
+    bytes_per_token = lm_bytes_per_token(model.lm)
+    bound_tokens_per_s = bandwidth["read_gb_s"] * 1e9 / bytes_per_token
+    decoding = measure_decoding(model)
+    other["decoding"] = monitor.stop()
+    fraction = decoding["tokens_per_s"] / bound_tokens_per_s
+
+    rows = [
+        row("warm start (import + load)", warm["wall_s"], "s", TARGET_WARM_START_S, True, ".2f"),
+        row("photo + typed question -> first token", photo["first_token_ms"], "ms",
+            TARGET_PHOTO_FIRST_TOKEN_MS, True, ".0f"),
+        row(f"{SPEECH_SECONDS:.0f} s spoken question -> first token",
+            speech["first_token_ms"] if speech else None, "ms", TARGET_SPEECH_FIRST_TOKEN_MS, True, ".0f"),
+        row("decoding speed / bandwidth bound", fraction, "", TARGET_DECODE_FRACTION, False, ".2f"),
+    ]
+
+    for r, phase in zip(rows, ("warm_start", "photo", "speech", "decoding")):
+        r["other_load_cores"] = other.get(phase)
+    print()
+    print_table(rows)
+    contended = [r["name"] for r in rows if (r["other_load_cores"] or 0) > CONTENDED_CORES]
+    if contended:
+        print(f"WARNING: other processes used CPU while these rows ran (see 'other load'); "
+              f"their figures are pessimistic, rerun on an idle machine: {', '.join(contended)}")
+    print()
+    print(f"machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, torch {info['torch']} "
+          f"with {info['torch_threads']} threads")
+    print(f"warm start: median wall {warm['wall_s']:.2f} s of {[round(x, 2) for x in warm['runs_wall_s']]}; "
+          f"inside: import {warm['import_s']:.2f} s + load {warm['load_s']:.2f} s "
+          f"(rest: interpreter start/exit); in-process load here {in_process_load_s:.2f} s")
+    t = photo["timings_ms"]
+    print(f"photo: first token {[round(x) for x in photo['runs_first_token_ms']]} ms; medians: "
+          f"encode_image {t['encode_image']:.0f} ms, prefill+first step {t['first_token'] - t['encode_image']:.0f} ms; "
+          f"prompt tokens {photo['prompt_tokens']}")
+    if speech:
+        t = speech["timings_ms"]
+        rest = t["first_token"] - t["encode_audio"] - t["transcribe"]
+        print(f"speech: first token {[round(x) for x in speech['runs_first_token_ms']]} ms; medians: "
+              f"encode_audio {t['encode_audio']:.0f} ms, transcribe {t['transcribe']:.0f} ms, "
+              f"prefill+first step {rest:.0f} ms; prompt tokens {speech['prompt_tokens']}; "
+              f"heard {speech['transcript']!r}")
+    print(f"decoding: {decoding['tokens_per_s']:.1f} tok/s (runs {decoding['runs_tokens_per_s']}, "
+          f"{DECODE_TOKENS} new tokens, greedy) vs bound {bound_tokens_per_s:.1f} tok/s = "
+          f"{bandwidth['read_gb_s']:.2f} GB/s read / {bytes_per_token / 1e6:.1f} MB of LM weights per token "
+          f"({next(model.lm.parameters()).dtype})")
+    total_s = time.perf_counter() - started
+    print(f"benchmark took {total_s:.0f} s")
+
+    if args.json:
+        report = {
+            "machine": info,
+            "rows": [{k: v for k, v in r.items() if k != "fmt"} for r in rows],
+            "warm_start": warm | {"in_process_load_s": in_process_load_s},
+            "photo": photo | {"image": image_label},
+            "speech": speech,
+            "decoding": decoding | {
+                "bandwidth_gb_s": bandwidth["read_gb_s"],
+                "bytes_per_token": bytes_per_token,
+                "bound_tokens_per_s": bound_tokens_per_s,
+                "fraction_of_bound": fraction,
+            },
+            "total_s": total_s,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

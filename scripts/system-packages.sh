@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages Lunettes uses: espeak-ng (speech synthesis: test clips, spoken answers)
+# and ffmpeg (audio formats libsndfile cannot read, e.g. WebM and M4A recordings).
+# Installs the missing ones when running as root with apt-get; otherwise says what to install.
+set -euo pipefail
+missing=()
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    echo "note: please install ${missing[*]} (e.g. sudo apt-get install ${missing[*]});" \
+         "without espeak-ng the speech tests are skipped, without ffmpeg only WAV/FLAC/OGG/MP3 audio is read" >&2
+fi

@@ -1,0 +1,53 @@
+"""Session-wide tiny models (tests/tiny.py): built once, shared read-only by every test.
+
+A test that must change one of them (a stop id, a projector) does it through `monkeypatch`,
+so the next test sees it as built.
+"""
+
+import pytest
+import torch
+
+from tests import tiny
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _few_threads():
+    torch.set_num_threads(2)  # CI machines have two cores; more threads only thrash
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return tiny.tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def lm(tokenizer):
+    return tiny.tiny_lm(len(tokenizer), tokenizer.eos_token_id)
+
+
+@pytest.fixture(scope="session")
+def whisper():
+    return tiny.tiny_whisper()
+
+
+@pytest.fixture(scope="session")
+def audio_encoder(whisper):
+    from encoders.audio import AudioEncoder
+
+    return AudioEncoder(whisper, name="tiny-whisper")
+
+
+@pytest.fixture(scope="session")
+def clip_encoder():
+    return tiny.tiny_clip_encoder()
+
+
+@pytest.fixture(scope="session")
+def timm_encoder():
+    return tiny.tiny_timm_encoder("test_efficientnet")
+
+
+@pytest.fixture(scope="session")
+def model(tokenizer, lm, clip_encoder, audio_encoder):
+    """The composed LunettesModel: tiny Llama, ViT tower, tiny Whisper, untrained adapter."""
+    return tiny.tiny_lunettes(tokenizer, lm, clip_encoder, audio_encoder)

@@ -1,0 +1,127 @@
+"""End to end on the real embedded bundle (SmolLM2-135M, Whisper base, EfficientNet-Lite0).
+
+`make test` prepares the bundle first; run alone, the first test converts it (~30 s).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.bundle
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTO = ROOT / "assets" / "examples" / "cat.jpg"
+SPOKEN = "What is the weather like in Paris today?"
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+
+def lunettes(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "app.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=os.environ.copy())
+
+
+@pytest.fixture(scope="module")
+def spoken_wav(tmp_path_factory) -> Path:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    path = tmp_path_factory.mktemp("speech") / "question.wav"
+    subprocess.run(["espeak-ng", "-w", str(path), SPOKEN], check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model():
+    from fusion.bundle import load_model
+
+    return load_model()
+
+
+def test_cli_photo_json_reports_answer_adapter_and_timings():
+    result = lunettes("ask", "--json", "--max-tokens", "24", "--image", str(PHOTO), "What is in this picture?")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["answer"].strip()
+    assert report["adapter"]["trained"] is False
+    assert report["prompt_tokens"]["image"] == 49  # 7x7 EfficientNet-Lite0 feature map
+    assert "transcript" not in report
+    for key in ("load", "encode_image", "encode_audio", "first_token", "total"):
+        assert report["timings"][key] >= 0
+    assert report["timings"]["encode_image"] > 0
+    assert report["tokens_per_s"] > 0
+
+
+@needs_espeak
+def test_cli_speech_json_has_correct_transcript(spoken_wav):
+    result = lunettes("ask", "--json", "--max-tokens", "16", "--audio", str(spoken_wav))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert normalise(report["transcript"]) == normalise(SPOKEN)
+    assert report["prompt_tokens"]["audio"] > 0
+    assert report["timings"]["encode_audio"] > 0
+
+
+def test_cli_streams_plain_text_answer():
+    result = lunettes("ask", "--max-tokens", "16", "What is the capital of France?")
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("make_input", "flag", "message"),
+    [
+        (lambda d: d / "missing.jpg", "--image", "not found"),
+        (lambda d: write(d / "notes.jpg", b"these are my notes, not a photo"), "--image", "not an image"),
+        (lambda d: write(d / "cut.jpg", PHOTO.read_bytes()[:4000]), "--image", "could not be decoded"),
+        (lambda d: write(d / "empty.wav", b""), "--audio", "empty"),
+        (lambda d: write(d / "noise.xyz", os.urandom(3000)), "--audio", "format"),
+    ],
+)
+def test_cli_bad_input_is_one_clear_line_and_exit_2(tmp_path, make_input, flag, message):
+    path = make_input(tmp_path)
+    result = lunettes("ask", flag, str(path), "What is this?", timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and message in result.stderr
+
+
+def test_typed_question_gets_a_sensible_answer(model):
+    from fusion.conversation import user
+    from fusion.model import Chunk
+
+    text = "".join(e.text for e in model.stream([user("What is the capital of France?")]) if isinstance(e, Chunk))
+    assert "Paris" in text
+
+
+@needs_espeak
+def test_multi_turn_with_photo_then_speech_then_text(model, spoken_wav):
+    from encoders.audio_io import load_audio
+    from encoders.image_io import load_image
+    from fusion.conversation import Message, user
+    from fusion.generate import GenerationOptions
+    from fusion.model import Chunk, Heard, Stats
+
+    options = GenerationOptions(max_new_tokens=12)
+    conversation = [user("What is in this picture?", [load_image(PHOTO)])]
+    for turn in (user(speech=load_audio(spoken_wav)), user("And what colour is it?")):
+        events = list(model.stream(conversation, options))
+        conversation += [Message("assistant", "".join(e.text for e in events if isinstance(e, Chunk))), turn]
+    events = list(model.stream(conversation, options))
+    stats = events[-1]
+    assert isinstance(stats, Stats)
+    assert stats.prompt_tokens["image"] == 49 and stats.prompt_tokens["audio"] > 0
+    assert not any(isinstance(e, Heard) for e in events)  # the speech was transcribed once, earlier
+    assert normalise(conversation[2].speech.transcript) == normalise(SPOKEN)
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def normalise(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalnum() or c == " ").strip()

@@ -1,0 +1,113 @@
+"""Transcription on a tiny random Whisper: the contract, not the words."""
+
+import pytest
+import torch
+from whisper.tokenizer import LANGUAGES
+
+from encoders.transcribe import MIN_TOKEN_CAP, TOKENS_PER_SECOND_CAP, Transcriber, Transcript, repeated_tail
+from tests.tiny import tone
+
+
+@pytest.fixture(scope="module")
+def transcriber(whisper):
+    return Transcriber(whisper)
+
+
+@pytest.fixture(scope="module")
+def features(audio_encoder):
+    return audio_encoder.encode(tone(1.0))  # 1, T, D
+
+
+class DecoderCalls:
+    """Counts forward passes of Whisper's decoder."""
+
+    def __init__(self, whisper):
+        self.count = 0
+        self.handle = whisper.decoder.register_forward_hook(self.hook)
+
+    def hook(self, *args):
+        self.count += 1
+
+
+def test_returns_text_and_a_language_code(transcriber, features):
+    transcript = transcriber(features)
+    assert isinstance(transcript, Transcript)
+    assert isinstance(transcript.text, str)
+    assert transcript.language in LANGUAGES
+    assert transcript.text == transcript.text.strip()
+
+
+def test_given_language_is_kept(transcriber, features):
+    assert transcriber(features, language="fr").language == "fr"
+
+
+def test_is_deterministic(transcriber, features):
+    assert transcriber(features) == transcriber(features)
+
+
+def test_leaves_no_cache_hooks_behind(transcriber, features, whisper):
+    def hooks(module):
+        return sum(len(m._forward_hooks) for m in module.modules())
+
+    before = hooks(whisper)
+    transcriber(features)
+    assert hooks(whisper) == before
+
+
+def test_stops_within_its_token_cap(transcriber, features, whisper):
+    seconds = features.shape[1] / 50
+    cap = min(whisper.dims.n_text_ctx // 2, MIN_TOKEN_CAP + int(TOKENS_PER_SECOND_CAP * seconds))
+    calls = DecoderCalls(whisper)
+    try:
+        transcriber(features)
+    finally:
+        calls.handle.remove()
+    assert 1 <= calls.count <= 1 + cap  # one language-detection step, then at most `cap` steps
+
+
+def test_cached_decoding_equals_full_recomputation(transcriber, features, whisper):
+    """The KV-cache hooks must not change a single greedy choice."""
+    tokenizer = transcriber.tokenizer("en")
+    with torch.inference_mode():
+        cache, hooks = whisper.install_kv_cache_hooks()
+        try:
+            cached = transcriber._greedy(features, tokenizer, 12, cache)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        reference = _greedy_without_cache(transcriber, features, tokenizer, len(cached))
+    assert len(cached) >= 4  # enough steps for the cache to matter
+    assert cached == reference[: len(cached)]
+
+
+def _greedy_without_cache(transcriber, features, tokenizer, steps):
+    """Re-run the decoder on the whole sequence at every step, with _greedy's suppression."""
+    sequence = list(tokenizer.sot_sequence_including_notimestamps)
+    prompt_length = len(sequence)
+    masked = torch.zeros(transcriber.whisper.dims.n_vocab, dtype=torch.bool)
+    masked[tokenizer.timestamp_begin :] = True
+    masked[list(tokenizer.non_speech_tokens)] = True
+    masked[tokenizer.sot : tokenizer.timestamp_begin] = True
+    masked[tokenizer.eot] = False
+    for step in range(steps):
+        logits = transcriber.whisper.decoder(torch.tensor([sequence]), features)[0, -1]
+        logits[masked] = -torch.inf
+        if step == 0:
+            logits[tokenizer.encode(" ") + [tokenizer.eot]] = -torch.inf
+        sequence.append(int(logits.argmax()))
+    return sequence[prompt_length:]
+
+
+@pytest.mark.parametrize(
+    ("tokens", "period"),
+    [
+        ([1, 2, 3, 4, 5, 1, 2, 3, 4, 5], 5),
+        ([9, 1, 2, 3, 4, 1, 2, 3, 4], 4),
+        ([7, 7, 7, 7, 7, 7, 7, 7], 4),  # a run counts once it is two blocks of min_period
+        ([1, 2, 1, 2, 1, 2], None),  # "no no no": shorter than min_period
+        ([1, 2, 3, 4, 5, 1, 2, 3, 4], None),  # the second copy is not complete yet
+        ([], None),
+    ],
+)
+def test_repeated_tail(tokens, period):
+    assert repeated_tail(tokens) == period
