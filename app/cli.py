@@ -107,6 +107,12 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=1.1,
+        help="> 1 keeps a small model from looping (default: 1.1)",
+    )
+    parser.add_argument(
         "--system", help="system prompt (default: a plain helpful-assistant prompt)"
     )
 

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 HEARD_TITLE = "🎙️ Heard"
 STATS_TITLE = "⏱️ Timing"
 ERROR_MARK = "⚠️"
+ANSWER_OPTIONS = GenerationOptions(max_new_tokens=256, repetition_penalty=1.1)
 
 
 def build_app(model: LunettesModel) -> gr.ChatInterface:
@@ -65,7 +66,7 @@ def answer(model: LunettesModel, message: dict, history: list[dict]) -> Iterator
             to_user_message(message.get("text", ""), message.get("files", []))
         ]
         notes, text = [], ""
-        for event in model.stream(conversation, GenerationOptions(max_new_tokens=256)):
+        for event in model.stream(conversation, ANSWER_OPTIONS):
             if isinstance(event, Heard):
                 notes.append(gr.ChatMessage(content=event.text, metadata={"title": HEARD_TITLE}))
             elif isinstance(event, Chunk):

@@ -21,7 +21,6 @@ from whisper.model import Whisper
 from encoders.audio_io import SAMPLE_RATE, check_speech
 from encoders.fingerprint import fingerprint
 
-
 TRAILING_SILENCE_S = 0.5  # appended to every clip, see the module docstring
 _TRAILING_SAMPLES = int(TRAILING_SILENCE_S * SAMPLE_RATE)
 
@@ -40,13 +39,19 @@ class AudioEncoder(torch.nn.Module):
 
     def num_tokens(self, num_samples: int) -> int:
         """How many feature tokens a clip of `num_samples` samples at 16 kHz becomes."""
-        frames = (num_samples + _TRAILING_SAMPLES) // HOP_LENGTH  # F
+        frames = (num_samples + self._padding(num_samples)) // HOP_LENGTH  # F
         return (frames + 1) // 2  # conv2 has stride 2, padding 1: T = ceil(F / 2)
+
+    def _padding(self, num_samples: int) -> int:
+        """Trailing silence in samples: TRAILING_SILENCE_S, less what would overflow the window."""
+        window = 2 * HOP_LENGTH * self.max_tokens  # 30 s for Whisper
+        return max(0, min(_TRAILING_SAMPLES, window - num_samples))
 
     def mel(self, waveform: np.ndarray) -> torch.Tensor:
         """[S] -> log-mel [1, M, F]: Whisper's normalisation, TRAILING_SILENCE_S appended, no 30 s padding."""
         check_speech(waveform)
-        padded = np.concatenate([waveform.astype(np.float32), np.zeros(_TRAILING_SAMPLES, np.float32)])
+        silence = np.zeros(self._padding(waveform.shape[0]), np.float32)
+        padded = np.concatenate([waveform.astype(np.float32), silence])
         audio = torch.from_numpy(padded)
         return log_mel_spectrogram(audio, n_mels=self.n_mels).unsqueeze(0)
 

@@ -113,6 +113,24 @@ def _decode_with_ffmpeg(data: bytes, label: str) -> tuple[np.ndarray, int]:
             )
         except subprocess.TimeoutExpired:
             raise InputError(f"{label} took too long to decode") from None
-    if result.returncode != 0 or not result.stdout:
-        raise InputError(f"{label} is not an audio format that can be read")
-    return np.frombuffer(result.stdout, dtype=np.float32).copy(), SAMPLE_RATE
+        if result.returncode != 0 or not result.stdout:
+            raise InputError(f"{label} is not an audio format that can be read")
+        samples = np.frombuffer(result.stdout, dtype=np.float32).copy()
+        if samples.shape[0] > MAX_SECONDS * SAMPLE_RATE:  # decoding stopped at MAX_SECONDS + 1
+            seconds = _probe_seconds(file.name)
+            length = f"{seconds:.1f} s long" if seconds else f"longer than {MAX_SECONDS:.0f} s"
+            raise InputError(f"{label} is {length}; the limit is {MAX_SECONDS:.0f} s")
+    return samples, SAMPLE_RATE
+
+
+def _probe_seconds(path: str) -> float | None:
+    """The container's duration from ffprobe, or None when it does not say (live recordings)."""
+    ffprobe = shutil.which("ffprobe")
+    if ffprobe is None:
+        return None
+    command = [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path]
+    try:
+        result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=10)
+        return float(result.stdout.strip())
+    except (subprocess.TimeoutExpired, ValueError):
+        return None

@@ -36,7 +36,10 @@ def read_ct2_variables(stream: BinaryIO) -> dict[str, np.ndarray]:
 
     def read_name() -> str:
         (length,) = unpack("H")
-        return stream.read(length).rstrip(b"\0").decode()
+        raw = stream.read(length)
+        if len(raw) != length or not raw.endswith(b"\0"):
+            raise ConversionError("model.bin ends inside a name: the file is truncated")
+        return raw[:-1].decode()
 
     (version,) = unpack("I")
     if version != SUPPORTED_VERSION:
@@ -62,6 +65,8 @@ def read_ct2_variables(stream: BinaryIO) -> dict[str, np.ndarray]:
     (alias_count,) = unpack("I")
     for _ in range(alias_count):
         alias, target = read_name(), read_name()
+        if target not in variables:
+            raise ConversionError(f"model.bin aliases {alias} to a missing variable {target}")
         variables[alias] = variables[target]
     return variables
 

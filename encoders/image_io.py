@@ -71,6 +71,8 @@ def _check_size(image: Image.Image, label: str) -> None:
 def _normalise(image: Image.Image) -> Image.Image:
     """Upright (EXIF orientation), RGB (alpha over white), longest side <= MAX_SIDE."""
     image = ImageOps.exif_transpose(image)
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16/32-bit greyscale or float
+        image = _to_eight_bit(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -79,3 +81,17 @@ def _normalise(image: Image.Image) -> Image.Image:
     if max(image.size) > MAX_SIDE:
         image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
     return image
+
+
+def _to_eight_bit(image: Image.Image) -> Image.Image:
+    """High-bit-depth greyscale -> 8-bit "L", scaled (a plain convert would clip above 255)."""
+    import numpy as np
+
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        scale = 255.0 if values.max(initial=0.0) <= 1.0 else 1.0
+    else:
+        scale = (
+            1.0 / 256.0 if values.max(initial=0.0) > 255 or image.mode.startswith("I;16") else 1.0
+        )
+    return Image.fromarray(np.clip(values * scale, 0, 255).round().astype(np.uint8), mode="L")

@@ -86,4 +86,8 @@ def _freeze(model: Whisper) -> Whisper:
 
 
 def _slug(path: Path) -> str:
-    return hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    """Cache key of a CTranslate2 directory: its path and its model.bin's size and mtime, so a
+    replaced model.bin is converted again."""
+    stat = (path / "model.bin").stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return hashlib.sha256(key.encode()).hexdigest()[:12]

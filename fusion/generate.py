@@ -5,6 +5,7 @@ following step feeds the last token id. Greedy when temperature is 0, else nucle
 from a seeded generator.
 """
 
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,14 +19,19 @@ class GenerationOptions:
     top_p: float = 1.0  # nucleus sampling mass, used when temperature > 0
     seed: int | None = None  # sampling seed; None: a fresh random seed
     stop: tuple[str, ...] = ()  # the answer ends before the first of these strings
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already generated; 1 = off
 
     def __post_init__(self):
+        if isinstance(self.stop, str):
+            raise TypeError(f"stop must be a tuple of strings, not the string {self.stop!r}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if not 0.0 <= self.temperature <= 5.0:
             raise ValueError(f"temperature must be in [0, 5], got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 1.0 <= self.repetition_penalty <= 2.0:
+            raise ValueError(f"repetition_penalty must be in [1, 2], got {self.repetition_penalty}")
 
 
 @torch.inference_mode()
@@ -35,17 +41,31 @@ def generate_tokens(
     """inputs_embeds [1, L, D] -> yields new token ids until a stop id or max_new_tokens."""
     from transformers import DynamicCache
 
-    generator = torch.Generator().manual_seed(
-        options.seed if options.seed is not None else torch.seed()
-    )
+    seed = options.seed if options.seed is not None else secrets.randbits(63)  # global RNG untouched
+    generator = torch.Generator().manual_seed(seed)
     cache = DynamicCache()
     output = lm(inputs_embeds=inputs_embeds, cache=cache, use_cache=True, logits_to_keep=1)
+    generated: list[int] = []
     for _ in range(options.max_new_tokens):
-        token = pick(output.logits[0, -1], options, generator)
+        logits = penalise_repeats(output.logits[0, -1], generated, options.repetition_penalty)
+        token = pick(logits, options, generator)
         if token in stop_ids:
             return
+        generated.append(token)
         yield token
         output = lm(input_ids=torch.tensor([[token]]), cache=cache, use_cache=True)
+
+
+def penalise_repeats(logits: torch.Tensor, generated: list[int], penalty: float) -> torch.Tensor:
+    """logits [V] -> logits [V] with already generated tokens made less likely (CTRL's rule:
+    positive logits divided by the penalty, negative ones multiplied)."""
+    if penalty == 1.0 or not generated:
+        return logits
+    seen = torch.tensor(sorted(set(generated)))
+    values = logits[seen]
+    logits = logits.clone()
+    logits[seen] = torch.where(values > 0, values / penalty, values * penalty)
+    return logits
 
 
 def pick(logits: torch.Tensor, options: GenerationOptions, generator: torch.Generator) -> int:

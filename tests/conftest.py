@@ -5,14 +5,8 @@ so the next test sees it as built.
 """
 
 import pytest
-import torch
 
 from tests import tiny
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _few_threads():
-    torch.set_num_threads(2)  # CI machines have two cores; more threads only thrash
 
 
 @pytest.fixture(scope="session")

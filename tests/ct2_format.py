@@ -54,7 +54,9 @@ def ct2_variables(model: Whisper) -> dict[str, np.ndarray]:
     out["encoder/num_heads"] = np.array(dims.n_audio_head, dtype=np.int16)
     for i in range(dims.n_audio_layer):
         src, dst = f"encoder.blocks.{i}", f"encoder/layer_{i}"
-        fused(f"{dst}/self_attention/linear_0", [f"{src}.attn.{p}" for p in ("query", "key", "value")])
+        fused(
+            f"{dst}/self_attention/linear_0", [f"{src}.attn.{p}" for p in ("query", "key", "value")]
+        )
         linear(f"{dst}/self_attention/linear_1", f"{src}.attn.out")
         norm(f"{dst}/self_attention/layer_norm", f"{src}.attn_ln")
         ffn(dst, src)
@@ -66,7 +68,9 @@ def ct2_variables(model: Whisper) -> dict[str, np.ndarray]:
     out["decoder/scale_embeddings"] = np.array(0, dtype=np.int8)  # other spec flags: ignored
     for i in range(dims.n_text_layer):
         src, dst = f"decoder.blocks.{i}", f"decoder/layer_{i}"
-        fused(f"{dst}/self_attention/linear_0", [f"{src}.attn.{p}" for p in ("query", "key", "value")])
+        fused(
+            f"{dst}/self_attention/linear_0", [f"{src}.attn.{p}" for p in ("query", "key", "value")]
+        )
         linear(f"{dst}/self_attention/linear_1", f"{src}.attn.out")
         norm(f"{dst}/self_attention/layer_norm", f"{src}.attn_ln")
         linear(f"{dst}/attention/linear_0", f"{src}.cross_attn.query")
@@ -87,12 +91,24 @@ def model_bin(
     """Serialise variables (+ aliases {alias: target}) in CTranslate2's model.bin layout."""
     if aliases is None:
         aliases = {"decoder/projection/weight": "decoder/embeddings/weight"}
-    parts = [struct.pack("<I", version), _name(spec), struct.pack("<I", 3)]  # version, spec, revision
+    parts = [
+        struct.pack("<I", version),
+        _name(spec),
+        struct.pack("<I", 3),
+    ]  # version, spec, revision
     parts.append(struct.pack("<I", len(variables)))
     for name, array in variables.items():
         array = np.asarray(array)  # scalars stay rank 0; tobytes() writes C order
-        parts += [_name(name), struct.pack("<B", array.ndim), struct.pack(f"<{array.ndim}I", *array.shape)]
-        parts += [struct.pack("<B", _DTYPE_IDS[array.dtype]), struct.pack("<I", array.nbytes), array.tobytes()]
+        parts += [
+            _name(name),
+            struct.pack("<B", array.ndim),
+            struct.pack(f"<{array.ndim}I", *array.shape),
+        ]
+        parts += [
+            struct.pack("<B", _DTYPE_IDS[array.dtype]),
+            struct.pack("<I", array.nbytes),
+            array.tobytes(),
+        ]
     parts.append(struct.pack("<I", len(aliases)))
     for alias, target in aliases.items():
         parts += [_name(alias), _name(target)]

@@ -22,7 +22,7 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="esp
 
 def lunettes(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "app.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=os.environ.copy())
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,9 @@ def test_clip_tower_gives_one_token_per_patch(clip_encoder):
 def test_timm_tower_flattens_its_feature_map(timm_encoder):
     size = timm_encoder.tower.trunk.pretrained_cfg["input_size"][-1]
     with torch.inference_mode():
-        feature_map = timm_encoder.tower.trunk.forward_features(torch.zeros(1, 3, size, size))  # 1, D, h, w
+        feature_map = timm_encoder.tower.trunk.forward_features(
+            torch.zeros(1, 3, size, size)
+        )  # 1, D, h, w
     _, width, h, w = feature_map.shape
     assert (timm_encoder.num_tokens, timm_encoder.dim) == (h * w, width)
 
@@ -55,6 +57,19 @@ def test_timm_vit_trunk_drops_prefix_tokens():
     assert encoder.encode([photo()]).shape == (1, grid[0] * grid[1], trunk.embed_dim)
 
 
+def test_timm_tower_overrides_rebuild_the_trunk():
+    from torchvision import transforms
+
+    from encoders.vision import VisionEncoder
+    from encoders.vision_models import timm_tower
+
+    tower = timm_tower("test_vit", img_size=64)  # 64 px / patch 16: a 4 x 4 grid
+    preprocess = transforms.Compose([transforms.Resize((64, 64)), transforms.ToTensor()])
+    encoder = VisionEncoder(tower, preprocess, "test_vit@64", image_size=64)
+    assert encoder.num_tokens == 16
+    assert encoder.encode([photo(), photo(seed=1)]).shape == (2, 16, encoder.dim)
+
+
 def test_encode_without_images_raises(clip_encoder):
     with pytest.raises(ValueError, match="at least one image"):
         clip_encoder.encode([])
@@ -79,14 +94,11 @@ def test_audio_num_tokens_matches_encoding(audio_encoder, seconds):
 
 def test_audio_num_tokens_covers_odd_and_even_frame_counts(audio_encoder):
     for samples in range(1600, 1600 + 2 * 160 + 1, 17):  # F even and odd, every remainder
-        assert audio_encoder.encode(tone(samples / SAMPLE_RATE)).shape[1] == audio_encoder.num_tokens(samples)
+        assert audio_encoder.encode(tone(samples / SAMPLE_RATE)).shape[
+            1
+        ] == audio_encoder.num_tokens(samples)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="encoders/audio.py appends 0.5 s of silence after check_speech accepted up to 30 s: "
-    "a 29.5-30 s clip becomes 1501-1525 frames and raises ValueError",
-)
 @pytest.mark.parametrize("seconds", [29.75, MAX_SECONDS])
 def test_every_accepted_clip_encodes(audio_encoder, seconds):
     waveform = tone(seconds)
@@ -104,7 +116,9 @@ def test_audio_over_thirty_seconds_raises(audio_encoder):
 
 def test_full_window_equals_whisper_encoder(audio_encoder):
     """On a full 30 s window (3000 mel frames) nothing is sliced: Whisper's own encoder output."""
-    mel = log_mel_spectrogram(torch.from_numpy(tone(MAX_SECONDS)), n_mels=audio_encoder.n_mels)[None]
+    mel = log_mel_spectrogram(torch.from_numpy(tone(MAX_SECONDS)), n_mels=audio_encoder.n_mels)[
+        None
+    ]
     assert mel.shape[-1] == 2 * audio_encoder.max_tokens
     with torch.inference_mode():
         expected = audio_encoder.whisper.encoder(mel)
@@ -128,7 +142,9 @@ def test_fingerprint_tells_weights_apart():
 
 def test_load_by_order_renames_and_ignores_trailing_head():
     target = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
-    source = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3), torch.nn.Linear(3, 7))
+    source = torch.nn.Sequential(
+        torch.nn.Linear(4, 3), torch.nn.LayerNorm(3), torch.nn.Linear(3, 7)
+    )
     torch.nn.init.normal_(source[1].weight)
     renamed = {f"backbone.part{i}": t for i, t in enumerate(source.state_dict().values())}
     load_by_order(target, renamed)
@@ -138,7 +154,12 @@ def test_load_by_order_renames_and_ignores_trailing_head():
 
 def test_load_by_order_names_the_shape_mismatch():
     target = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
-    state = {"a.w": torch.zeros(3, 4), "a.b": torch.zeros(3), "b.w": torch.zeros(5, 3), "b.b": torch.zeros(2)}
+    state = {
+        "a.w": torch.zeros(3, 4),
+        "a.b": torch.zeros(3),
+        "b.w": torch.zeros(5, 3),
+        "b.b": torch.zeros(2),
+    }
     with pytest.raises(ValueError, match=r"b\.w \(5, 3\) does not fit 1\.weight \(2, 3\)"):
         load_by_order(target, state)
 

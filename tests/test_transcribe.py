@@ -4,7 +4,13 @@ import pytest
 import torch
 from whisper.tokenizer import LANGUAGES
 
-from encoders.transcribe import MIN_TOKEN_CAP, TOKENS_PER_SECOND_CAP, Transcriber, Transcript, repeated_tail
+from encoders.transcribe import (
+    MIN_TOKEN_CAP,
+    TOKENS_PER_SECOND_CAP,
+    Transcriber,
+    Transcript,
+    repeated_tail,
+)
 from tests.tiny import tone
 
 

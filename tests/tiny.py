@@ -2,8 +2,8 @@
 
 Nothing here downloads: the tokenizer is trained on a few sentences, the language model,
 Whisper and the image towers are randomly initialised from fixed seeds. Each builder is a
-plain function (fixtures in conftest.py cache them per session); all together build in about
-a second on two CPU cores.
+plain function (fixtures in conftest.py cache them per session); each builds in well under a
+second on two CPU cores, once transformers is imported.
 """
 
 import numpy as np
@@ -32,10 +32,10 @@ SENTENCES = [
 ]
 LM_WIDTH = 32
 CLIP_IMAGE_SIZE, CLIP_PATCH = 32, 8  # 4 x 4 = 16 patch tokens
-WHISPER_DIMS = dict(
-    n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=2, n_audio_layer=2,
-    n_vocab=51865, n_text_ctx=448, n_text_state=32, n_text_head=2, n_text_layer=2,
-)  # fmt: skip  # n_vocab 51865: multilingual, whose tokenizer openai-whisper ships
+WHISPER_DIMS = {
+    "n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 32, "n_audio_head": 2, "n_audio_layer": 2,
+    "n_vocab": 51865, "n_text_ctx": 448, "n_text_state": 32, "n_text_head": 2, "n_text_layer": 2,
+}  # fmt: skip  # n_vocab 51865: multilingual, whose tokenizer openai-whisper ships
 
 
 def tiny_tokenizer():
@@ -124,7 +124,9 @@ def tiny_timm_encoder(model_name: str = "test_efficientnet", seed: int = 0) -> V
     torch.manual_seed(seed)
     tower = timm_tower(model_name)
     image_size = tower.trunk.pretrained_cfg["input_size"][-1]
-    return VisionEncoder(tower, timm_preprocess(tower), f"tiny-{model_name}-{seed}", image_size=image_size)
+    return VisionEncoder(
+        tower, timm_preprocess(tower), f"tiny-{model_name}-{seed}", image_size=image_size
+    )
 
 
 def identities(vision: VisionEncoder, audio: AudioEncoder, lm) -> dict[str, dict[str, str]]:
@@ -142,11 +144,15 @@ def adapter_config(vision: VisionEncoder, audio: AudioEncoder) -> AdapterConfig:
 
 
 def tiny_lunettes(tokenizer, lm, vision: VisionEncoder, audio: AudioEncoder) -> LunettesModel:
-    adapter = Adapter.untrained(adapter_config(vision, audio), identities(vision, audio, lm), seed=0)
+    adapter = Adapter.untrained(
+        adapter_config(vision, audio), identities(vision, audio, lm), seed=0
+    )
     return LunettesModel(lm, tokenizer, vision, audio, adapter, lm_name="tiny-llama")
 
 
-def tone(seconds: float, frequency: float = 440.0, rate: int = SAMPLE_RATE, amplitude: float = 0.5) -> np.ndarray:
+def tone(
+    seconds: float, frequency: float = 440.0, rate: int = SAMPLE_RATE, amplitude: float = 0.5
+) -> np.ndarray:
     """A sine wave [S] float32, S = round(seconds * rate)."""
     t = np.arange(round(seconds * rate)) / rate
     return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
