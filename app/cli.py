@@ -215,15 +215,10 @@ def run_ask(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from app.web import build_app
+    from app.server import serve
     from fusion.bundle import load_model
 
-    model = load_model(bundle_spec(args))
-    app = build_app(model)
-    print(f"Lunettes is serving on http://{args.host}:{args.port}", flush=True)
-    app.queue(default_concurrency_limit=1).launch(
-        server_name=args.host, server_port=args.port, show_error=False
-    )
+    serve(load_model(bundle_spec(args)), args.host, args.port)
     return 0
 
 

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Debian packages Lunettes uses: espeak-ng (speech synthesis: test clips, spoken answers)
-# and ffmpeg (audio formats libsndfile cannot read, e.g. WebM and M4A recordings).
+# Debian packages Lunettes uses: espeak-ng (speech synthesis: test clips, spoken answers),
+# ffmpeg (audio formats libsndfile cannot read, e.g. WebM and M4A recordings) and, for the
+# browser tests only (LUNETTES_BROWSER_TESTS=1, set by `make test`), chromium.
 # Installs the missing ones when running as root with apt-get; otherwise says what to install.
 set -euo pipefail
 missing=()
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+if [ "${LUNETTES_BROWSER_TESTS:-0}" = 1 ]; then
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages: ${missing[*]}"
