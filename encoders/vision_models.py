@@ -42,6 +42,18 @@ def embedded_vision_encoder(weights: Path | None = None) -> VisionEncoder:
     return VisionEncoder(tower, timm_preprocess(tower), EMBEDDED_NAME, image_size=224)
 
 
+def embedded_classifier_head(weights: Path | None = None) -> torch.nn.Linear:
+    """The embedded EfficientNet-Lite0's ImageNet-1k head: mean of its tokens [B, 1280] -> logits [B, 1000].
+
+    Used for pseudo-labels (what the frozen backbone thinks an image shows), not for answers.
+    """
+    state = torch.load(weights or packaged_path(_EMBEDDED_PACKAGE, _EMBEDDED_FILE), map_location="cpu", weights_only=True)
+    weight, bias = list(state.values())[-2:]  # the checkpoint ends with the classifier
+    head = torch.nn.Linear(weight.shape[1], weight.shape[0])
+    head.load_state_dict({"weight": weight, "bias": bias})
+    return head.eval().requires_grad_(False)
+
+
 def timm_tower(model_name: str, **timm_kwargs) -> torch.nn.Module:
     """An open_clip TimmModel around a randomly initialised timm trunk, pooling and head removed."""
     from open_clip.timm_model import TimmModel

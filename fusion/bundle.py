@@ -21,6 +21,7 @@ from fusion.model import LunettesModel
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 SHIPPED_ADAPTER = ASSETS_DIR / "adapter"
 AUTO = "auto"
+UNTRAINED = "untrained"
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class BundleSpec:
     lm: str = "embedded"  # "embedded", a transformers hub id or a local directory
     vision: str = "embedded"  # "embedded", "MODEL:PRETRAINED" (open_clip) or "MODEL:/path.pt"
     audio: str = "embedded"  # "embedded", a Whisper size ("base", ...) or a checkpoint path
-    adapter: str = AUTO  # "auto": the shipped adapter when it fits these models; or a directory
+    adapter: str = AUTO  # "auto": the shipped adapter when it fits; "untrained"; or a directory
     cache_dir: Path | None = None  # converted weights; None: $LUNETTES_CACHE or ~/.cache/lunettes
 
 
@@ -54,7 +55,10 @@ def load_model(spec: BundleSpec = BundleSpec()) -> LunettesModel:
 
 def load_adapter(spec: str, config: AdapterConfig, identities: dict) -> Adapter:
     """An explicit directory must fit the models (else AdapterMismatchError); "auto" falls back
-    to an untrained adapter, saying so, when the shipped one does not fit or does not exist."""
+    to an untrained adapter, saying so, when the shipped one does not fit or does not exist;
+    "untrained" asks for the seeded random adapter (a baseline, or the start of training)."""
+    if spec == UNTRAINED:
+        return Adapter.untrained(config, identities)
     if spec != AUTO:
         return Adapter.load(Path(spec), identities)
     if (SHIPPED_ADAPTER / "adapter.json").is_file():

@@ -41,7 +41,9 @@ def generate_tokens(
     """inputs_embeds [1, L, D] -> yields new token ids until a stop id or max_new_tokens."""
     from transformers import DynamicCache
 
-    seed = options.seed if options.seed is not None else secrets.randbits(63)  # global RNG untouched
+    seed = (
+        options.seed if options.seed is not None else secrets.randbits(63)
+    )  # global RNG untouched
     generator = torch.Generator().manual_seed(seed)
     cache = DynamicCache()
     output = lm(inputs_embeds=inputs_embeds, cache=cache, use_cache=True, logits_to_keep=1)

@@ -133,8 +133,10 @@ class LunettesModel:
         prompt = self.tokenizer.apply_chat_template(
             chat, add_generation_prompt=True, tokenize=False
         )
+        embed = self.lm.get_input_embeddings()
+        device = embed.weight.device
         projected = [
-            self.adapter.projectors[kind](features)[0] for kind, features in media
+            self.adapter.projectors[kind](features.to(device))[0] for kind, features in media
         ]  # each [T', D]
         expanded = expand_placeholders(
             prompt,
@@ -143,9 +145,10 @@ class LunettesModel:
             lambda text: self.tokenizer.encode(text, add_special_tokens=False),
             pad_id=self.tokenizer.pad_token_id or 0,
         )
-        embeddings = self.lm.get_input_embeddings()(expanded.input_ids.unsqueeze(0))  # 1, L, D
+        embeddings = embed(expanded.input_ids.unsqueeze(0).to(device))  # 1, L, D
         if projected:
-            embeddings = splice(embeddings, expanded.slots.unsqueeze(0), torch.cat(projected))
+            slots = expanded.slots.unsqueeze(0).to(device)
+            embeddings = splice(embeddings, slots, torch.cat(projected))
         counts = {"text": int((~expanded.slots).sum()), "image": 0, "audio": 0}
         for (kind, _), tokens in zip(media, projected):
             counts[kind] += tokens.shape[0]

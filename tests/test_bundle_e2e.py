@@ -17,12 +17,16 @@ pytestmark = pytest.mark.bundle
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "assets" / "examples" / "cat.jpg"
 SPOKEN = "What is the weather like in Paris today?"
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None, reason="espeak-ng is not installed"
+)
 
 
 def lunettes(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "app.cli", *args]
-    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        command, check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +46,9 @@ def model():
 
 
 def test_cli_photo_json_reports_answer_adapter_and_timings():
-    result = lunettes("ask", "--json", "--max-tokens", "24", "--image", str(PHOTO), "What is in this picture?")
+    result = lunettes(
+        "ask", "--json", "--max-tokens", "24", "--image", str(PHOTO), "What is in this picture?"
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["answer"].strip()
@@ -75,8 +81,16 @@ def test_cli_streams_plain_text_answer():
     ("make_input", "flag", "message"),
     [
         (lambda d: d / "missing.jpg", "--image", "not found"),
-        (lambda d: write(d / "notes.jpg", b"these are my notes, not a photo"), "--image", "not an image"),
-        (lambda d: write(d / "cut.jpg", PHOTO.read_bytes()[:4000]), "--image", "could not be decoded"),
+        (
+            lambda d: write(d / "notes.jpg", b"these are my notes, not a photo"),
+            "--image",
+            "not an image",
+        ),
+        (
+            lambda d: write(d / "cut.jpg", PHOTO.read_bytes()[:4000]),
+            "--image",
+            "could not be decoded",
+        ),
         (lambda d: write(d / "empty.wav", b""), "--audio", "empty"),
         (lambda d: write(d / "noise.xyz", os.urandom(3000)), "--audio", "format"),
     ],
@@ -93,7 +107,11 @@ def test_typed_question_gets_a_sensible_answer(model):
     from fusion.conversation import user
     from fusion.model import Chunk
 
-    text = "".join(e.text for e in model.stream([user("What is the capital of France?")]) if isinstance(e, Chunk))
+    text = "".join(
+        e.text
+        for e in model.stream([user("What is the capital of France?")])
+        if isinstance(e, Chunk)
+    )
     assert "Paris" in text
 
 
@@ -109,7 +127,10 @@ def test_multi_turn_with_photo_then_speech_then_text(model, spoken_wav):
     conversation = [user("What is in this picture?", [load_image(PHOTO)])]
     for turn in (user(speech=load_audio(spoken_wav)), user("And what colour is it?")):
         events = list(model.stream(conversation, options))
-        conversation += [Message("assistant", "".join(e.text for e in events if isinstance(e, Chunk))), turn]
+        conversation += [
+            Message("assistant", "".join(e.text for e in events if isinstance(e, Chunk))),
+            turn,
+        ]
     events = list(model.stream(conversation, options))
     stats = events[-1]
     assert isinstance(stats, Stats)
@@ -125,3 +146,19 @@ def write(path: Path, data: bytes) -> Path:
 
 def normalise(text: str) -> str:
     return "".join(c for c in text.lower() if c.isalnum() or c == " ").strip()
+
+
+@needs_espeak
+def test_training_smoke_run_saves_a_trained_adapter(tmp_path):
+    from fusion.adapter import CONFIG_FILE
+
+    command = [sys.executable, "-m", "fusion.training", "train", "--smoke"]
+    command += ["--checkpoint", str(tmp_path / "checkpoint"), "--out", str(tmp_path / "adapter")]
+    result = subprocess.run(
+        command, check=False, capture_output=True, text=True, timeout=600, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.loads((tmp_path / "adapter" / CONFIG_FILE).read_text())
+    assert saved["trained"] is True
+    assert set(saved["identities"]) == {"vision", "audio", "lm"}
+    assert json.loads((tmp_path / "checkpoint" / "training_state.json").read_text())["step"] == 3

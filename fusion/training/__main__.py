@@ -1,0 +1,128 @@
+"""python -m fusion.training {data,train,eval}: build the cached sets, train the adapter, evaluate it."""
+
+import argparse
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from encoders.cache import default_cache_dir
+from fusion.adapter import Adapter
+from fusion.bundle import ASSETS_DIR, UNTRAINED, BundleSpec, load_model
+
+DEFAULT_CHECKPOINT = ASSETS_DIR / "adapter-checkpoint"
+DEFAULT_OUTPUT = ASSETS_DIR / "adapter"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fusion.training", description=__doc__)
+    parser.add_argument("--cache-dir", type=Path, help="weights and training data cache")
+    parser.add_argument(
+        "--clips-per-question", type=int, default=4, help="training voices per question"
+    )
+    parser.add_argument(
+        "--limit", type=int, help="use at most this many questions/images per set (smoke runs)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("data", help="synthesize, encode and label the training and held-out sets")
+    train = commands.add_parser("train", help="train the adapter (resumes from the checkpoint)")
+    train.add_argument("--steps", type=int, default=3000)
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    train.add_argument(
+        "--out", type=Path, default=DEFAULT_OUTPUT, help="where the finished adapter goes"
+    )
+    train.add_argument("--device", default="cpu")
+    train.add_argument(
+        "--smoke", action="store_true", help="a seconds-long run on 3 questions/images (tests)"
+    )
+    evaluate = commands.add_parser(
+        "eval", help="evaluate an adapter against the untrained baseline"
+    )
+    evaluate.add_argument("--adapter", type=Path, default=DEFAULT_OUTPUT)
+    evaluate.add_argument("--speech-limit", type=int, default=80, help="held-out spoken questions")
+    evaluate.add_argument("--vision-limit", type=int, default=100, help="held-out images")
+    args = parser.parse_args(argv)
+    if getattr(args, "smoke", False):
+        args.limit, args.steps, args.batch_size = 3, 3, 2
+
+    cache = (args.cache_dir or default_cache_dir()) / "training"
+    model = load_model(BundleSpec(cache_dir=args.cache_dir, adapter=UNTRAINED))
+    sets = load_sets(
+        model, cache, args.clips_per_question, args.limit, need_train=args.command != "eval"
+    )
+    if args.command == "data":
+        print({name: len(items) for name, items in sets.items()})
+        return 0
+    if args.command == "train":
+        from fusion.training.train import TrainConfig
+        from fusion.training.train import train as run_training
+
+        config = TrainConfig(steps=args.steps, batch_size=args.batch_size)
+        run_training(
+            model, sets["speech-train"], sets["vision-train"], config, args.checkpoint, args.device
+        )
+        model.adapter.info.trained = True
+        model.adapter.info.notes = f"trained {config.steps} steps, batch {config.batch_size}"
+        model.adapter.save(args.out)
+        print(f"adapter saved to {args.out}")
+        return 0
+    return run_eval(model, sets, args)
+
+
+def load_sets(
+    model, cache: Path, clips_per_question: int, limit: int | None, need_train: bool
+) -> dict:
+    from fusion.training.speech_data import build_speech_set
+    from fusion.training.vision_data import build_vision_set
+
+    suffix = f"-limit{limit}" if limit else ""
+    sets = {
+        "speech-eval": build_speech_set(
+            model, "eval", cache / f"speech-eval{suffix}.pt", 2, limit=limit
+        ),
+        "vision-eval": build_vision_set(
+            model, "eval", cache / f"vision-eval{suffix}.pt", limit=limit
+        ),
+    }
+    if need_train:
+        sets["speech-train"] = build_speech_set(
+            model, "train", cache / f"speech-train{suffix}.pt", clips_per_question, limit=limit
+        )
+        sets["vision-train"] = build_vision_set(
+            model, "train", cache / f"vision-train{suffix}.pt", limit=limit
+        )
+    return sets
+
+
+def run_eval(model, sets: dict, args) -> int:
+    from fusion.training.evaluate import evaluate
+
+    speech, vision = (
+        sets["speech-eval"][: args.speech_limit],
+        sets["vision-eval"][: args.vision_limit],
+    )
+    rows = [("untrained (baseline)", evaluate(model, speech, vision))]
+    if (args.adapter / "adapter.json").is_file():
+        trained = Adapter.load(args.adapter, model.adapter.info.identities)
+        model.adapter = trained
+        scores = evaluate(model, speech, vision)
+        rows.append((f"{args.adapter.name} ({trained.info.notes})", scores))
+        trained.info.metrics = {k: round(v, 4) for k, v in asdict(scores).items()}
+        trained.save(args.adapter)  # every surface reports these figures with the adapter
+    print(
+        f"held out: {len(speech)} spoken questions ({len({e.voice for e in speech})} unseen voices), "
+        f"{len(vision)} images"
+    )
+    print(
+        f"{'adapter':<48} {'speech answer agreement':>24} {'repeat WER':>11} {'vision naming':>14}"
+    )
+    for name, s in rows:
+        print(
+            f"{name:<48} {s.answer_agreement:>23.1%} {s.repeat_wer:>10.1%} {s.vision_naming:>13.1%}"
+        )
+    print("targets: agreement >= 80%, repeat WER <= 15%, vision naming >= 60%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Adapter training on tiny random models: tasks, loss, checkpoint and resume, metrics."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from fusion.adapter import Adapter
+from fusion.training.evaluate import edit_distance, evaluate, mentions, normalise_words
+from fusion.training.speech_data import SpeechExample
+from fusion.training.tasks import speech_task, vision_task
+from fusion.training.train import STATE_FILE, TrainConfig, batch_loss, train
+from fusion.training.vision_data import VisionExample
+
+
+@pytest.fixture
+def fresh_model(model):
+    """The tiny model with its own untrained adapter, so training here changes nothing shared."""
+    original = model.adapter
+    model.adapter = Adapter.untrained(original.config, original.info.identities, seed=1)
+    yield model
+    model.adapter = original
+
+
+def examples(model, count=4):
+    generator = torch.Generator().manual_seed(0)
+    speech = [
+        SpeechExample(
+            torch.randn(20 + i, model.audio.dim, generator=generator).half(),
+            f"say {i}",
+            [5, 6, 7],
+            "v",
+        )
+        for i in range(count)
+    ]
+    vision = [
+        VisionExample(
+            torch.randn(model.vision.num_tokens, model.vision.dim, generator=generator).half(),
+            [i, 1, 2, 3, 4],
+            "red",
+            "s",
+        )
+        for i in range(count)
+    ]
+    return speech, vision
+
+
+def test_tasks_build_conversations_with_their_media(model):
+    speech, vision = examples(model)
+    encode = lambda text: model.tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    rng = random.Random(0)
+    kinds = set()
+    for _ in range(20):
+        messages, target = speech_task(speech[0], rng, encode)
+        assert messages[-1].speech is not None and target
+        kinds.add(bool(messages[-1].text))
+        messages, target = vision_task(vision[0], rng, encode)
+        assert any(m.photos for m in messages) and target
+    assert kinds == {True, False}  # both "answer" (speech alone) and "repeat" (with the prompt)
+
+
+def test_loss_reaches_only_the_adapter_and_falls_on_a_fixed_batch(fresh_model):
+    model = fresh_model
+    speech, vision = examples(model)
+    eos = model.tokenizer.eos_token_id
+    rng = random.Random(0)
+    encode = lambda text: model.tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    batch = [
+        (m, t + [eos])
+        for m, t in (speech_task(speech[0], rng, encode), vision_task(vision[0], rng, encode))
+    ]
+    model.adapter.train().requires_grad_(True)
+    optimizer = torch.optim.Adam(model.adapter.parameters(), lr=1e-2)
+    first = batch_loss(model, batch, "cpu")
+    for _ in range(15):
+        optimizer.zero_grad()
+        loss = batch_loss(model, batch, "cpu")
+        loss.backward()
+        optimizer.step()
+    assert all(p.grad is None for p in model.lm.parameters())
+    assert (
+        batch_loss(model, batch, "cpu").item() < first.item() - 0.01
+    )  # a random tiny LM is near uniform
+
+
+def test_training_checkpoints_and_resumes(fresh_model, tmp_path):
+    model = fresh_model
+    speech, vision = examples(model)
+    before = {k: v.clone() for k, v in model.adapter.state_dict().items()}
+    config = TrainConfig(steps=3, batch_size=2, checkpoint_every=2, warmup_steps=1)
+    train(model, speech, vision, config, tmp_path)
+    state = json.loads((tmp_path / STATE_FILE).read_text())
+    assert state["step"] == 3
+    assert any(not torch.equal(before[k], v) for k, v in model.adapter.state_dict().items())
+    after_three = {k: v.clone() for k, v in model.adapter.state_dict().items()}
+    # a new run to 5 steps starts from the checkpoint (step 3), not from scratch
+    model.adapter = Adapter.untrained(model.adapter.config, model.adapter.info.identities, seed=2)
+    train(model, speech, vision, TrainConfig(steps=5, batch_size=2, warmup_steps=1), tmp_path)
+    assert json.loads((tmp_path / STATE_FILE).read_text())["step"] == 5
+    resumed = Adapter.load(tmp_path, model.adapter.info.identities)
+    assert any(not torch.equal(after_three[k], v) for k, v in resumed.state_dict().items())
+
+
+def test_resume_refuses_a_checkpoint_of_other_models(fresh_model, tmp_path):
+    from fusion.adapter import AdapterMismatchError
+
+    model = fresh_model
+    speech, vision = examples(model)
+    train(model, speech, vision, TrainConfig(steps=1, batch_size=2, warmup_steps=1), tmp_path)
+    identities = {**model.adapter.info.identities, "lm": {"name": "other", "fingerprint": "0" * 16}}
+    model.adapter = Adapter.untrained(model.adapter.config, identities)
+    with pytest.raises(AdapterMismatchError):
+        train(model, speech, vision, TrainConfig(steps=2, batch_size=2), tmp_path)
+
+
+def test_evaluate_reports_scores_in_range(model):
+    speech, vision = examples(model, count=2)
+    scores = evaluate(model, speech, vision)
+    assert 0.0 <= scores.answer_agreement <= 1.0 and 0.0 <= scores.vision_naming <= 1.0
+    assert scores.repeat_wer >= 0.0 and scores.speech_clips == 2 and scores.images == 2
+
+
+def test_metric_helpers():
+    assert edit_distance(["a", "b", "c"], ["a", "x", "c", "d"]) == 2
+    assert edit_distance([], ["a"]) == 1
+    assert normalise_words("What's THIS, please?") == ["what's", "this", "please"]
+    assert mentions("This is a tabby cat.", "tabby cat")
+    assert not mentions("This is a cathedral.", "cat")
