@@ -48,7 +48,7 @@ def examples(model, count=4):
 
 def test_tasks_build_conversations_with_their_media(model):
     speech, vision = examples(model)
-    encode = lambda text: model.tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    encode = lambda text: model.tokenizer.encode(text, add_special_tokens=False)
     rng = random.Random(0)
     kinds = set()
     for _ in range(20):
@@ -65,7 +65,7 @@ def test_loss_reaches_only_the_adapter_and_falls_on_a_fixed_batch(fresh_model):
     speech, vision = examples(model)
     eos = model.tokenizer.eos_token_id
     rng = random.Random(0)
-    encode = lambda text: model.tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    encode = lambda text: model.tokenizer.encode(text, add_special_tokens=False)
     batch = [
         (m, t + [eos])
         for m, t in (speech_task(speech[0], rng, encode), vision_task(vision[0], rng, encode))
