@@ -8,7 +8,7 @@ STAMP := $(VENV)/.lunettes-installed
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: setup prepare run test bench lint clean
+.PHONY: setup prepare run test bench train eval lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,18 @@ test: prepare
 
 bench: prepare
 	$(BIN)/python bench/bench.py
+
+# Adapter training (resumes from assets/adapter-checkpoint) and its held-out evaluation.
+STEPS ?= 3000
+train: prepare
+	LUNETTES_TRAINING=1 bash scripts/system-packages.sh
+	$(BIN)/python -m pip install -q -e '.[train]'
+	$(BIN)/python -m fusion.training train --steps $(STEPS)
+
+eval: prepare
+	LUNETTES_TRAINING=1 bash scripts/system-packages.sh
+	$(BIN)/python -m pip install -q -e '.[train]'
+	$(BIN)/python -m fusion.training eval
 
 lint: setup
 	$(BIN)/ruff check app encoders fusion tests bench

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Debian packages Lunettes uses: espeak-ng (speech synthesis: test clips, spoken answers),
 # ffmpeg (audio formats libsndfile cannot read, e.g. WebM and M4A recordings) and, for the
-# browser tests only (LUNETTES_BROWSER_TESTS=1, set by `make test`), chromium.
+# browser tests only (LUNETTES_BROWSER_TESTS=1, set by `make test`), chromium; for adapter
+# training (LUNETTES_TRAINING=1, set by `make train` / `make eval`), more voices (flite), sox
+# for tempo changes, and images with names (openclipart-png, gnome-backgrounds).
 # Installs the missing ones when running as root with apt-get; otherwise says what to install.
 set -euo pipefail
 missing=()
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+if [ "${LUNETTES_TRAINING:-0}" = 1 ]; then
+    command -v flite >/dev/null 2>&1 || missing+=(flite)
+    command -v sox >/dev/null 2>&1 || missing+=(sox)
+    [ -d /usr/share/openclipart/png ] || missing+=(openclipart-png)
+    [ -d /usr/share/backgrounds/gnome ] || missing+=(gnome-backgrounds)
+fi
 if [ "${LUNETTES_BROWSER_TESTS:-0}" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi
