@@ -25,6 +25,7 @@ CLIPART_DIR = Path("/usr/share/openclipart/png")
 WALLPAPER_DIRS = [Path("/usr/share/backgrounds"), Path("/usr/share/wallpapers")]
 PHOTO_CROPS = 40  # random views per photo
 HELD_OUT_PERCENT = 10
+MAX_SOURCE_PIXELS = 40_000_000  # a few drawings are enormous; they add nothing at 224 px
 
 
 @dataclass
@@ -98,9 +99,11 @@ def build_vision_set(
     for source, load in tqdm(chosen[:limit], desc=f"vision {split}"):
         try:
             raw = load()
+            if raw.width * raw.height > MAX_SOURCE_PIXELS:
+                continue
             raw.load()
-        except OSError:
-            continue
+        except (OSError, Image.DecompressionBombError):
+            continue  # unreadable or huge sources are skipped: this is training data, not a user's photo
         for view in views(source, raw, rng):
             batch.append((source, main_colour(view), load_image(view)))
         if len(batch) >= 32:
