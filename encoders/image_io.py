@@ -15,6 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from encoders.errors import InputError
 
 MAX_PIXELS = 100_000_000  # refuse above this, read from the header before decoding
+MAX_ASPECT = 20  # a 1x2048 strip would be resized to 256x524288 by a crop-based preprocess
 MAX_SIDE = 2048  # longest side kept after loading: far above any encoder's input size
 
 
@@ -61,6 +62,11 @@ def _check_size(image: Image.Image, label: str) -> None:
     width, height = image.size
     if width < 1 or height < 1:
         raise InputError(f"{label} has no pixels ({width}x{height})")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise InputError(
+            f"{label} is {width}x{height}: one side is more than {MAX_ASPECT} times the other; "
+            "crop it to the part to look at"
+        )
     if width * height > MAX_PIXELS:
         raise InputError(
             f"{label} is {width}x{height} = {width * height / 1e6:.0f} megapixels; "

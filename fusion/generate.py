@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import torch
 
 
+MIN_TEMPERATURE = 1e-4  # below this, sampling is greedy decoding
+
+
 @dataclass(frozen=True)
 class GenerationOptions:
     max_new_tokens: int = 256  # tokens generated at most
@@ -72,7 +75,7 @@ def penalise_repeats(logits: torch.Tensor, generated: list[int], penalty: float)
 
 def pick(logits: torch.Tensor, options: GenerationOptions, generator: torch.Generator) -> int:
     """logits [V] -> next token id."""
-    if options.temperature == 0.0:
+    if options.temperature < MIN_TEMPERATURE:  # 0, or so small that logits / t overflows
         return int(logits.argmax())
     probs = torch.softmax(logits.float() / options.temperature, dim=-1)
     if options.top_p < 1.0:

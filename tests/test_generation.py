@@ -202,3 +202,10 @@ def test_incremental_text_skips_special_tokens(tokenizer):
     stream = IncrementalText(tokenizer)
     assert stream.push(tokenizer.eos_token_id) == ""
     assert "".join(stream.push(i) for i in tokenizer.encode("ok", add_special_tokens=False)) == "ok"
+
+
+def test_a_vanishing_temperature_decodes_greedily(model):
+    embeddings = model.build_inputs(QUESTION).embeddings
+    greedy = list(generate_tokens(model.lm, embeddings, GenerationOptions(max_new_tokens=6), set()))
+    tiny = GenerationOptions(max_new_tokens=6, temperature=1e-302, seed=1)
+    assert list(generate_tokens(model.lm, embeddings, tiny, set())) == greedy

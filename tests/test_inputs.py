@@ -244,3 +244,10 @@ def test_unsupported_format_without_ffmpeg(monkeypatch):
     monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(InputError, match="not in a supported audio format.*install ffmpeg"):
         load_audio(b"\x1a\x45\xdf\xa3" + bytes(200), name="clip.webm")  # a WebM/Matroska magic
+
+
+def test_a_thin_strip_is_refused_before_any_resizing():
+    buffer = io.BytesIO()
+    Image.new("RGB", (2048, 1), "red").save(buffer, "PNG")
+    with pytest.raises(InputError, match="2048x1"):
+        load_image(buffer.getvalue())
