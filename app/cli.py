@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from app.openai_api.config import ApiConfig
 from encoders.errors import InputError
 
 EXIT_BAD_INPUT = 2
@@ -77,13 +78,44 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(ask)
     ask.set_defaults(run=run_ask)
 
-    serve = commands.add_parser("serve", help="serve the web app (a multimodal chat)")
+    serve = commands.add_parser(
+        "serve", help="serve the web app and the OpenAI-compatible API (/v1) on one port"
+    )
     serve.add_argument(
         "--host",
         default="127.0.0.1",
         help="address to bind (default: 127.0.0.1, this machine only)",
     )
     serve.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    access = serve.add_argument_group("access (needed when serving on a public address)")
+    access.add_argument(
+        "--api-key",
+        default=os.environ.get("LUNETTES_API_KEY") or None,
+        metavar="KEY",
+        help="required on /v1 as 'Authorization: Bearer KEY' (default: $LUNETTES_API_KEY; "
+        "the variable keeps it out of the process list)",
+    )
+    access.add_argument(
+        "--auth",
+        type=login,
+        default=os.environ.get("LUNETTES_AUTH"),
+        metavar="USER:PASSWORD",
+        help="login for the web app (default: $LUNETTES_AUTH)",
+    )
+    access.add_argument(
+        "--allow-remote-media",
+        action="store_true",
+        help="let API requests give photos as http(s) URLs, fetched by the server "
+        "(default: data: URLs only)",
+    )
+    serve.add_argument(
+        "--max-waiting",
+        type=int,
+        default=ApiConfig.max_waiting,
+        metavar="N",
+        help=f"API requests queued behind the one being answered; more are refused with 429 "
+        f"(default: {ApiConfig.max_waiting})",
+    )
     add_model_arguments(serve)
     serve.set_defaults(run=run_serve)
 
@@ -93,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(prepare)
     prepare.set_defaults(run=run_prepare)
     return parser
+
+
+def login(text: str) -> tuple[str, str]:
+    """A USER:PASSWORD argument -> (user, password); the password may hold colons."""
+    user, colon, password = text.partition(":")
+    if not (user and colon and password):
+        raise argparse.ArgumentTypeError("expected USER:PASSWORD, both non-empty")
+    return user, password
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -218,7 +258,15 @@ def run_serve(args: argparse.Namespace) -> int:
     from app.server import serve
     from fusion.bundle import load_model
 
-    serve(load_model(bundle_spec(args)), args.host, args.port)
+    try:  # checked before the (seconds-long) model load
+        api = ApiConfig(
+            api_key=args.api_key,
+            allow_remote_media=args.allow_remote_media,
+            max_waiting=args.max_waiting,
+        )
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    serve(load_model(bundle_spec(args)), args.host, args.port, api, args.auth)
     return 0
 
 
