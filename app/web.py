@@ -1,159 +1,202 @@
-"""The web app: a multimodal chat (photos, speech, text) over a loaded LunettesModel.
+"""The web app: a glasses-style assistant over a loaded LunettesModel.
 
-The conversation lives in each browser session's chat history (Gradio's per-session state);
-the model object is shared read-only. Nothing runs at import: `build_app` is called by
-`lunettes serve`.
+Left (top on a phone): the glasses: a live camera view, "look and ask", push-to-talk,
+hands-free listening, the spoken answer. Right: the chat, where a person types, attaches
+photos or recordings, and reads answers as they stream. Both ask through the same path: a
+handler adds a question to the session, `respond` streams its answer, `speak` says it.
+
+Each browser tab has its own WebSession in gr.State; the model is shared read-only and
+answers one question at a time (concurrency group "model"). Nothing runs at import:
+`build_app` is called by app.server.
 """
 
-import logging
-import mimetypes
-from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass, field
+from functools import partial
 
 import gradio as gr
 
-from encoders.audio_io import load_audio
-from encoders.errors import InputError
-from encoders.image_io import load_image
-from fusion.conversation import Message, user
-from fusion.generate import GenerationOptions
-from fusion.model import Chunk, Heard, LunettesModel, Stats
+from app import web_actions as act
+from app.web_format import KEYBOARD_HELP, header_markdown, status_html
+from app.web_page import PAGE_SCRIPT, PAGE_STYLE
+from app.web_session import WebSession, files_root
+from fusion.model import DEFAULT_SYSTEM_PROMPT, LunettesModel
 
-log = logging.getLogger(__name__)
+FRAME_EVERY_S = 0.5  # camera frames sent while the camera is on
+LISTEN_EVERY_S = 0.5  # microphone chunks sent while hands-free listening is on
+CAMERA_OPTIONS = gr.WebcamOptions(
+    mirror=False,  # the model must see text the right way round
+    constraints={
+        "video": {"width": {"ideal": 640}, "height": {"ideal": 480}, "facingMode": "environment"}
+    },
+)  # a phone's back camera, at a size that is cheap to stream: the encoder reads 224 px
+STATUS_TEMPLATE = '<p class="lunettes-status" role="status" aria-live="polite">${value}</p>'
+QUICK = {"concurrency_limit": None, "show_progress": "hidden"}  # light handlers never wait
 
-HEARD_TITLE = "🎙️ Heard"
-STATS_TITLE = "⏱️ Timing"
-ERROR_MARK = "⚠️"
-ANSWER_OPTIONS = GenerationOptions(max_new_tokens=256, repetition_penalty=1.1)
+
+def build_app(model: LunettesModel) -> gr.Blocks:
+    files = files_root()  # the sessions' photos, recordings and voices
+    with gr.Blocks(title="Lunettes", analytics_enabled=False, delete_cache=(3600, 7200)) as app:
+        ui = Controls(
+            session=gr.State(partial(WebSession, root=files), delete_callback=WebSession.close),
+            heard=gr.State(0),  # questions heard hands-free; each change asks the newest
+            page_script=gr.HTML(
+                "", js_on_load=PAGE_SCRIPT, head=PAGE_STYLE, visible="hidden", elem_id="page-script"
+            ),
+        )
+        gr.Markdown(header_markdown(model.describe()), elem_id="header")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=320):
+                glasses_panel(ui)
+            with gr.Column(scale=2, min_width=340):
+                chat_panel(ui)
+        wire(ui, model)
+    return app
 
 
-def build_app(model: LunettesModel) -> gr.ChatInterface:
-    described = model.describe()
-    adapter = (
-        "trained"
-        if described["adapter"]["trained"]
-        else "untrained — answers about photos and speech are not meaningful yet"
+@dataclass
+class Controls:
+    """The page's components, for the events to name; the panels fill in their own."""
+
+    session: gr.State
+    heard: gr.State
+    page_script: gr.HTML
+    camera: gr.Image = field(init=False)
+    look: gr.Button = field(init=False)
+    push_to_talk: gr.Audio = field(init=False)
+    hands_free: gr.Audio = field(init=False)
+    speak_on: gr.Checkbox = field(init=False)
+    quiet: gr.Button = field(init=False)
+    voice: gr.Audio = field(init=False)
+    chatbot: gr.Chatbot = field(init=False)
+    status: gr.HTML = field(init=False)
+    box: gr.MultimodalTextbox = field(init=False)
+    stop: gr.Button = field(init=False)
+    regenerate: gr.Button = field(init=False)
+    clear: gr.Button = field(init=False)
+    max_tokens: gr.Slider = field(init=False)
+    temperature: gr.Slider = field(init=False)
+    system_prompt: gr.Textbox = field(init=False)
+
+
+def glasses_panel(ui: Controls) -> None:
+    """The camera, look and ask, push-to-talk, hands-free listening, the spoken answer."""
+    ui.camera = gr.Image(
+        sources=["webcam"],
+        streaming=True,
+        type="pil",
+        label="Camera (live view)",
+        webcam_options=CAMERA_OPTIONS,
+        elem_id="camera",
     )
-    description = (
-        f"Show a photo, speak or type a question. Language model: {described['language_model']}. "
-        f"Adapter: **{adapter}**."
+    ui.look = gr.Button("👓 Look and ask (Alt+L)", variant="primary", elem_id="look-and-ask")
+    ui.push_to_talk = gr.Audio(
+        sources=["microphone"],
+        type="filepath",
+        label="Push to talk: record your question, stop to send it (with the camera frame)",
+        elem_id="push-to-talk",
+    )
+    ui.hands_free = gr.Audio(
+        sources=["microphone"],
+        streaming=True,
+        label="Hands-free: I listen, and answer when you pause (with the camera frame)",
+        elem_id="hands-free",
+    )
+    with gr.Row():
+        ui.speak_on = gr.Checkbox(True, label="Speak answers aloud", elem_id="speak-answers")
+        ui.quiet = gr.Button("🔇 Stop speaking", size="sm", elem_id="stop-speaking")
+    ui.voice = gr.Audio(
+        label="Spoken answer",
+        autoplay=True,
+        interactive=False,
+        buttons=["download"],
+        elem_id="spoken-answer",
     )
 
-    def respond(message: dict, history: list[dict]) -> Iterator[list]:
-        yield from answer(model, message, history)
 
-    return gr.ChatInterface(
-        respond,
-        multimodal=True,
-        title="Lunettes",
-        description=description,
-        textbox=gr.MultimodalTextbox(
-            file_types=["image", "audio"],
-            file_count="multiple",
-            sources=["upload", "microphone"],
-            placeholder="Ask about a photo, or record a question",
-            label="Your message",
-        ),
-        chatbot=gr.Chatbot(label="Lunettes", height=520),
-        fill_height=True,
+def chat_panel(ui: Controls) -> None:
+    """The conversation, the status line, the message box, Stop / Regenerate / Clear, settings."""
+    ui.chatbot = gr.Chatbot(
+        label="Conversation",
+        height=560,
+        buttons=["copy", "copy_all"],
+        feedback_options=None,
+        placeholder="Ask about what the camera sees, or type a question.",
+        elem_id="conversation",
     )
+    ui.status = gr.HTML(
+        status_html("Ready."), html_template=STATUS_TEMPLATE, js_on_load=None, elem_id="status"
+    )
+    ui.box = gr.MultimodalTextbox(
+        sources=["upload", "microphone"],
+        file_types=["image", "audio"],
+        file_count="multiple",
+        label="Your message",
+        placeholder="Type a question; attach photos or a recording",
+        elem_id="message",
+    )
+    with gr.Row():
+        ui.stop = gr.Button("⏹ Stop", variant="stop", elem_id="stop-button")
+        ui.regenerate = gr.Button("🔁 Regenerate", elem_id="regenerate-button")
+        ui.clear = gr.Button("🗑 Clear", elem_id="clear-button")
+    with gr.Accordion("Settings", open=False, elem_id="settings"):
+        ui.max_tokens = gr.Slider(
+            16, 1024, 256, step=16, label="Longest answer (tokens)", elem_id="max-tokens"
+        )
+        ui.temperature = gr.Slider(
+            0, 1.5, 0, step=0.1, label="Temperature (0: the same answer every time)",
+            elem_id="temperature",
+        )  # fmt: skip
+        ui.system_prompt = gr.Textbox(
+            DEFAULT_SYSTEM_PROMPT, label="System prompt (empty: the model's default)", lines=2,
+            elem_id="system-prompt",
+        )  # fmt: skip
+    gr.Markdown(KEYBOARD_HELP, elem_id="keyboard-help")
 
 
-def answer(model: LunettesModel, message: dict, history: list[dict]) -> Iterator[list]:
-    """One turn: yields the growing reply as a list of chat messages (notes, then the answer)."""
-    try:
-        conversation = to_conversation(history) + [
-            to_user_message(message.get("text", ""), message.get("files", []))
-        ]
-        notes, text = [], ""
-        for event in model.stream(conversation, ANSWER_OPTIONS):
-            if isinstance(event, Heard):
-                notes.append(gr.ChatMessage(content=event.text, metadata={"title": HEARD_TITLE}))
-            elif isinstance(event, Chunk):
-                text += event.text
-            elif isinstance(event, Stats):
-                notes.append(
-                    gr.ChatMessage(content=format_stats(event), metadata={"title": STATS_TITLE})
-                )
-            yield notes + ([text] if text else [])
-    except InputError as error:
-        yield [f"{ERROR_MARK} {error}"]
-    except Exception:
-        log.exception("answer failed")
-        yield [
-            f"{ERROR_MARK} Something went wrong while answering; the error was logged. Please try again."
-        ]
+def wire(ui: Controls, model: LunettesModel) -> None:
+    """Every way of asking adds a question, then `respond` answers it and `speak` says it."""
 
+    def respond(*settings):
+        yield from act.respond(model, *settings)
 
-def to_conversation(history: list[dict]) -> list[Message]:
-    """Gradio history (role, content parts) -> messages.
+    def answer(question: gr.events.Dependency) -> None:
+        answered = question.then(
+            respond,
+            [ui.session, ui.max_tokens, ui.temperature, ui.system_prompt],
+            [ui.chatbot, ui.status],
+            concurrency_id="model",
+            concurrency_limit=1,
+            show_progress="hidden",
+        )
+        answered.then(act.speak, [ui.session, ui.speak_on], [ui.voice, ui.status], **QUICK)
 
-    Our own notes (titled messages) are left out, and so is a user turn that was answered
-    with an error: it was never understood, and re-reading it would fail again.
-    """
-    messages: list[Message] = []
-    pending: list[tuple[str, list[str]]] = []  # user entries since the last answer
-    for entry in history:
-        if (entry.get("metadata") or {}).get("title"):
-            continue
-        text, files = content_parts(entry.get("content", []))
-        if entry["role"] == "user":
-            pending.append((text, files))  # Gradio splits files and text into several entries
-            continue
-        if text.startswith(ERROR_MARK):
-            pending = []
-            continue
-        if pending:
-            messages.append(
-                to_user_message(
-                    "\n".join(t for t, _ in pending if t), [f for _, fs in pending for f in fs]
-                )
-            )
-            pending = []
-        if text:
-            messages.append(Message(role="assistant", text=text))
-    return messages
+    session, chat = ui.session, [ui.chatbot, ui.status]
+    answer(ui.box.submit(act.send_message, [ui.box, session], [*chat, ui.box], **QUICK))
+    answer(ui.look.click(act.look_and_ask, [ui.box, session], [*chat, ui.box], **QUICK))
+    answer(
+        ui.push_to_talk.stop_recording(
+            act.push_to_talk, [ui.push_to_talk, session], [*chat, ui.push_to_talk], **QUICK
+        )
+    )
+    answer(ui.heard.change(act.hands_free_question, [session], chat, **QUICK))
+    answer(ui.regenerate.click(act.regenerate, [session], chat, **QUICK))
+    # Stop and Clear mark the session; the answer ends at its next token. (Gradio's `cancels=`
+    # is not used: its page script cancels events one after the other, and can reach an answer
+    # that Regenerate started in the meantime.)
+    ui.stop.click(act.stop, [session], [*chat, ui.voice], **QUICK)
+    for cleared in (ui.clear.click, ui.chatbot.clear):  # the button, and the chat's bin icon
+        cleared(act.clear, [session], [*chat, ui.voice, ui.box], **QUICK)
+    ui.quiet.click(act.stop_speaking, [session], [ui.voice], **QUICK)
+    ui.speak_on.change(lambda on: gr.skip() if on else None, [ui.speak_on], [ui.voice], **QUICK)
 
-
-def content_parts(content) -> tuple[str, list[str]]:
-    """A history entry's content -> (its text, its file paths)."""
-    texts, files = [], []
-    for part in content if isinstance(content, list) else [content]:
-        if isinstance(part, dict) and part.get("type") == "file":
-            files.append(part["file"]["path"])
-        elif isinstance(part, dict) and part.get("type") == "text":
-            texts.append(part["text"])
-        elif isinstance(part, str):
-            texts.append(part)
-    return "\n".join(texts), files
-
-
-def to_user_message(text: str, files: list) -> Message:
-    """Typed text and attached files (photos, at most one recording) -> a user message."""
-    photos, speech = [], None
-    for file in files:
-        path = file["path"] if isinstance(file, dict) else str(file)
-        name = Path(path).name
-        kind = (mimetypes.guess_type(path)[0] or "").split("/")[0]
-        if kind == "image":
-            photos.append(load_image(path, name=name))
-        elif kind in ("audio", "video"):
-            if speech is not None:
-                raise InputError("send one spoken question per message")
-            speech = load_audio(path, name=name)
-        else:
-            raise InputError(
-                f"{name}: send photos or audio recordings; this kind of file is not supported"
-            )
-    return user(text.strip(), photos, speech)
-
-
-def format_stats(stats: Stats) -> str:
-    t = stats.timings_ms
-    parts = [f"first token {t['first_token']:.0f} ms"]
-    if t.get("encode_image"):
-        parts.append(f"photo {t['encode_image']:.0f} ms")
-    if t.get("encode_audio"):
-        parts.append(f"speech {t['encode_audio'] + t.get('transcribe', 0):.0f} ms")
-    parts.append(f"{stats.tokens_per_s:.1f} tokens/s")
-    return " · ".join(parts)
+    ui.camera.stream(act.see, [ui.camera, session], None, stream_every=FRAME_EVERY_S, **QUICK)
+    ui.hands_free.stream(
+        act.hear, [ui.hands_free, session], [ui.heard], stream_every=LISTEN_EVERY_S, **QUICK
+    )
+    ui.hands_free.start_recording(
+        lambda: status_html("Listening hands-free: ask, then pause."), None, [ui.status], **QUICK
+    )
+    ui.hands_free.stop_recording(
+        lambda: status_html("Hands-free listening is off."), None, [ui.status], **QUICK
+    )
+    ui.page_script.change(act.media_problem, [session], chat, **QUICK)

@@ -1,0 +1,225 @@
+"""The web app's event handlers: Gradio values in, Gradio values out, one session each.
+
+Every handler turns what a person's input (or a model failure) can cause into a message in
+the chat starting with ⚠️, never a traceback; one session's failure never stops the server.
+"""
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from app import speech_out
+from app.web_format import chat_messages, error_text, status_html, status_text
+from app.web_session import Turn, WebSession, answer_next, read_files
+from encoders.errors import InputError
+from fusion.generate import GenerationOptions
+from fusion.model import LunettesModel
+
+REPETITION_PENALTY = 1.1  # as on every user surface: keeps a small model from looping
+SAMPLING_TOP_P = 0.95  # nucleus mass when the temperature is above 0
+CAMERA_OFF = (
+    "the camera is off: start it with the camera view's button (allow the camera if the "
+    "browser asks), then look and ask again"
+)
+MEDIA_PROBLEMS = {
+    "NotAllowedError": "permission was denied; allow the {device} for this page in the browser's "
+    "site settings, then try again",
+    "SecurityError": "permission was denied; allow the {device} for this page in the browser's "
+    "site settings, then try again",
+    "NotFoundError": "no {device} was found on this device",
+    "OverconstrainedError": "no {device} was found on this device",
+    "NotReadableError": "the {device} is in use by another application or could not be started",
+    "InsecureContext": "the browser allows the {device} only on a secure page: open Lunettes over "
+    "https, or at http://127.0.0.1 on the computer running it",
+}
+
+log = logging.getLogger(__name__)
+
+Chat = tuple[list[dict], str]  # the chat messages and the status line
+
+
+def view(session: WebSession, turn: Turn | None = None) -> Chat:
+    """The session's chat and a status line about `turn` (default: the last one)."""
+    if turn is None and session.turns:
+        turn = session.turns[-1]
+    return chat_messages(session.turns), status_html(status_text(turn))
+
+
+# -- questions: each adds a turn that `respond` answers next ------------------------------------
+
+
+def send_message(box: dict | None, session: WebSession) -> tuple[list[dict], str, None]:
+    """The message box (typed text, attached photos and recordings) -> a new question."""
+    text, paths = box_contents(box)
+    if text.strip() or paths:
+        add_question(session, text, paths)
+    return *view(session), None  # None empties the box
+
+
+def look_and_ask(box: dict | None, session: WebSession) -> tuple[list[dict], str, dict | None]:
+    """The current camera frame, with whatever is in the message box -> a new question."""
+    text, paths = box_contents(box)
+    frame = session.current_frame()
+    if frame is None:
+        session.refuse(text, [], CAMERA_OFF)
+        return *view(session), gr.skip()  # the typed question stays in the box
+    add_question(session, text, paths, frame)
+    return *view(session), None
+
+
+def push_to_talk(recording: str | None, session: WebSession) -> tuple[list[dict], str, None]:
+    """A finished recording (and the camera frame, when the camera is on) -> a new question."""
+    if recording is None:
+        return *view(session), None
+    add_question(session, "", [recording], session.current_frame())
+    return *view(session), None  # None empties the recorder for the next question
+
+
+def hands_free_question(session: WebSession) -> Chat:
+    """What hands-free listening just heard (and the camera frame, when on) -> a new question."""
+    try:
+        heard = session.take_heard()
+        if heard is not None:
+            frame = session.current_frame()
+            session.ask("", [(frame, "camera frame")] if frame else [], heard)
+    except InputError as error:
+        session.refuse("", [], str(error))
+    return view(session)
+
+
+def add_question(
+    session: WebSession, text: str, paths: list[str], frame: Image.Image | None = None
+) -> None:
+    """Read the attached files and add the question; what cannot be read is shown as an error."""
+    try:
+        photos, speech = read_files(paths)
+        if frame is not None:
+            photos.insert(0, (frame, "camera frame"))
+        session.ask(text, photos, speech)
+    except InputError as error:
+        session.refuse(text, [Path(p).name for p in paths], str(error))
+    except Exception:
+        log.exception("reading a question failed")
+        session.refuse(text, [Path(p).name for p in paths], "this could not be read (logged)")
+
+
+def box_contents(box: dict | None) -> tuple[str, list[str]]:
+    box = box or {}
+    files = box.get("files") or []
+    return box.get("text") or "", [f["path"] if isinstance(f, dict) else str(f) for f in files]
+
+
+# -- answering ----------------------------------------------------------------------------------
+
+
+def respond(
+    model: LunettesModel,
+    session: WebSession,
+    max_tokens: float,
+    temperature: float,
+    system_prompt: str,
+) -> Iterator[Chat]:
+    """Answer the waiting question, yielding the chat as the transcript and answer arrive."""
+    try:
+        options = GenerationOptions(
+            max_new_tokens=int(max_tokens),
+            temperature=float(temperature),
+            top_p=SAMPLING_TOP_P if temperature > 0 else 1.0,
+            repetition_penalty=REPETITION_PENALTY,
+        )
+    except (TypeError, ValueError) as error:
+        if (turn := session.waiting()) is not None:
+            turn.fail(f"the settings cannot be used: {error}")
+        yield view(session)
+        return
+    for turn in answer_next(model, session, options, system_prompt or ""):
+        yield view(session, turn)
+    yield view(session)  # last: whatever Stop or Clear did meanwhile
+
+
+def speak(session: WebSession, enabled: bool) -> tuple[str | None, str]:
+    """Say the last answer (or its error) aloud -> a WAV for the autoplaying player (and the
+    status line only when the voice fails)."""
+    turn = session.turns[-1] if session.turns else None
+    if not enabled or turn is None or turn.said_aloud or turn.state not in ("done", "failed"):
+        return gr.skip(), gr.skip()
+    text = turn.answer if turn.state == "done" else error_text(turn.error or "")
+    attempt, path = turn.attempt, session.new_file("answer", ".wav")
+    try:
+        seconds = speech_out.synthesise(text, path)
+    except speech_out.SpeechError as error:
+        if turn not in session.turns:  # cleared meanwhile (with its files)
+            return gr.skip(), gr.skip()
+        log.warning("speaking the answer failed: %s", error)
+        return None, status_html(error_text(f"the answer cannot be spoken: {error}"))
+    if turn not in session.turns or turn.attempt != attempt or turn.said_aloud:
+        return gr.skip(), gr.skip()  # cleared, asked again or silenced meanwhile
+    turn.said_aloud = True
+    if not seconds:
+        return None, gr.skip()
+    session.speaking(seconds)
+    return str(path), gr.skip()
+
+
+def stop(session: WebSession) -> tuple[list[dict], str, None]:
+    """Stop the answer being written (it ends at its next token), the questions waiting and
+    the voice."""
+    session.stop()
+    session.silence()
+    return *view(session), None
+
+
+def stop_speaking(session: WebSession) -> None:
+    """Interrupt the voice (None empties the player) and listen again at once."""
+    session.silence()
+
+
+def regenerate(session: WebSession) -> Chat:
+    """Ask the last question again (`respond` runs next)."""
+    if session.regenerate() is None:
+        chat, _ = view(session)
+        return chat, status_html("Nothing to regenerate: ask a question, or wait for the answer.")
+    return view(session)
+
+
+def clear(session: WebSession) -> tuple[list[dict], str, None, None]:
+    session.clear()
+    return [], status_html("Cleared: a new conversation."), None, None
+
+
+# -- the camera, the microphone, the browser -------------------------------------------------
+
+
+def see(frame: Image.Image | None, session: WebSession) -> None:
+    """A streamed camera frame: kept as the session's current frame."""
+    session.see(frame)
+
+
+def hear(chunk: tuple[int, np.ndarray] | None, session: WebSession) -> int:
+    """A streamed microphone chunk of hands-free listening -> the count of questions heard
+    (its change asks the new one)."""
+    if chunk is None:
+        return gr.skip()
+    try:
+        if session.hear(*chunk):
+            return session.heard_count
+    except Exception:
+        log.exception("hands-free listening failed on a chunk")
+    return gr.skip()
+
+
+def media_problem(session: WebSession, event: gr.EventData) -> Chat:
+    """The browser could not open the camera or microphone (reported by the page script)."""
+    data = getattr(event, "_data", None) or {}
+    device = "camera" if str(data.get("device")) == "camera" else "microphone"
+    name = str(data.get("name", ""))[:60]
+    if name in MEDIA_PROBLEMS:
+        problem = MEDIA_PROBLEMS[name].format(device=device)
+    else:  # the browser's own words
+        problem = f"it could not be opened ({name}: {str(data.get('message', ''))[:200]})"
+    session.refuse("", [], f"the {device} cannot be used: {problem}")
+    return view(session)

@@ -1,0 +1,77 @@
+"""What the web page runs in the browser: keyboard shortcuts, camera and microphone problems
+reported to the server, a few styles. Loaded by the hidden page-script component in web.py.
+
+`trigger('change', {...})` sends an event to the server (web_actions.media_problem).
+"""
+
+PAGE_SCRIPT = r"""
+if (!window.lunettesPage) {
+  window.lunettesPage = true;
+  const report = (device, name, message) =>
+    trigger('change', {device: device, name: String(name), message: String(message || '')});
+  const media = navigator.mediaDevices;
+  if (!media || !media.getUserMedia) {
+    // Browsers give the camera and microphone only to secure pages (https, localhost).
+    report('camera', 'InsecureContext', 'navigator.mediaDevices is not available');
+  } else {
+    const open = media.getUserMedia.bind(media);
+    media.getUserMedia = (constraints) => open(constraints).catch((error) => {
+      report(constraints && constraints.video ? 'camera' : 'microphone', error.name, error.message);
+      throw error;
+    });
+  }
+  // Name each recorder's buttons after their recorder: two "Record" buttons are one too many
+  // for a screen reader. Re-run on every change: the page redraws buttons (Record -> Stop).
+  const prefixes = {'push-to-talk': 'Push to talk', 'hands-free': 'Hands-free listening',
+                    'camera': 'Camera', 'spoken-answer': 'Spoken answer'};
+  const nameControls = () => {
+    for (const [id, prefix] of Object.entries(prefixes)) {
+      document.querySelectorAll(`#${id} button, #${id} select`).forEach((control) => {
+        const text = (control.innerText || '').trim();
+        const label = control.getAttribute('aria-label') || '';
+        const own = text || (label && !label.startsWith(`${prefix}: `) ? label : control.dataset.ownLabel || control.title || '');
+        if (!own) return;
+        control.dataset.ownLabel = own;
+        if (label !== `${prefix}: ${own}`) control.setAttribute('aria-label', `${prefix}: ${own}`);
+      });
+    }
+  };
+  new MutationObserver(nameControls).observe(document.body, {
+    childList: true, subtree: true, characterData: true, attributes: true, attributeFilter: ['aria-label'],
+  });
+  nameControls();
+  const pauseVoice = () => {  // at once; the server then removes the player
+    document.querySelectorAll('#spoken-answer audio').forEach((audio) => audio.pause());
+    const toggle = document.querySelector('#spoken-answer .play-pause-button');
+    if (toggle && toggle.dataset.ownLabel === 'Pause') toggle.click();
+  };
+  document.addEventListener('click', (event) => {
+    if (event.target.closest && event.target.closest('#stop-button, #stop-speaking, #clear-button')) {
+      pauseVoice();
+    }
+  }, true);
+  document.addEventListener('keydown', (event) => {
+    const alt = event.altKey && !event.ctrlKey && !event.metaKey;
+    if (alt && event.code === 'KeyL') {
+      event.preventDefault();  // Alt+L: look and ask
+      document.querySelector('#look-and-ask')?.click();
+    } else if (alt && event.code === 'KeyM') {
+      event.preventDefault();  // Alt+M: to the message box
+      document.querySelector('#message textarea')?.focus();
+    } else if (event.key === 'Escape') {
+      pauseVoice();  // Escape: stop the answer and the voice
+      document.querySelector('#stop-button')?.click();
+    }
+  });
+}
+"""
+
+PAGE_STYLE = """
+<style>
+#look-and-ask { font-size: 1.2rem; min-height: 3.2rem; }
+#conversation .image-frame img { max-height: 14rem; width: auto; object-fit: contain; }
+#conversation button[aria-label="Share"] { display: none; }
+.lunettes-status { margin: 0.25rem 0; font-size: 1rem; min-height: 1.5em; }
+:focus-visible { outline: 3px solid #1d4ed8 !important; outline-offset: 2px; }
+</style>
+"""

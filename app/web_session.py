@@ -1,0 +1,322 @@
+"""One browser session: its conversation, the latest camera frame, the hands-free listener.
+
+A WebSession lives in the session's gr.State: each browser tab has its own, made when the page
+loads and deleted, with its files, after the tab has been closed for a while. Nothing is shared
+between sessions but the read-only model.
+
+The conversation is a list of turns. Each question is a fusion Message whose photo and speech
+features are computed once, by the first answer that reads them, and re-used by every
+follow-up ("and what colour is it?" re-reads the earlier photo without encoding it again).
+Nothing here imports gradio.
+"""
+
+import atexit
+import logging
+import mimetypes
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import soundfile
+from PIL import Image
+
+from app.vad import VoiceActivityDetector, microphone_samples
+from encoders.audio_io import SAMPLE_RATE, check_speech, load_audio
+from encoders.errors import InputError
+from encoders.image_io import load_image
+from fusion.conversation import Message, user
+from fusion.generate import GenerationOptions
+from fusion.model import Chunk, LunettesModel, Stats
+
+FRAME_FRESH_S = 5.0  # a camera frame older than this: the camera is off
+SHOWN_PHOTO_SIDE = 1024  # longest side of the copy of a photo shown in the chat
+SPEAKING_MARGIN_S = 0.5  # hands-free listening resumes this long after the spoken answer
+FILES_PREFIX = "lunettes-web-"  # + the server's process id: its sessions' files
+MODEL_FAILED = "the model failed while answering (the error was logged); please try again"
+
+log = logging.getLogger(__name__)
+
+TurnState = Literal["waiting", "answering", "done", "stopped", "failed"]
+
+
+@dataclass(eq=False)
+class Turn:
+    """One question and its answer, as the model reads them and as the person sees them."""
+
+    text: str  # what the person typed
+    question: Message | None  # None when what was sent could not be read (error says why)
+    photo_files: list[Path] = field(default_factory=list)  # copies shown in the chat
+    photo_labels: list[str] = field(default_factory=list)  # their alt text
+    audio_file: Path | None = None  # the spoken question, for replay
+    unread: list[str] = field(default_factory=list)  # names of files that could not be read
+    answer: str = ""
+    stats: Stats | None = None
+    error: str | None = None  # shown in place of an answer
+    state: TurnState = "waiting"
+    said_aloud: bool = False  # the answer was turned into speech
+    attempt: int = 0  # answers asked for so far (regenerate asks again)
+
+    @property
+    def transcript(self) -> str | None:
+        speech = self.question.speech if self.question else None
+        return speech.transcript if speech else None
+
+    @property
+    def by_voice(self) -> bool:
+        return bool(self.question and self.question.speech is not None)
+
+    def fail(self, error: str) -> None:
+        self.error, self.state = error, "failed"
+
+
+@dataclass(eq=False)
+class WebSession:
+    turns: list[Turn] = field(default_factory=list)
+    frame: Image.Image | None = None  # the latest camera frame
+    frame_at: float = 0.0  # its time.monotonic()
+    listener: VoiceActivityDetector = field(default_factory=VoiceActivityDetector)
+    heard: np.ndarray | None = None  # a hands-free question waiting to be asked, [S] at 16 kHz
+    heard_count: int = 0  # questions heard hands-free so far
+    speaking_until: float = 0.0  # time.monotonic() when the spoken answer ends
+    root: Path | None = None  # where the folder is made (None: the system's temp folder)
+    folder: Path | None = None  # files shown in the chat or played; made on first use
+    saved: int = 0  # files saved so far (names them)
+
+    # -- questions -------------------------------------------------------------------------
+
+    def ask(
+        self,
+        text: str,
+        photos: Sequence[tuple[Image.Image, str]] = (),
+        speech: np.ndarray | None = None,
+    ) -> Turn:
+        """A new question from typed text, (photo, alt text) pairs and a spoken clip [S] at 16 kHz."""
+        text = text.strip()
+        if not (text or photos or speech is not None):
+            raise InputError("nothing to answer: type a question, attach a photo or record one")
+        turn = Turn(text, user(text, [image for image, _ in photos], speech))
+        for image, label in photos:
+            turn.photo_files.append(self.save_photo(image))
+            turn.photo_labels.append(label)
+        if speech is not None:
+            turn.audio_file = self.save_audio(speech, "question")
+        self.turns.append(turn)
+        return turn
+
+    def refuse(self, text: str, names: Sequence[str], error: str) -> Turn:
+        """A question that could not be read: shown with the reason, never sent to the model."""
+        turn = Turn(text.strip(), None, unread=list(names))
+        turn.fail(error)
+        self.turns.append(turn)
+        return turn
+
+    def waiting(self) -> Turn | None:
+        return next((turn for turn in self.turns if turn.state == "waiting"), None)
+
+    def busy(self) -> bool:
+        return any(turn.state in ("waiting", "answering") for turn in self.turns)
+
+    def conversation(self, upto: Turn, system_prompt: str = "") -> list[Message]:
+        """The messages the model reads to answer `upto`: earlier questions and answers (not
+        the unreadable or failed ones), then its question."""
+        messages = [Message("system", system_prompt.strip())] if system_prompt.strip() else []
+        for turn in self.turns:
+            if turn is upto:
+                return messages + [turn.question]
+            if turn.question is None or turn.state == "failed":
+                continue
+            messages.append(turn.question)
+            if turn.answer.strip():
+                messages.append(Message("assistant", turn.answer.strip()))
+        raise ValueError("the turn to answer is not in this conversation")
+
+    # -- stop, regenerate, clear -------------------------------------------------------------
+
+    def stop(self) -> bool:
+        """Stop the answer being written and the questions waiting; True if there were any."""
+        stopped = False
+        for turn in self.turns:
+            if turn.state in ("waiting", "answering"):
+                turn.state, stopped = "stopped", True
+        return stopped
+
+    def regenerate(self) -> Turn | None:
+        """Make the last question wait for a new answer; None when there is none to redo."""
+        last = self.turns[-1] if self.turns else None
+        if last is None or last.question is None or last.state in ("waiting", "answering"):
+            return None
+        last.answer, last.stats, last.error, last.state = "", None, None, "waiting"
+        last.said_aloud, last.attempt = False, last.attempt + 1
+        return last
+
+    def clear(self) -> None:
+        """A new conversation: no turns, no pending hands-free question, no files."""
+        self.stop()
+        self.turns = []
+        self.heard, self.speaking_until = None, 0.0
+        self.listener.reset()
+        self.close()
+
+    def close(self) -> None:
+        """Delete this session's files (gr.State's delete_callback, and clear)."""
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+    # -- camera and hands-free listening ------------------------------------------------------
+
+    def see(self, frame: Image.Image | None) -> None:
+        if frame is not None:
+            self.frame, self.frame_at = frame, time.monotonic()
+
+    def current_frame(self) -> Image.Image | None:
+        """The latest camera frame, or None when the camera is off (no recent frame)."""
+        if self.frame is None or time.monotonic() - self.frame_at > FRAME_FRESH_S:
+            return None
+        return load_image(self.frame)
+
+    def hear(self, rate: int, data: np.ndarray) -> bool:
+        """Feed a hands-free microphone chunk; True when a question just ended (in `heard`).
+
+        While an answer is written or spoken the microphone is ignored: the assistant would
+        otherwise hear its own voice.
+        """
+        if self.busy() or time.monotonic() < self.speaking_until:
+            self.listener.reset()
+            return False
+        questions = self.listener.push(microphone_samples(rate, data))
+        if not questions:
+            return False
+        self.heard, self.heard_count = questions[-1], self.heard_count + 1
+        return True
+
+    def take_heard(self) -> np.ndarray | None:
+        heard, self.heard = self.heard, None
+        if heard is not None:
+            check_speech(heard, "what was heard")
+        return heard
+
+    def speaking(self, seconds: float) -> None:
+        """The spoken answer plays for `seconds`: hands-free listening waits for its end."""
+        self.speaking_until = time.monotonic() + seconds + SPEAKING_MARGIN_S
+
+    def silence(self) -> None:
+        """No voice for the answers so far, even one still being made; listen again at once."""
+        for turn in self.turns:
+            turn.said_aloud = True
+        self.speaking_until = 0.0
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def new_file(self, stem: str, suffix: str) -> Path:
+        if self.folder is None:
+            self.folder = Path(tempfile.mkdtemp(prefix="session-", dir=self.root))
+        self.saved += 1
+        return self.folder / f"{self.saved:04d}-{stem}{suffix}"
+
+    def save_photo(self, image: Image.Image) -> Path:
+        shown = image.copy()
+        shown.thumbnail((SHOWN_PHOTO_SIDE, SHOWN_PHOTO_SIDE))
+        path = self.new_file("photo", ".jpg")
+        shown.save(path, quality=85)
+        return path
+
+    def save_audio(self, waveform: np.ndarray, stem: str) -> Path:
+        path = self.new_file(stem, ".wav")
+        soundfile.write(path, waveform, SAMPLE_RATE, subtype="PCM_16")
+        return path
+
+
+def answer_next(
+    model: LunettesModel,
+    session: WebSession,
+    options: GenerationOptions,
+    system_prompt: str = "",
+) -> Iterator[Turn]:
+    """Answer the oldest waiting turn in place; yields it after each change (its transcript is
+    known, a piece of the answer, the timings), then once more when it is finished.
+
+    A bad input or a model failure ends the turn with an error, never an exception. Stop (or
+    Clear, or Regenerate) marks the turn and this generator returns at the model's next event;
+    closing it (the page went away) also leaves the turn "stopped" with the answer so far.
+    """
+    turn = session.waiting()
+    if turn is None:
+        return
+    turn.state, attempt = "answering", turn.attempt
+
+    def current() -> bool:  # not stopped, cleared or asked again by a newer answer
+        return turn.state == "answering" and turn.attempt == attempt
+
+    try:
+        for event in model.stream(session.conversation(turn, system_prompt), options):
+            if not current():
+                return
+            if isinstance(event, Chunk):
+                turn.answer += event.text
+            elif isinstance(event, Stats):
+                turn.stats = event
+            yield turn  # Heard: the transcript is on the question's speech already
+        if current():
+            turn.state = "done"
+    except InputError as error:
+        if current():
+            turn.fail(str(error))
+    except Exception:
+        log.exception("answering failed")
+        if current():
+            turn.fail(MODEL_FAILED)
+    finally:
+        if current():  # the generator was closed: Stop
+            turn.state = "stopped"
+    yield turn
+
+
+def files_root() -> Path:
+    """A folder for this server's sessions' files, deleted when the server exits; the folders
+    of servers that were killed (and could not delete theirs) are deleted now."""
+    for old in Path(tempfile.gettempdir()).glob(f"{FILES_PREFIX}*-*"):
+        pid = old.name.removeprefix(FILES_PREFIX).split("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    root = Path(tempfile.mkdtemp(prefix=f"{FILES_PREFIX}{os.getpid()}-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def read_files(paths: Sequence[str]) -> tuple[list[tuple[Image.Image, str]], np.ndarray | None]:
+    """Attached files -> ((photo, alt text) pairs, one spoken clip or None).
+
+    Raises InputError for an unreadable, huge or unsupported file, or for two recordings.
+    """
+    photos, speech = [], None
+    for path in paths:
+        name = Path(path).name
+        kind = (mimetypes.guess_type(name)[0] or "").split("/")[0]
+        if kind == "image":
+            photos.append((load_image(path, name=name), f"your photo {name}"))
+        elif kind in ("audio", "video"):
+            if speech is not None:
+                raise InputError("send one spoken question per message")
+            speech = load_audio(path, name=name)
+        else:
+            raise InputError(
+                f"{name}: send photos or audio recordings; this kind of file is not supported"
+            )
+    return photos, speech

@@ -1,0 +1,242 @@
+"""The web app's handlers and what they show, on the tiny random model (no browser)."""
+
+import time
+
+import gradio as gr
+import numpy as np
+import pytest
+import soundfile
+
+from app import web_actions as act
+from app.web import build_app
+from app.web_format import ERROR_MARK, SPOKEN_MARK, TIMING_MARK, chat_messages, timing_line
+from app.web_session import WebSession
+from fusion.model import Stats
+from tests.tiny import photo, tone
+
+
+@pytest.fixture
+def session(tmp_path):
+    return WebSession(root=tmp_path)
+
+
+def ask_and_answer(model, session, max_tokens=8):
+    return list(act.respond(model, session, max_tokens, 0.0, "You are a helpful assistant."))
+
+
+def texts(message: dict) -> list[str]:
+    content = message["content"]
+    return [
+        part
+        for part in (content if isinstance(content, list) else [content])
+        if isinstance(part, str)
+    ]
+
+
+def test_a_typed_question_with_photos_shows_them_and_streams_the_answer(model, tmp_path, session):
+    paths = []
+    for seed in (1, 2):
+        paths.append(tmp_path / f"photo{seed}.png")
+        photo(seed=seed).save(paths[-1])
+    chat, status, box = act.send_message(
+        {"text": "What is this?", "files": [str(p) for p in paths]}, session
+    )
+    assert box is None  # the box is emptied
+    assert status == "Thinking…"
+    question = chat[0]
+    shown = [part for part in question["content"] if isinstance(part, gr.Image)]
+    assert [part.alt_text for part in shown] == ["your photo photo1.png", "your photo photo2.png"]
+    assert texts(question) == ["What is this?"]
+    updates = ask_and_answer(model, session)
+    assert len(updates) > 3
+    final_chat, final_status = updates[-1]
+    assert final_status.startswith("Answered.")
+    answer, timing = final_chat[1], final_chat[2]
+    assert answer["role"] == "assistant" and answer["content"]
+    assert timing["metadata"]["title"].startswith(TIMING_MARK)
+    assert "photo" in timing["metadata"]["title"] and "8 tokens at" in timing["metadata"]["title"]
+
+
+def test_a_recording_shows_its_transcript_in_the_question(model, tmp_path, session):
+    clip = tmp_path / "question.wav"
+    soundfile.write(clip, tone(1.0), 16_000)
+    chat, _, _ = act.push_to_talk(str(clip), session)
+    assert texts(chat[0]) == [f"{SPOKEN_MARK} …"]  # not transcribed yet
+    first_chat, first_status = next(act.respond(model, session, 8, 0.0, ""))
+    transcript = session.turns[0].transcript
+    assert (
+        texts(first_chat[0])[0] == f"{SPOKEN_MARK} {transcript.strip() or '(no words recognised)'}"
+    )
+    assert first_status == "Thinking…"
+
+
+def test_look_and_ask_needs_the_camera_and_keeps_the_typed_question(model, session):
+    chat, status, box = act.look_and_ask({"text": "What is this?", "files": []}, session)
+    assert box == gr.skip()
+    assert status.startswith(f"{ERROR_MARK} The camera is off")
+    assert chat[1]["content"].startswith(f"{ERROR_MARK} The camera is off")
+    act.see(photo(640, 480), session)
+    chat, _, box = act.look_and_ask({"text": "What is this?", "files": []}, session)
+    assert box is None
+    assert [part.alt_text for part in chat[2]["content"] if isinstance(part, gr.Image)] == [
+        "camera frame"
+    ]
+
+
+def test_unreadable_file_is_a_chat_message_and_the_next_question_works(model, tmp_path, session):
+    bad = tmp_path / "notes.jpg"
+    bad.write_bytes(b"these are my notes")
+    chat, _, _ = act.send_message({"text": "look", "files": [str(bad)]}, session)
+    assert chat[1]["content"] == f"{ERROR_MARK} notes.jpg is not an image format that can be read"
+    assert "📎 notes.jpg" in texts(chat[0])[0]
+    assert list(act.respond(model, session, 8, 0.0, ""))  # nothing to answer: one view
+    act.send_message({"text": "hello", "files": []}, session)
+    assert ask_and_answer(model, session)[-1][1].startswith("Answered.")
+
+
+def test_bad_settings_are_explained(model, session):
+    act.send_message({"text": "hello", "files": []}, session)
+    _, status = list(act.respond(model, session, 0, 0.0, ""))[-1]
+    assert "settings cannot be used" in status and session.turns[0].state == "failed"
+
+
+def test_stop_and_regenerate_and_clear(model, session):
+    act.send_message({"text": "hello", "files": []}, session)
+    chat, status, voice = act.stop(session)
+    assert status == "Stopped." and voice is None and "*(stopped)*" in chat[1]["content"]
+    chat, status = act.regenerate(session)
+    assert status == "Thinking…"
+    assert ask_and_answer(model, session)[-1][1].startswith("Answered.")
+    chat, status, voice, box = act.clear(session)
+    assert chat == [] and session.turns == [] and voice is None and box is None
+    assert status.startswith("Cleared")
+    assert act.regenerate(session)[1].startswith("Nothing to regenerate")
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"device": "microphone", "name": "NotAllowedError"},
+            "The microphone cannot be used: permission was denied",
+        ),
+        (
+            {"device": "camera", "name": "NotFoundError"},
+            "The camera cannot be used: no camera was found",
+        ),
+        ({"device": "camera", "name": "InsecureContext"}, "only on a secure page"),
+        (
+            {"device": "<b>x</b>", "name": "WeirdError", "message": "odd {0}"},
+            "(WeirdError: odd {0})",
+        ),
+    ],
+)
+def test_camera_and_microphone_problems_appear_in_the_chat(data, expected, session):
+    event = gr.EventData(None, data)
+    chat, status = act.media_problem(session, event)
+    assert chat[-1]["content"].startswith(ERROR_MARK) and expected in chat[-1]["content"]
+    assert expected in status
+
+
+def test_the_answer_is_spoken_once_and_the_microphone_waits_for_it(model, session):
+    pytest.importorskip("soundfile")
+    from app import speech_out
+
+    if speech_out.engine_for("hello") is None:
+        pytest.skip("no speech engine installed")
+    act.send_message({"text": "hello", "files": []}, session)
+    ask_and_answer(model, session)
+    session.turns[0].answer = "The cat sits on the mat."  # a readable answer
+    path, _ = act.speak(session, True)
+    assert path.endswith(".wav") and soundfile.info(path).frames > 0
+    assert session.speaking_until > time.monotonic()
+    assert act.speak(session, True)[0] == gr.skip()  # said once
+    assert act.stop_speaking(session) is None and session.speaking_until == 0.0
+    act.regenerate(session)
+    ask_and_answer(model, session)
+    assert act.speak(session, False)[0] == gr.skip()  # switched off
+
+
+def test_stop_speaking_before_the_voice_is_ready_keeps_it_silent(model, session):
+    act.send_message({"text": "hello", "files": []}, session)
+    ask_and_answer(model, session)
+    act.stop_speaking(session)  # pressed while the answer was still being voiced
+    assert act.speak(session, True) == (gr.skip(), gr.skip())
+    assert session.speaking_until == 0.0
+
+
+def test_a_voice_made_while_the_chat_is_cleared_is_dropped(model, monkeypatch, session):
+    from app import speech_out
+
+    act.send_message({"text": "hello", "files": []}, session)
+    ask_and_answer(model, session)
+
+    def slow_synthesis(text, path):
+        session.clear()  # the person clears the chat while the voice is being made
+        raise speech_out.SpeechError("its folder was deleted")
+
+    monkeypatch.setattr(speech_out, "synthesise", slow_synthesis)
+    assert act.speak(session, True) == (gr.skip(), gr.skip())  # no voice, no stale status
+
+
+def test_hands_free_chunks_become_a_question(model, session):
+    loud = (
+        np.concatenate([tone(1.0, amplitude=0.3), np.zeros(24_000, np.float32)]) * 32767
+    ).astype(np.int16)
+    counts = [act.hear((16_000, loud[i : i + 8_000]), session) for i in range(0, len(loud), 8_000)]
+    assert 1 in counts
+    chat, status = act.hands_free_question(session)
+    assert texts(chat[0]) == [f"{SPOKEN_MARK} …"] and status == "Listening to your question…"
+    assert ask_and_answer(model, session)[-1][1].startswith("Answered.")
+
+
+def test_timing_line_names_each_stage():
+    stats = Stats(
+        timings_ms={"encode_image": 116.4, "encode_audio": 40.0, "transcribe": 300.2, "first_token": 480.0, "total": 3000.0},
+        new_tokens=30, tokens_per_s=12.34, prompt_tokens={"text": 20, "image": 49, "audio": 38},
+        finish_reason="stop",
+    )  # fmt: skip
+    line = timing_line(stats)
+    assert (
+        line
+        == "photo 116 ms · speech 40 ms · transcript 300 ms · first token 480 ms · 30 tokens at 12.3/s"
+    )
+
+
+def test_a_turn_without_a_readable_question_shows_only_the_error(session):
+    session.refuse("", [], "the microphone cannot be used")
+    assert chat_messages(session.turns) == [
+        {"role": "assistant", "content": f"{ERROR_MARK} The microphone cannot be used"}
+    ]
+
+
+def test_every_control_is_labelled_and_nothing_is_shared_between_sessions(model):
+    app = build_app(model)
+    labelled = (
+        gr.Image,
+        gr.Audio,
+        gr.Chatbot,
+        gr.MultimodalTextbox,
+        gr.Slider,
+        gr.Textbox,
+        gr.Checkbox,
+    )
+    components = list(app.blocks.values())
+    for component in components:
+        if isinstance(component, labelled):
+            assert component.label, f"{type(component).__name__} {component.elem_id} has no label"
+        if isinstance(component, gr.Button):
+            assert component.value and component.elem_id
+    ids = {component.elem_id for component in components}
+    assert {
+        "camera",
+        "look-and-ask",
+        "push-to-talk",
+        "hands-free",
+        "conversation",
+        "message",
+        "status",
+    } <= ids
+    state = next(b for b in components if isinstance(b, gr.State) and callable(b.value))
+    one, two = state.value(), state.value()  # what each new browser tab gets
+    assert isinstance(one, WebSession) and one is not two and one.turns is not two.turns

@@ -1,0 +1,98 @@
+"""The web app in a real browser on the real embedded bundle: a photo with a typed question,
+then a spoken question through the fake microphone, whose transcript must be right.
+
+Screenshots and the latencies the page showed go to test-artifacts/.
+"""
+
+import re
+
+import pytest
+
+from tests.web_support import (
+    ARTIFACTS,
+    PHOTOS,
+    LiveServer,
+    answer_text,
+    fake_microphone_wav,
+    have_espeak,
+    launch_chromium,
+    needs_chromium,
+    open_app,
+    screenshot,
+    send,
+    status,
+    user_messages,
+    wait_for_answers,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.bundle, needs_chromium]
+
+SPOKEN = "What is the weather like in Paris today?"
+MAX_TOKENS = 48  # set in the page's settings: enough to see the answer stream
+
+
+@pytest.fixture(scope="module")
+def server():
+    from fusion.bundle import load_model
+
+    with LiveServer(load_model()) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not have_espeak():
+        pytest.skip("espeak-ng is not installed: no spoken question for the fake microphone")
+    from playwright.sync_api import sync_playwright
+
+    wav = fake_microphone_wav(tmp_path_factory.mktemp("microphone") / "question.wav", SPOKEN)
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright, wav)
+        yield chromium
+        chromium.close()
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def test_the_bundle_answers_a_photo_and_a_spoken_question_in_the_browser(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 1100})
+    page = open_app(context, server.url)
+    page.locator("#settings").get_by_role("button").first.click()
+    tokens = page.locator("#max-tokens input[type=number]")
+    tokens.fill(str(MAX_TOKENS))
+    tokens.press("Enter")
+    assert "trained" in page.locator("#header").inner_text()
+
+    send(page, "What is in this picture?", [PHOTOS / "cat.jpg"])
+    lengths = []
+
+    def finished() -> bool:
+        lengths.append(len(answer_text(page)))
+        return status(page).startswith("Answered")
+
+    wait_until(finished, timeout_s=180, what="the answer about the photo")
+    assert len({n for n in lengths if n > 1}) >= 3, f"the answer did not stream: {lengths}"
+    photo_latency = status(page)
+    screenshot(page, "web-bundle-photo.png")
+
+    recorder = page.locator("#push-to-talk")
+    recorder.get_by_role("button", name="Push to talk: Record").click()
+    page.wait_for_timeout(5000)  # 1 s of silence, the question (~2.5 s), silence
+    recorder.get_by_role("button", name="Push to talk: Stop").click()
+    question = user_messages(page).nth(1)
+    wait_until(lambda: "🎙️" in question.inner_text() and "…" not in question.inner_text(),
+               timeout_s=120, what="the transcript")  # fmt: skip
+    transcript = question.inner_text().split("🎙️", 1)[1]
+    assert words(transcript) == words(SPOKEN), f"heard {transcript!r}"
+    wait_for_answers(page, 2, timeout_s=180)
+    wait_until(lambda: status(page).startswith("Answered"), what="the end of the spoken answer")
+    speech_latency = status(page)
+    screenshot(page, "web-bundle-voice.png")
+    (ARTIFACTS / "web-bundle-latencies.txt").write_text(
+        f"photo + typed question: {photo_latency}\nspoken question: {speech_latency}\n"
+        f"transcript: {transcript.strip()}\n"
+    )
+    context.close()

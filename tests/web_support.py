@@ -1,0 +1,227 @@
+"""Helpers for the web app's tests: a live server in a thread, Debian's Chromium driven by
+Playwright with a fake camera and microphone, a model that answers at a set pace, page helpers.
+
+No browser is downloaded: Chromium is /usr/bin/chromium (`make test` installs the Debian
+package); without it the browser tests are skipped, saying so.
+"""
+
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import pytest
+import soundfile
+
+from encoders.audio_io import resample
+from fusion.generate import GenerationOptions
+from fusion.model import Chunk
+from tests.tiny import tone
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+PHOTOS = ROOT / "assets" / "examples"
+CHROMIUM = Path(os.environ.get("LUNETTES_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--use-fake-ui-for-media-stream",  # camera and microphone allowed without a prompt
+    "--use-fake-device-for-media-stream",  # a generated camera picture
+]  # fmt: skip
+FAKE_MICROPHONE_RATE = 48_000  # Chromium's fake capture wants 44.1 or 48 kHz PCM WAV
+WAIT_MS = 20_000  # longest wait for anything on the page (the tiny model answers in ms)
+
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"{CHROMIUM} is missing: install Debian's chromium "
+    "(LUNETTES_BROWSER_TESTS=1 bash scripts/system-packages.sh, as `make test` does)",
+)
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A small PNG whose header claims width x height (refused before its pixels are read)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+def fake_microphone_wav(
+    path: Path, text: str | None, lead_s: float = 1.0, pad_s: float = 2.0
+) -> Path:
+    """A WAV for Chromium's fake microphone: lead_s of silence (the page starts recording a
+    moment after the device opens), `text` spoken by espeak-ng (a tone when None), then pad_s
+    of silence; 16-bit mono at 48 kHz."""
+    if text is None:
+        samples, rate = tone(2.0, amplitude=0.3), 16_000
+    else:
+        spoken = path.with_suffix(".espeak.wav")
+        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(spoken), text], check=True)
+        samples, rate = soundfile.read(spoken, dtype="float32")
+    samples = resample(samples, rate, FAKE_MICROPHONE_RATE)
+    silence = [np.zeros(round(s * FAKE_MICROPHONE_RATE), np.float32) for s in (lead_s, pad_s)]
+    samples = np.concatenate([silence[0], samples, silence[1]])
+    soundfile.write(path, samples, FAKE_MICROPHONE_RATE, subtype="PCM_16")
+    return path
+
+
+# -- the server --------------------------------------------------------------------------------
+
+
+class PacedModel:
+    """A model whose answer arrives at `pace_s` per piece (so streaming and Stop can be seen),
+    at most `max_tokens` tokens (the tiny LM never stops by itself and reads 512), and which
+    fails on a question containing FAIL_MARK."""
+
+    FAIL_MARK = "FAIL-NOW"
+
+    def __init__(self, model, pace_s: float = 0.05, max_tokens: int = 24):
+        self.model, self.pace_s, self.max_tokens = model, pace_s, max_tokens
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def stream(self, messages, options: GenerationOptions | None = None) -> Iterator:
+        options = options or GenerationOptions()
+        if self.FAIL_MARK in messages[-1].text:
+            raise RuntimeError("a model failure on purpose")
+        capped = min(options.max_new_tokens, self.max_tokens)
+        kept = {**options.__dict__, "max_new_tokens": capped}
+        for event in self.model.stream(messages, GenerationOptions(**kept)):
+            if isinstance(event, Chunk):
+                time.sleep(self.pace_s)
+            yield event
+
+
+class LiveServer:
+    """`app.server.build_server(model)` served by uvicorn in a thread on a free loopback port."""
+
+    def __init__(self, model):
+        import uvicorn
+
+        from app.server import build_server
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/"
+        config = uvicorn.Config(
+            build_server(model), host="127.0.0.1", port=port, log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+# -- the browser -------------------------------------------------------------------------------
+
+
+def launch_chromium(playwright, microphone_wav: Path | None = None):
+    """Debian's Chromium, headless, with a fake camera and (when given) the WAV as microphone."""
+    args = list(CHROMIUM_ARGS)
+    if microphone_wav is not None:
+        args.append(f"--use-file-for-fake-audio-capture={microphone_wav}%noloop")
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+
+
+def open_app(context, url: str):
+    """A new page on the app, loaded; the requests it makes are recorded in page.requested,
+    its script errors in page.problems."""
+    page = context.new_page()
+    page.requested, page.problems = [], []
+    page.on("request", lambda request: page.requested.append(request.url))
+    page.on("pageerror", lambda error: page.problems.append(str(error)))
+    page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
+    page.goto(url)
+    page.wait_for_selector("#conversation")
+    page.wait_for_selector("#page-script", state="attached")
+    return page
+
+
+def send(page, text: str, files: list[Path] = ()) -> None:
+    """Attach files, type the question and press Enter, as a person would."""
+    if files:
+        page.locator("#message input[type=file]").set_input_files([str(f) for f in files])
+        uploaded = page.locator("#message .thumbnail-wrapper")  # one per file, once uploaded
+        wait_until(lambda: uploaded.count() == len(files), what=f"{len(files)} files uploaded")
+    box = page.locator("#message textarea")
+    box.fill(text)
+    box.press("Enter")
+
+
+def user_messages(page):
+    """The person's messages, one per question (photos, recording and text together)."""
+    return page.locator("#conversation .user-row")
+
+
+def bot_messages(page):
+    """The assistant's messages, one per answer (the answer, then its timing note)."""
+    return page.locator("#conversation .bot-row")
+
+
+def answer_text(page, index: int = 0) -> str:
+    """The text of an answer, without its timing note ("" before it starts)."""
+    if bot_messages(page).count() <= index:
+        return ""
+    return bot_messages(page).nth(index).locator("[data-testid=bot]").first.inner_text()
+
+
+def status(page) -> str:
+    return page.locator("#status .lunettes-status").inner_text()
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float = WAIT_MS / 1000, what: str = ""
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(0.05)
+
+
+def wait_for_answers(page, count: int, timeout_s: float = WAIT_MS / 1000) -> None:
+    """Wait until `count` answers are complete (each ends with its timing note)."""
+    notes = page.locator("#conversation .bot-row .thought", has_text="⏱️")
+    wait_until(lambda: notes.count() >= count, timeout_s, f"{count} finished answers")
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def have_espeak() -> bool:
+    return shutil.which("espeak-ng") is not None
