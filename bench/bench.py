@@ -1,14 +1,18 @@
 """Lunettes benchmark: measured figures against the targets for a 2-core CPU, embedded bundle.
 
-    .venv/bin/python bench/bench.py [--cache-dir DIR] [--image PATH] [--json PATH]
+    .venv/bin/python bench/bench.py [--cache-dir DIR] [--image PATH] [--json PATH] [--threads N]
 
 Rows (a benchmark, not a test: it never fails the run, it reports PASS/MISS per row):
 1. warm start: wall time of a fresh process that imports the project and loads the model
    (converted weights already cached), median of 3;
 2. photo + typed question -> first token, a fresh conversation each time (the photo is
    encoded every time), one warm-up then median of 5;
-3. 5 s spoken question -> first token (audio encoding, transcription, prefill), same protocol;
+3. 5 s spoken question (espeak-ng speech padded with silence, no photo, no typed text) ->
+   first token, which includes audio encoding and transcription; same protocol;
 4. greedy decoding speed as a fraction of the memory-bandwidth bound.
+
+The 'other load' column is the CPU that other processes used while a row ran: with torch's
+threads on every core, a busy neighbour slows the in-process rows far more than its share.
 
 Ratio is oriented so that >= 1 means the target is met: target/measured for "at most"
 targets, measured/target for "at least" targets.
@@ -18,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -30,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python bench/bench.py`: sys.path[0] is bench/
     sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFilter
 
 TARGET_WARM_START_S = 5.0
 TARGET_PHOTO_FIRST_TOKEN_MS = 1000.0
@@ -47,9 +52,13 @@ PROBE_BYTES = 1 << 30  # 1 GiB of float32
 PROBE_RUNS = 7
 
 QUESTION = "What is in this picture?"
-SPOKEN_QUESTION = "Hey, could you tell me what kind of plant this is and how often I should water it?"
+SPOKEN_QUESTION = (
+    "Hey, could you tell me what kind of plant this is and how often I should water it?"
+)
 SPEECH_SECONDS = 5.0
-DECODE_PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
+DECODE_PROMPT = (
+    "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
+)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -59,15 +68,21 @@ def synthetic_photo(width: int = 1280, height: int = 960, seed: int = 0) -> Imag
     """A deterministic, textured, photo-like RGB image: sky, ground, blurred objects, grain."""
     rng = np.random.default_rng(seed)
     y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
-    sky = np.array([110, 160, 225], np.float32) * (1 - y) + np.array([225, 235, 245], np.float32) * y
+    sky = (
+        np.array([110, 160, 225], np.float32) * (1 - y) + np.array([225, 235, 245], np.float32) * y
+    )
     ground = np.array([70, 110, 45], np.float32) * (1 - y) + np.array([120, 90, 50], np.float32) * y
-    horizon = 0.45 + 0.05 * np.sin(np.linspace(0, 3 * np.pi, width, dtype=np.float32))[None, :, None]
+    horizon = (
+        0.45 + 0.05 * np.sin(np.linspace(0, 3 * np.pi, width, dtype=np.float32))[None, :, None]
+    )
     image = np.where(y < horizon, sky, ground) * np.ones((1, width, 1), np.float32)
 
     noise = np.zeros((height, width), np.float32)  # multi-octave value noise: texture
     for octave in range(1, 7):
-        cells = rng.random((2 ** octave + 1, 2 ** octave + 1), dtype=np.float32)
-        layer = Image.fromarray((cells * 255).astype(np.uint8)).resize((width, height), Image.BICUBIC)
+        cells = rng.random((2**octave + 1, 2**octave + 1), dtype=np.float32)
+        layer = Image.fromarray((cells * 255).astype(np.uint8)).resize(
+            (width, height), Image.BICUBIC
+        )
         noise += (np.asarray(layer, np.float32) / 255 - 0.5) / octave
     image += 40 * noise[:, :, None]
 
@@ -84,7 +99,8 @@ def synthetic_photo(width: int = 1280, height: int = 960, seed: int = 0) -> Imag
         draw.line((640, 520, *tip), fill=(40, 130, 50), width=28)
     canvas = canvas.filter(ImageFilter.GaussianBlur(2.0))
     grain = rng.normal(0, 6, (height, width, 3)).astype(np.float32)  # sensor noise
-    pixels = np.clip(np.asarray(canvas, np.float32) + grain, 0, 255).astype(np.uint8)
+    shading = 1.0 + 0.6 * noise[::-1, ::-1, None]  # texture and light across the objects too
+    pixels = np.clip(np.asarray(canvas, np.float32) * shading + grain, 0, 255).astype(np.uint8)
     return Image.fromarray(pixels, "RGB")
 
 
@@ -108,7 +124,7 @@ def spoken_question(seconds: float = SPEECH_SECONDS) -> np.ndarray | None:
         wav = Path(tmp) / "question.wav"
         subprocess.run([espeak, "-w", str(wav), SPOKEN_QUESTION], check=True, capture_output=True)
         waveform = load_audio(wav)
-    samples = int(round(seconds * SAMPLE_RATE))
+    samples = round(seconds * SAMPLE_RATE)
     return np.pad(waveform, (0, max(0, samples - waveform.shape[0])))[:samples].astype(np.float32)
 
 
@@ -127,19 +143,31 @@ print("BENCH " + json.dumps({"import_s": imported - start, "load_s": loaded - im
 """
 
 
-def measure_warm_start(cache_dir: Path | None) -> dict:
+def measure_warm_start(cache_dir: Path | None, threads: int | None = None) -> dict:
     """Fresh interpreter: import the project, load the model; wall time around the process."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)  # torch reads it at start-up
     command = [sys.executable, "-c", WARM_START_CHILD, str(cache_dir) if cache_dir else ""]
-    walls, imports, loads = [], [], []
+    walls, cpus, imports, loads = [], [], [], []
     for _ in range(WARM_START_RUNS):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        result = subprocess.run(
+            command, check=False, cwd=ROOT, env=env, capture_output=True, text=True
+        )
         walls.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
         line = next((l for l in result.stdout.splitlines() if l.startswith("BENCH ")), None)
         if result.returncode != 0 or line is None:
-            raise RuntimeError(f"warm-start child failed ({result.returncode}):\n{result.stderr[-2000:]}")
-        inner = json.loads(line[len("BENCH "):])
+            raise RuntimeError(
+                f"warm-start child failed ({result.returncode}):\n{result.stderr[-2000:]}"
+            )
+        inner = json.loads(line[len("BENCH ") :])
         imports.append(inner["import_s"])
         loads.append(inner["load_s"])
     return {
@@ -147,6 +175,9 @@ def measure_warm_start(cache_dir: Path | None) -> dict:
         "import_s": statistics.median(imports),
         "load_s": statistics.median(loads),
         "runs_wall_s": walls,
+        "cpu_s": statistics.median(
+            cpus
+        ),  # user + system of the child: less sensitive to contention
     }
 
 
@@ -245,7 +276,9 @@ class CpuMonitor:
         try:
             fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
             values = [int(x) for x in fields]
-            busy = sum(values) - values[3] - (values[4] if len(values) > 4 else 0)  # minus idle, iowait
+            busy = (
+                sum(values) - values[3] - (values[4] if len(values) > 4 else 0)
+            )  # minus idle, iowait
             own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
             ours = sum(int(x) for x in own[11:15])  # utime, stime, cutime, cstime
         except (OSError, ValueError, IndexError):
@@ -290,12 +323,27 @@ def machine() -> dict:
 
 def row(name, measured, unit, target, at_most: bool, fmt: str) -> dict:
     if measured is None:
-        return {"name": name, "measured": None, "unit": unit, "target": target,
-                "target_kind": "<=" if at_most else ">=", "ratio": None, "result": "SKIP", "fmt": fmt}
+        return {
+            "name": name,
+            "measured": None,
+            "unit": unit,
+            "target": target,
+            "target_kind": "<=" if at_most else ">=",
+            "ratio": None,
+            "result": "SKIP",
+            "fmt": fmt,
+        }
     ratio = target / measured if at_most else measured / target
-    return {"name": name, "measured": measured, "unit": unit, "target": target,
-            "target_kind": "<=" if at_most else ">=", "ratio": ratio,
-            "result": "PASS" if ratio >= 1.0 else "MISS", "fmt": fmt}
+    return {
+        "name": name,
+        "measured": measured,
+        "unit": unit,
+        "target": target,
+        "target_kind": "<=" if at_most else ">=",
+        "ratio": ratio,
+        "result": "PASS" if ratio >= 1.0 else "MISS",
+        "fmt": fmt,
+    }
 
 
 def print_table(rows: list[dict]) -> None:
@@ -318,11 +366,27 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="converted weights (default: the project's, $LUNETTES_CACHE or ~/.cache/lunettes)")
-    parser.add_argument("--image", default=None, help="photo to ask about (default: a synthetic 1280x960 image)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="converted weights (default: the project's, $LUNETTES_CACHE or ~/.cache/lunettes)",
+    )
+    parser.add_argument(
+        "--image", default=None, help="photo to ask about (default: a synthetic 1280x960 image)"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the figures to this JSON file"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads, in this process and the warm-start children (default: torch's choice)",
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     import logging
 
@@ -332,8 +396,11 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     info = machine()
-    print(f"machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, torch {info['torch']} "
-          f"with {info['torch_threads']} threads, Python {info['python']}", flush=True)
+    print(
+        f"machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, torch {info['torch']}, "
+        f"torch threads {info['torch_threads']}, Python {info['python']}",
+        flush=True,
+    )
 
     try:  # transformers' "Loading weights" bar would clutter the report
         from transformers.utils import logging as transformers_logging
@@ -342,7 +409,10 @@ def main(argv=None) -> int:
     except ImportError:
         pass
     spec = BundleSpec(cache_dir=args.cache_dir)
-    print("loading the model in this process (converts the embedded weights if not cached) ...", flush=True)
+    print(
+        "loading the model in this process (converts the embedded weights if not cached) ...",
+        flush=True,
+    )
     start = time.perf_counter()
     model = load_model(spec)
     in_process_load_s = time.perf_counter() - start
@@ -350,7 +420,7 @@ def main(argv=None) -> int:
     monitor, other = CpuMonitor(), {}
     print(f"1/4 warm start: {WARM_START_RUNS} fresh processes ...", flush=True)
     monitor.start()
-    warm = measure_warm_start(args.cache_dir)
+    warm = measure_warm_start(args.cache_dir, args.threads)
     other["warm_start"] = monitor.stop()
 
     image, image_label = load_photo(args.image)
@@ -380,10 +450,22 @@ def main(argv=None) -> int:
 
     rows = [
         row("warm start (import + load)", warm["wall_s"], "s", TARGET_WARM_START_S, True, ".2f"),
-        row("photo + typed question -> first token", photo["first_token_ms"], "ms",
-            TARGET_PHOTO_FIRST_TOKEN_MS, True, ".0f"),
-        row(f"{SPEECH_SECONDS:.0f} s spoken question -> first token",
-            speech["first_token_ms"] if speech else None, "ms", TARGET_SPEECH_FIRST_TOKEN_MS, True, ".0f"),
+        row(
+            "photo + typed question -> first token",
+            photo["first_token_ms"],
+            "ms",
+            TARGET_PHOTO_FIRST_TOKEN_MS,
+            True,
+            ".0f",
+        ),
+        row(
+            f"{SPEECH_SECONDS:.0f} s spoken question -> first token",
+            speech["first_token_ms"] if speech else None,
+            "ms",
+            TARGET_SPEECH_FIRST_TOKEN_MS,
+            True,
+            ".0f",
+        ),
         row("decoding speed / bandwidth bound", fraction, "", TARGET_DECODE_FRACTION, False, ".2f"),
     ]
 
@@ -393,29 +475,42 @@ def main(argv=None) -> int:
     print_table(rows)
     contended = [r["name"] for r in rows if (r["other_load_cores"] or 0) > CONTENDED_CORES]
     if contended:
-        print(f"WARNING: other processes used CPU while these rows ran (see 'other load'); "
-              f"their figures are pessimistic, rerun on an idle machine: {', '.join(contended)}")
+        print(
+            f"WARNING: other processes used CPU while these rows ran (see 'other load'); "
+            f"their figures are pessimistic, rerun on an idle machine: {', '.join(contended)}"
+        )
     print()
-    print(f"machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, torch {info['torch']} "
-          f"with {info['torch_threads']} threads")
-    print(f"warm start: median wall {warm['wall_s']:.2f} s of {[round(x, 2) for x in warm['runs_wall_s']]}; "
-          f"inside: import {warm['import_s']:.2f} s + load {warm['load_s']:.2f} s "
-          f"(rest: interpreter start/exit); in-process load here {in_process_load_s:.2f} s")
+    print(
+        f"machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, torch {info['torch']}, "
+        f"torch threads {info['torch_threads']}"
+    )
+    print(
+        f"warm start: median wall {warm['wall_s']:.2f} s of {[round(x, 2) for x in warm['runs_wall_s']]}; "
+        f"inside: import {warm['import_s']:.2f} s + load {warm['load_s']:.2f} s "
+        f"(rest: interpreter start/exit); child CPU time {warm['cpu_s']:.2f} s; "
+        f"in-process load here {in_process_load_s:.2f} s"
+    )
     t = photo["timings_ms"]
-    print(f"photo: first token {[round(x) for x in photo['runs_first_token_ms']]} ms; medians: "
-          f"encode_image {t['encode_image']:.0f} ms, prefill+first step {t['first_token'] - t['encode_image']:.0f} ms; "
-          f"prompt tokens {photo['prompt_tokens']}")
+    print(
+        f"photo: first token {[round(x) for x in photo['runs_first_token_ms']]} ms; medians: "
+        f"encode_image {t['encode_image']:.0f} ms, prompt + prefill {t['first_token'] - t['encode_image']:.0f} ms; "
+        f"prompt tokens {photo['prompt_tokens']}"
+    )
     if speech:
         t = speech["timings_ms"]
         rest = t["first_token"] - t["encode_audio"] - t["transcribe"]
-        print(f"speech: first token {[round(x) for x in speech['runs_first_token_ms']]} ms; medians: "
-              f"encode_audio {t['encode_audio']:.0f} ms, transcribe {t['transcribe']:.0f} ms, "
-              f"prefill+first step {rest:.0f} ms; prompt tokens {speech['prompt_tokens']}; "
-              f"heard {speech['transcript']!r}")
-    print(f"decoding: {decoding['tokens_per_s']:.1f} tok/s (runs {decoding['runs_tokens_per_s']}, "
-          f"{DECODE_TOKENS} new tokens, greedy) vs bound {bound_tokens_per_s:.1f} tok/s = "
-          f"{bandwidth['read_gb_s']:.2f} GB/s read / {bytes_per_token / 1e6:.1f} MB of LM weights per token "
-          f"({next(model.lm.parameters()).dtype})")
+        print(
+            f"speech: first token {[round(x) for x in speech['runs_first_token_ms']]} ms; medians: "
+            f"encode_audio {t['encode_audio']:.0f} ms, transcribe {t['transcribe']:.0f} ms, "
+            f"prompt + prefill {rest:.0f} ms; prompt tokens {speech['prompt_tokens']}; "
+            f"heard {speech['transcript']!r}"
+        )
+    print(
+        f"decoding: {decoding['tokens_per_s']:.1f} tok/s (runs {decoding['runs_tokens_per_s']}, "
+        f"{DECODE_TOKENS} new tokens, greedy) vs bound {bound_tokens_per_s:.1f} tok/s = "
+        f"{bandwidth['read_gb_s']:.2f} GB/s read / {bytes_per_token / 1e6:.1f} MB of LM weights per token "
+        f"({next(model.lm.parameters()).dtype})"
+    )
     total_s = time.perf_counter() - started
     print(f"benchmark took {total_s:.0f} s")
 
@@ -426,7 +521,8 @@ def main(argv=None) -> int:
             "warm_start": warm | {"in_process_load_s": in_process_load_s},
             "photo": photo | {"image": image_label},
             "speech": speech,
-            "decoding": decoding | {
+            "decoding": decoding
+            | {
                 "bandwidth_gb_s": bandwidth["read_gb_s"],
                 "bytes_per_token": bytes_per_token,
                 "bound_tokens_per_s": bound_tokens_per_s,

@@ -47,7 +47,11 @@ def embedded_classifier_head(weights: Path | None = None) -> torch.nn.Linear:
 
     Used for pseudo-labels (what the frozen backbone thinks an image shows), not for answers.
     """
-    state = torch.load(weights or packaged_path(_EMBEDDED_PACKAGE, _EMBEDDED_FILE), map_location="cpu", weights_only=True)
+    state = torch.load(
+        weights or packaged_path(_EMBEDDED_PACKAGE, _EMBEDDED_FILE),
+        map_location="cpu",
+        weights_only=True,
+    )
     weight, bias = list(state.values())[-2:]  # the checkpoint ends with the classifier
     head = torch.nn.Linear(weight.shape[1], weight.shape[0])
     head.load_state_dict({"weight": weight, "bias": bias})

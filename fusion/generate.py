@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import torch
 
-
 MIN_TEMPERATURE = 1e-4  # below this, sampling is greedy decoding
 
 
