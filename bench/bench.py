@@ -139,7 +139,8 @@ from fusion.bundle import BundleSpec, load_model
 imported = time.perf_counter()
 load_model(BundleSpec(cache_dir=Path(sys.argv[1]) if sys.argv[1] else None))
 loaded = time.perf_counter()
-print("BENCH " + json.dumps({"import_s": imported - start, "load_s": loaded - imported}))
+print("BENCH " + json.dumps({"import_s": imported - start, "load_s": loaded - imported,
+                             "ready_at": time.time()}), flush=True)
 """
 
 
@@ -152,10 +153,11 @@ def measure_warm_start(cache_dir: Path | None, threads: int | None = None) -> di
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)  # torch reads it at start-up
     command = [sys.executable, "-c", WARM_START_CHILD, str(cache_dir) if cache_dir else ""]
-    walls, cpus, imports, loads = [], [], [], []
+    walls, readies, cpus, imports, loads = [], [], [], [], []
     for _ in range(WARM_START_RUNS):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
+        launched_at = time.time()  # wall clock: comparable with the child's
         result = subprocess.run(
             command, check=False, cwd=ROOT, env=env, capture_output=True, text=True
         )
@@ -168,9 +170,12 @@ def measure_warm_start(cache_dir: Path | None, threads: int | None = None) -> di
                 f"warm-start child failed ({result.returncode}):\n{result.stderr[-2000:]}"
             )
         inner = json.loads(line[len("BENCH ") :])
+        readies.append(inner["ready_at"] - launched_at)  # launch -> ready to answer
         imports.append(inner["import_s"])
         loads.append(inner["load_s"])
     return {
+        "ready_s": statistics.median(readies),  # what a person waits for; process exit excluded
+        "runs_ready_s": readies,
         "wall_s": statistics.median(walls),
         "import_s": statistics.median(imports),
         "load_s": statistics.median(loads),
@@ -449,7 +454,7 @@ def main(argv=None) -> int:
     fraction = decoding["tokens_per_s"] / bound_tokens_per_s
 
     rows = [
-        row("warm start (import + load)", warm["wall_s"], "s", TARGET_WARM_START_S, True, ".2f"),
+        row("warm start (launch -> ready)", warm["ready_s"], "s", TARGET_WARM_START_S, True, ".2f"),
         row(
             "photo + typed question -> first token",
             photo["first_token_ms"],
@@ -485,7 +490,8 @@ def main(argv=None) -> int:
         f"torch threads {info['torch_threads']}"
     )
     print(
-        f"warm start: median wall {warm['wall_s']:.2f} s of {[round(x, 2) for x in warm['runs_wall_s']]}; "
+        f"warm start: launch -> ready {[round(x, 2) for x in warm['runs_ready_s']]} s; "
+        f"whole process incl. exit: median {warm['wall_s']:.2f} s of {[round(x, 2) for x in warm['runs_wall_s']]}; "
         f"inside: import {warm['import_s']:.2f} s + load {warm['load_s']:.2f} s "
         f"(rest: interpreter start/exit); child CPU time {warm['cpu_s']:.2f} s; "
         f"in-process load here {in_process_load_s:.2f} s"
