@@ -5,10 +5,8 @@ bare FastAPI app, a real server on a free loopback port, and a model that answer
 import base64
 import io
 import socket
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from typing import Self
 
@@ -33,23 +31,6 @@ def png_bytes(seed: int = 0, width: int = 64, height: int = 48) -> bytes:
 
 def png_data_url(seed: int = 0, width: int = 64, height: int = 48) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(seed, width, height)).decode()
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height, with (almost) no pixel data behind it."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0"))
-        + chunk(b"IEND", b"")
-    )
 
 
 def wav_bytes(

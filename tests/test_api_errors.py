@@ -17,11 +17,11 @@ from tests.api_support import (
     image_part,
     png_bytes,
     png_data_url,
-    png_header,
     text_part,
     wav_base64,
     wav_bytes,
 )
+from tests.tiny import png_header
 
 LIMITS = {
     "max_body_bytes": 1 << 20,

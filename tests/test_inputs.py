@@ -2,9 +2,7 @@
 
 import io
 import shutil
-import struct
 import subprocess
-import zlib
 
 import numpy as np
 import pytest
@@ -14,30 +12,13 @@ from PIL import Image
 from encoders.audio_io import SAMPLE_RATE, load_audio
 from encoders.errors import InputError
 from encoders.image_io import MAX_SIDE, load_image
-from tests.tiny import photo, tone
+from tests.tiny import photo, png_header, tone
 
 
 def jpeg_bytes(image: Image.Image, **options) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", **options)
     return buffer.getvalue()
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height, with (almost) no pixel data behind it."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0"))
-        + chunk(b"IEND", b"")
-    )
 
 
 def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE, subtype: str = "PCM_16") -> bytes:

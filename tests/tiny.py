@@ -6,6 +6,9 @@ plain function (fixtures in conftest.py cache them per session); each builds in 
 second on two CPU cores, once transformers is imported.
 """
 
+import struct
+import zlib
+
 import numpy as np
 import torch
 from PIL import Image
@@ -162,3 +165,20 @@ def photo(width: int = 64, height: int = 48, seed: int = 0) -> Image.Image:
     """A random-noise RGB image."""
     pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     return Image.fromarray(pixels, "RGB")
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height, with (almost) no pixel data behind it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0"))
+        + chunk(b"IEND", b"")
+    )
