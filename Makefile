@@ -36,8 +36,8 @@ test: prepare
 bench: prepare
 	$(BIN)/python bench/bench.py
 
-# Adapter training (resumes from assets/adapter-checkpoint) and its held-out evaluation.
-STEPS ?= 3000
+# Adapter training (checkpoints to <cache>/training/checkpoint and resumes from it) and its held-out evaluation.
+STEPS ?= 2000
 train: prepare
 	LUNETTES_TRAINING=1 bash scripts/system-packages.sh
 	$(BIN)/python -m pip install -q -e '.[train]'

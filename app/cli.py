@@ -22,7 +22,10 @@ UNTRAINED_NOTE = (
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     quiet_libraries()
     try:
@@ -124,7 +127,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_model_arguments(prepare)
     prepare.set_defaults(run=run_prepare)
+
+    for name, text in TRAINING_COMMANDS.items():
+        command = commands.add_parser(name, help=text, add_help=False)  # --help: forwarded
+        command.set_defaults(run=run_training, passthrough=True, command=name)
     return parser
+
+
+TRAINING_COMMANDS = {
+    "data": "build the cached training and held-out sets (speech synthesis, encoder features)",
+    "train": "train the adapter (checkpoints and resumes; pip install -e '.[train]' first)",
+    "eval": "evaluate an adapter on held-out data against the untrained baseline",
+}
+
+
+def run_training(args: argparse.Namespace) -> int:
+    from fusion.training.__main__ import main as training_main
+
+    return training_main([args.command, *args.extra])
 
 
 def login(text: str) -> tuple[str, str]:
@@ -271,6 +291,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
+    from app.adapter_status import adapter_figures
     from fusion.bundle import load_model
 
     start = time.perf_counter()
@@ -279,7 +300,11 @@ def run_prepare(args: argparse.Namespace) -> int:
     print(
         f"ready in {time.perf_counter() - start:.1f} s: {described['language_model']}; "
         f"{described['vision_encoder']}; {described['audio_encoder']}; "
-        f"adapter {'trained' if described['adapter']['trained'] else 'untrained'}"
+        + (
+            f"adapter trained ({adapter_figures(described['adapter']['metrics'])})"
+            if described["adapter"]["trained"]
+            else "adapter untrained"
+        )
     )
     return 0
 

@@ -10,6 +10,7 @@ import re
 
 import gradio as gr
 
+from app.adapter_status import adapter_figures
 from app.web_session import Turn
 from fusion.model import Stats
 
@@ -143,7 +144,7 @@ def status_html(text: str) -> str:
 def header_markdown(described: dict) -> str:
     adapter = described["adapter"]
     if adapter["trained"]:
-        adapter_line = "**Adapter: trained.**"
+        adapter_line = f"**Adapter: trained** ({adapter_figures(adapter['metrics'])})."
     else:
         adapter_line = (
             "**Adapter: not trained yet.** Speech is transcribed correctly and photos and speech "

@@ -226,6 +226,50 @@ def lm_bytes_per_token(lm: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in lm.parameters())
 
 
+ADAPTER_LOAD_RUNS = 5
+GEMV_RUNS = 5
+
+
+@torch.inference_mode()
+def measure_matrix_vector_ceiling(lm: torch.nn.Module) -> dict:
+    """One row through every linear layer of the LM in order, nothing else: how fast this torch
+    streams the weights with no attention, norms or Python between them (best of GEMV_RUNS).
+
+    Decoding cannot beat this; the gap between it and the probe is the kernels' streaming
+    efficiency, the gap between it and decoding is per-layer overhead.
+    """
+    layers = [m for m in lm.modules() if isinstance(m, torch.nn.Linear)]
+    rows = {layer: torch.randn(1, layer.in_features) for layer in layers}
+    weight_bytes = sum(layer.weight.numel() * layer.weight.element_size() for layer in layers)
+    best = float("inf")
+    for _ in range(GEMV_RUNS):
+        start = time.perf_counter()
+        for layer in layers:
+            layer(rows[layer])
+        best = min(best, time.perf_counter() - start)
+    return {"read_gb_s": weight_bytes / best / 1e9, "ms": best * 1000, "layers": len(layers)}
+
+
+def measure_adapter_load(model) -> dict | None:
+    """Load the shipped adapter from disk a few times (file read + checks + weights)."""
+    from fusion.adapter import Adapter
+    from fusion.bundle import SHIPPED_ADAPTER
+
+    if not (SHIPPED_ADAPTER / "adapter.json").is_file():
+        return None
+    times = []
+    for _ in range(ADAPTER_LOAD_RUNS):
+        start = time.perf_counter()
+        adapter = Adapter.load(SHIPPED_ADAPTER, model.adapter.info.identities)
+        times.append((time.perf_counter() - start) * 1000)
+    return {
+        "path": str(SHIPPED_ADAPTER.relative_to(ROOT)),
+        "trained": adapter.info.trained,
+        "mib": sum(f.stat().st_size for f in SHIPPED_ADAPTER.iterdir()) / 2**20,
+        "load_ms": statistics.median(times),
+    }
+
+
 def measure_bandwidth() -> dict:
     """Memory read bandwidth: torch sum over a 1 GiB float32 tensor, best of several runs,
     with the thread count torch uses for the model."""
@@ -450,6 +494,7 @@ def main(argv=None) -> int:
     bytes_per_token = lm_bytes_per_token(model.lm)
     bound_tokens_per_s = bandwidth["read_gb_s"] * 1e9 / bytes_per_token
     decoding = measure_decoding(model)
+    ceiling = measure_matrix_vector_ceiling(model.lm)
     other["decoding"] = monitor.stop()
     fraction = decoding["tokens_per_s"] / bound_tokens_per_s
 
@@ -517,6 +562,18 @@ def main(argv=None) -> int:
         f"{bandwidth['read_gb_s']:.2f} GB/s read / {bytes_per_token / 1e6:.1f} MB of LM weights per token "
         f"({next(model.lm.parameters()).dtype})"
     )
+    print(
+        f"decoding: {bytes_per_token / 1e6 / (1000 / decoding['tokens_per_s']):.1f} GB/s achieved; "
+        f"the {ceiling['layers']} linear layers alone (no attention, norms or Python between "
+        f"them) stream {ceiling['read_gb_s']:.1f} GB/s ({ceiling['ms']:.1f} ms per token)"
+    )
+    adapter = measure_adapter_load(model)
+    if adapter:
+        print(
+            f"adapter: {adapter['path']} ({'trained' if adapter['trained'] else 'untrained'}), "
+            f"{adapter['mib']:.1f} MiB, loads in {adapter['load_ms']:.0f} ms (median of "
+            f"{ADAPTER_LOAD_RUNS})"
+        )
     total_s = time.perf_counter() - started
     print(f"benchmark took {total_s:.0f} s")
 
@@ -533,7 +590,9 @@ def main(argv=None) -> int:
                 "bytes_per_token": bytes_per_token,
                 "bound_tokens_per_s": bound_tokens_per_s,
                 "fraction_of_bound": fraction,
+                "matrix_vector_ceiling": ceiling,
             },
+            "adapter": adapter,
             "total_s": total_s,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)

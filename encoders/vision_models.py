@@ -16,6 +16,7 @@ import torch
 
 from encoders.errors import InputError
 from encoders.packaged import packaged_path
+from encoders.skip_init import skipped_init
 from encoders.vision import VisionEncoder
 
 EMBEDDED = "embedded"
@@ -32,7 +33,8 @@ def load_vision_encoder(spec: str) -> VisionEncoder:
 
 def embedded_vision_encoder(weights: Path | None = None) -> VisionEncoder:
     """EfficientNet-Lite0 from its package (or `weights`), as an open_clip TimmModel."""
-    tower = timm_tower("efficientnet_lite0")
+    with skipped_init():  # every tensor is loaded next (load_by_order is strict)
+        tower = timm_tower("efficientnet_lite0")
     state = torch.load(
         weights or packaged_path(_EMBEDDED_PACKAGE, _EMBEDDED_FILE),
         map_location="cpu",

@@ -19,6 +19,7 @@ from encoders.cache import cached_dir
 from encoders.ct2_whisper import dimensions_from_ct2, read_ct2_variables, whisper_state_dict
 from encoders.errors import InputError
 from encoders.packaged import packaged_path
+from encoders.skip_init import skipped_init
 
 EMBEDDED = "embedded"
 EMBEDDED_NAME = "whisper-base (embedded, CTranslate2 conversion)"
@@ -72,9 +73,9 @@ def _convert(model_bin: bytes, out: Path) -> None:
 def _load_converted(path: Path, build) -> Whisper:
     cached_dir(path, build)
     dims = ModelDimensions(**json.loads((path / "dims.json").read_text()))
-    model = Whisper(dims)
-    state = {name: tensor.float() for name, tensor in load_file(path / "model.safetensors").items()}
-    model.load_state_dict(state)
+    with skipped_init():  # every weight is loaded next (strict)
+        model = Whisper(dims)
+    model.load_state_dict(load_file(path / "model.safetensors"))  # float16 copied into float32
     return _freeze(model)
 
 

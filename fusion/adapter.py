@@ -13,6 +13,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from encoders.skip_init import skipped_init
+from fusion.compress import CtcHead, compress
 from fusion.projector import Projector
 
 CONFIG_FILE = "adapter.json"
@@ -32,6 +34,8 @@ class AdapterConfig:
     audio_stack: int = 4  # Whisper frames per LM token: 50 Hz -> 12.5 Hz
     image_stack: int = 1  # vision tokens per LM token
     hidden_dim: int | None = None  # MLP width; None: lm_dim
+    audio_context_layers: int = 0  # Transformer layers after the audio MLP (see projector.py)
+    audio_compress: bool = False  # CTC compression of the audio tokens (see compress.py)
 
 
 @dataclass
@@ -53,10 +57,26 @@ class Adapter(nn.Module):
                     config.image_dim, config.lm_dim, config.image_stack, config.hidden_dim
                 ),
                 "audio": Projector(
-                    config.audio_dim, config.lm_dim, config.audio_stack, config.hidden_dim
+                    config.audio_dim,
+                    config.lm_dim,
+                    config.audio_stack,
+                    config.hidden_dim,
+                    config.audio_context_layers,
                 ),
             }
         )
+        self.audio_ctc = CtcHead(config.lm_dim) if config.audio_compress else None
+
+    def project(self, kind: str, features: torch.Tensor, vocabulary: torch.Tensor) -> torch.Tensor:
+        """One medium's features [1, T, C] -> LM input embeddings [T', D].
+
+        vocabulary [V, D] is the LM's input embedding table (used by CTC compression).
+        """
+        tokens = self.projectors[kind](features)[0]  # T', D
+        if kind == "audio" and self.audio_ctc is not None:
+            labels = self.audio_ctc.frame_labels(tokens, vocabulary)
+            return compress(tokens, labels, vocabulary)
+        return tokens
 
     @classmethod
     def untrained(
@@ -68,14 +88,19 @@ class Adapter(nn.Module):
             adapter = cls(config, AdapterInfo(trained=False, identities=identities))
         return adapter.eval().requires_grad_(False)
 
-    def save(self, directory: Path) -> None:
+    def save(self, directory: Path, dtype: torch.dtype = torch.float32) -> None:
+        """dtype float16 halves a shipped adapter; checkpoints keep float32 to resume exactly."""
+        self.save_info(directory)
+        save_file(
+            {name: t.to(dtype).contiguous() for name, t in self.state_dict().items()},
+            directory / WEIGHTS_FILE,
+        )
+
+    def save_info(self, directory: Path) -> None:
+        """Write adapter.json only (config, identities, trained, metrics, notes)."""
         directory.mkdir(parents=True, exist_ok=True)
         payload = {"config": asdict(self.config), **asdict(self.info)}
         (directory / CONFIG_FILE).write_text(json.dumps(payload, indent=2) + "\n")
-        save_file(
-            {name: t.contiguous() for name, t in self.state_dict().items()},
-            directory / WEIGHTS_FILE,
-        )
 
     @classmethod
     def load(cls, directory: Path, identities: dict[str, dict[str, str]]) -> "Adapter":
@@ -89,8 +114,10 @@ class Adapter(nn.Module):
         config = AdapterConfig(**payload.pop("config"))
         info = AdapterInfo(**payload)
         check_identities(info.identities, identities, directory)
-        adapter = cls(config, info)
-        adapter.load_state_dict(load_file(directory / WEIGHTS_FILE))
+        with skipped_init():  # every weight is loaded next (strict)
+            adapter = cls(config, info)
+        weights = load_file(directory / WEIGHTS_FILE)
+        adapter.load_state_dict({name: t.float() for name, t in weights.items()})
         return adapter.eval().requires_grad_(False)
 
 

@@ -17,10 +17,12 @@ from encoders.whisper_model import load_whisper
 from fusion.adapter import Adapter, AdapterConfig, AdapterMismatchError
 from fusion.language_model import load_language_model
 from fusion.model import LunettesModel
+from fusion.packed_linear import pack_linears
 
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 SHIPPED_ADAPTER = ASSETS_DIR / "adapter"
 AUTO = "auto"
+AUDIO_CONTEXT_LAYERS = 2  # see fusion/projector.py
 UNTRAINED = "untrained"
 
 log = logging.getLogger(__name__)
@@ -38,16 +40,22 @@ class BundleSpec:
 def load_model(spec: BundleSpec = BundleSpec()) -> LunettesModel:
     cache_dir = spec.cache_dir or default_cache_dir()
     lm, tokenizer, lm_name = load_language_model(spec.lm, cache_dir)
+    lm_fingerprint = fingerprint(lm)
+    pack_linears(lm)  # ~1.7x faster decoding on CPU (packed_linear.py); a no-op elsewhere
     vision = load_vision_encoder(spec.vision)
     whisper, whisper_name = load_whisper(spec.audio, cache_dir)
     audio = AudioEncoder(whisper, whisper_name)
     identities = {
         "vision": vision.identity,
         "audio": audio.identity,
-        "lm": {"name": lm_name, "fingerprint": fingerprint(lm)},
+        "lm": {"name": lm_name, "fingerprint": lm_fingerprint},
     }
     config = AdapterConfig(
-        image_dim=vision.dim, audio_dim=audio.dim, lm_dim=lm.get_input_embeddings().embedding_dim
+        image_dim=vision.dim,
+        audio_dim=audio.dim,
+        lm_dim=lm.get_input_embeddings().embedding_dim,
+        audio_context_layers=AUDIO_CONTEXT_LAYERS,
+        audio_compress=True,
     )
     adapter = load_adapter(spec.adapter, config, identities)
     return LunettesModel(lm, tokenizer, vision, audio, adapter, lm_name=lm_name)

@@ -136,7 +136,8 @@ class LunettesModel:
         embed = self.lm.get_input_embeddings()
         device = embed.weight.device
         projected = [
-            self.adapter.projectors[kind](features.to(device))[0] for kind, features in media
+            self.adapter.project(kind, features.to(device), embed.weight)
+            for kind, features in media
         ]  # each [T', D]
         expanded = expand_placeholders(
             prompt,

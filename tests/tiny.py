@@ -143,7 +143,14 @@ def identities(vision: VisionEncoder, audio: AudioEncoder, lm) -> dict[str, dict
 
 
 def adapter_config(vision: VisionEncoder, audio: AudioEncoder) -> AdapterConfig:
-    return AdapterConfig(image_dim=vision.dim, audio_dim=audio.dim, lm_dim=LM_WIDTH, hidden_dim=48)
+    return AdapterConfig(
+        image_dim=vision.dim,
+        audio_dim=audio.dim,
+        lm_dim=LM_WIDTH,
+        hidden_dim=48,
+        audio_context_layers=1,
+        audio_compress=True,
+    )
 
 
 def tiny_lunettes(tokenizer, lm, vision: VisionEncoder, audio: AudioEncoder) -> LunettesModel:

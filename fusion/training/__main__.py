@@ -5,29 +5,42 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+
 from encoders.cache import default_cache_dir
 from fusion.adapter import Adapter
 from fusion.bundle import ASSETS_DIR, UNTRAINED, BundleSpec, load_model
 
-DEFAULT_CHECKPOINT = ASSETS_DIR / "adapter-checkpoint"
 DEFAULT_OUTPUT = ASSETS_DIR / "adapter"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fusion.training", description=__doc__)
-    parser.add_argument("--cache-dir", type=Path, help="weights and training data cache")
-    parser.add_argument(
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cache-dir", type=Path, help="weights and training data cache")
+    common.add_argument(
         "--clips-per-question", type=int, default=4, help="training voices per question"
     )
-    parser.add_argument(
+    common.add_argument(
         "--limit", type=int, help="use at most this many questions/images per set (smoke runs)"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("data", help="synthesize, encode and label the training and held-out sets")
-    train = commands.add_parser("train", help="train the adapter (resumes from the checkpoint)")
-    train.add_argument("--steps", type=int, default=3000)
+    commands.add_parser(
+        "data", parents=[common], help="synthesize, encode and label the training and held-out sets"
+    )
+    train = commands.add_parser(
+        "train", parents=[common], help="train the adapter (resumes from the checkpoint)"
+    )
+    train.add_argument("--steps", type=int, default=2000)
     train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    train.add_argument(
+        "--align-steps", type=int, default=1500, help="speech alignment (CTC) steps first"
+    )
+    train.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="checkpoint directory to resume from and save to (default: <cache>/training/checkpoint)",
+    )
     train.add_argument(
         "--out", type=Path, default=DEFAULT_OUTPUT, help="where the finished adapter goes"
     )
@@ -36,14 +49,19 @@ def main(argv: list[str] | None = None) -> int:
         "--smoke", action="store_true", help="a seconds-long run on 3 questions/images (tests)"
     )
     evaluate = commands.add_parser(
-        "eval", help="evaluate an adapter against the untrained baseline"
+        "eval", parents=[common], help="evaluate an adapter against the untrained baseline"
     )
     evaluate.add_argument("--adapter", type=Path, default=DEFAULT_OUTPUT)
-    evaluate.add_argument("--speech-limit", type=int, default=80, help="held-out spoken questions")
-    evaluate.add_argument("--vision-limit", type=int, default=100, help="held-out images")
+    evaluate.add_argument(
+        "--speech-limit",
+        type=int,
+        default=None,
+        help="held-out spoken questions (default: all 242)",
+    )
+    evaluate.add_argument("--vision-limit", type=int, default=200, help="held-out images")
     args = parser.parse_args(argv)
     if getattr(args, "smoke", False):
-        args.limit, args.steps, args.batch_size = 3, 3, 2
+        args.limit, args.steps, args.batch_size, args.align_steps = 3, 3, 2, 2
 
     cache = (args.cache_dir or default_cache_dir()) / "training"
     model = load_model(BundleSpec(cache_dir=args.cache_dir, adapter=UNTRAINED))
@@ -57,13 +75,19 @@ def main(argv: list[str] | None = None) -> int:
         from fusion.training.train import TrainConfig
         from fusion.training.train import train as run_training
 
-        config = TrainConfig(steps=args.steps, batch_size=args.batch_size)
+        config = TrainConfig(
+            steps=args.steps, batch_size=args.batch_size, align_steps=args.align_steps
+        )
+        checkpoint = args.checkpoint or cache / "checkpoint"
         run_training(
-            model, sets["speech-train"], sets["vision-train"], config, args.checkpoint, args.device
+            model, sets["speech-train"], sets["vision-train"], config, checkpoint, args.device
         )
         model.adapter.info.trained = True
-        model.adapter.info.notes = f"trained {config.steps} steps, batch {config.batch_size}"
-        model.adapter.save(args.out)
+        model.adapter.info.notes = (
+            f"trained {config.align_steps} alignment steps (batch {config.align_batch_size}) "
+            f"+ {config.steps} steps (batch {config.batch_size})"
+        )
+        model.adapter.save(args.out, dtype=torch.float16)
         print(f"adapter saved to {args.out}")
         return 0
     return run_eval(model, sets, args)
@@ -108,7 +132,7 @@ def run_eval(model, sets: dict, args) -> int:
         scores = evaluate(model, speech, vision)
         rows.append((f"{args.adapter.name} ({trained.info.notes})", scores))
         trained.info.metrics = {k: round(v, 4) for k, v in asdict(scores).items()}
-        trained.save(args.adapter)  # every surface reports these figures with the adapter
+        trained.save_info(args.adapter)  # every surface reports these figures with the adapter
     print(
         f"held out: {len(speech)} spoken questions ({len({e.voice for e in speech})} unseen voices), "
         f"{len(vision)} images"

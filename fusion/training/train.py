@@ -1,9 +1,14 @@
-"""The training loop: only the adapter's projectors learn; checkpoints and resumes.
+"""The training loop: only the adapter learns; checkpoints and resumes.
 
-Each step draws a batch of tasks (tasks.py) from the cached speech and vision examples, builds
-the LM inputs exactly as inference does (LunettesModel.build_inputs), appends the target
-answer, and minimises cross-entropy on the answer tokens only. The LM runs in bfloat16
-autocast (on CPU with AVX512-BF16 about 4x faster than float32; CUDA when present).
+Two stages. First, speech alignment: the audio projector and its CTC head learn, with a CTC
+loss alone (align.py), to map each spoken token's frames near that token's LM embedding;
+this needs no LM pass, so its steps are cheap and large. Then the main stage: each step
+draws a batch of tasks (tasks.py) from the cached speech and vision examples, builds the LM
+inputs exactly as inference does (LunettesModel.build_inputs, compression included), appends
+the target answer, and minimises cross-entropy on the answer tokens only, plus the CTC loss
+on the batch's speech (so compression stays aligned while the LM's loss shapes the tokens).
+The LM runs in bfloat16 autocast (on CPU with AVX512-BF16 about 4x faster than float32; CUDA
+when present).
 
 Letters: B batch, L sequence length, D LM width, V vocabulary.
 """
@@ -20,21 +25,28 @@ from tqdm import tqdm
 
 from fusion.adapter import Adapter
 from fusion.model import LunettesModel
+from fusion.training.align import alignment_losses, ctc_loss, spoken_token_ids
 from fusion.training.tasks import speech_task, vision_task
 
 STATE_FILE = "training_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
+ALIGN_OPTIMIZER_FILE = "align-optimizer.pt"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 3000  # optimisation steps in all (a resumed run continues to this total)
+    steps: int = 2000  # optimisation steps in all (a resumed run continues to this total)
     batch_size: int = 8
     learning_rate: float = 1e-3
     warmup_steps: int = 100
     speech_share: float = 0.5  # share of each batch drawn from speech examples
     checkpoint_every: int = 50  # steps between checkpoints
     seed: int = 0
+    align_steps: int = 1500  # speech alignment steps (CTC only) before the main stage
+    align_batch_size: int = 32
+    ctc_weight: float = 0.5  # weight of the CTC loss in the main stage
+    embedding_weight: float = 1.0  # weight of the embedding loss (align.alignment_losses)
+    embedding_from_step: int = 0  # main-stage step from which the embedding loss counts
 
 
 def train(
@@ -47,8 +59,16 @@ def train(
 ) -> Adapter:
     """Train model.adapter in place from `checkpoint_dir` (resuming if it holds a checkpoint)."""
     adapter = model.adapter
-    step = _resume(adapter, checkpoint_dir)
+    state = _resume(adapter, checkpoint_dir)
     adapter.train().requires_grad_(True)
+    vocabulary = model.lm.get_input_embeddings().weight.detach()  # V, D (frozen)
+
+    def spoken(text: str) -> list[int]:
+        return spoken_token_ids(model.tokenizer, text)
+
+    if speech and adapter.audio_ctc is not None and state["align_step"] < config.align_steps:
+        align_speech(adapter, speech, spoken, vocabulary, config, checkpoint_dir, state)
+    step = state["step"]
     optimizer = torch.optim.AdamW(adapter.parameters(), lr=config.learning_rate, weight_decay=0.01)
     if (checkpoint_dir / OPTIMIZER_FILE).is_file() and step > 0:
         optimizer.load_state_dict(torch.load(checkpoint_dir / OPTIMIZER_FILE, weights_only=True))
@@ -65,14 +85,28 @@ def train(
         rng = random.Random(
             config.seed * 1_000_003 + step
         )  # batch content depends only on the step
-        batch = []
+        batch, clips = [], []
         for _ in range(config.batch_size):
             if speech and (not vision or rng.random() < config.speech_share):
-                messages, target = speech_task(rng.choice(speech), rng, encode)
+                clips.append(rng.choice(speech))
+                messages, target = speech_task(clips[-1], rng, encode)
             else:
                 messages, target = vision_task(rng.choice(vision), rng, encode)
             batch.append((messages, target + [eos]))
         loss = batch_loss(model, batch, device)
+        if clips and adapter.audio_ctc is not None:
+            with_embedding = step >= config.embedding_from_step
+            ctc, embedding = alignment_losses(
+                adapter,
+                [c.features for c in clips],
+                [spoken(c.text) for c in clips],
+                vocabulary,
+                torch.Generator().manual_seed(step),
+                embedding=with_embedding,
+            )
+            loss = loss + config.ctc_weight * ctc
+            if with_embedding:
+                loss = loss + config.embedding_weight * embedding
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(adapter.parameters(), 1.0)
@@ -134,38 +168,93 @@ def batch_loss(
     return torch.nn.functional.cross_entropy(logits.float(), label_matrix.to(device)[selected])
 
 
-def _lr_factor(step: int, config: TrainConfig) -> float:
+def _lr_factor(step: int, config: TrainConfig, total: int | None = None) -> float:
+    """Linear warm-up, then cosine decay to 10% at `total` steps (default: config.steps)."""
+    total = config.steps if total is None else total
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _resume(adapter: Adapter, checkpoint_dir: Path) -> int:
+def _resume(adapter: Adapter, checkpoint_dir: Path) -> dict:
+    """The saved state ({"step", "align_step", ...}), the adapter restored; zeros when none."""
     state_path = checkpoint_dir / STATE_FILE
     if not state_path.is_file():
-        return 0
+        return {"step": 0, "align_step": 0}
     resumed = Adapter.load(checkpoint_dir, adapter.info.identities)  # refuses other models
     adapter.load_state_dict(resumed.state_dict())
-    step = json.loads(state_path.read_text())["step"]
-    print(f"resuming from step {step} ({checkpoint_dir})")
-    return step
+    state = json.loads(state_path.read_text())
+    state.setdefault("align_step", 0)
+    print(
+        f"resuming from alignment step {state['align_step']}, step {state['step']} ({checkpoint_dir})"
+    )
+    return state
+
+
+def align_speech(adapter, speech, spoken, vocabulary, config, checkpoint_dir, state) -> None:
+    """The alignment stage: CTC alone on the audio projector and its head, until align_steps."""
+    parameters = [*adapter.projectors["audio"].parameters(), *adapter.audio_ctc.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=0.01)
+    if (checkpoint_dir / ALIGN_OPTIMIZER_FILE).is_file() and state["align_step"] > 0:
+        optimizer.load_state_dict(
+            torch.load(checkpoint_dir / ALIGN_OPTIMIZER_FILE, weights_only=True)
+        )
+    step = state["align_step"]
+    progress = tqdm(total=config.align_steps, initial=step, desc="speech alignment", unit="step")
+    losses: list[float] = []
+    started = time.perf_counter()
+    while step < config.align_steps:
+        rng = random.Random(config.seed * 1_000_003 + 500_000_000 + step)
+        clips = [rng.choice(speech) for _ in range(config.align_batch_size)]
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate * _lr_factor(step, config, config.align_steps)
+        loss = ctc_loss(
+            adapter,
+            [c.features for c in clips],
+            [spoken(c.text) for c in clips],
+            vocabulary,
+            torch.Generator().manual_seed(step),
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        step += 1
+        losses.append(loss.item())
+        progress.update(1)
+        progress.set_postfix(ctc=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+        if step % (2 * config.checkpoint_every) == 0 or step == config.align_steps:
+            state["align_step"] = step
+            state["align_loss"] = sum(losses[-50:]) / len(losses[-50:])
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            torch.save(optimizer.state_dict(), checkpoint_dir / ALIGN_OPTIMIZER_FILE)
+            _save_state(adapter, checkpoint_dir, state, config, time.perf_counter() - started)
+            started = time.perf_counter()
+    progress.close()
 
 
 def _checkpoint(adapter, optimizer, step, losses, config, directory: Path, seconds: float) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    adapter.info.notes = f"training checkpoint at step {step} of {config.steps}"
-    adapter.save(directory)
     torch.save(optimizer.state_dict(), directory / OPTIMIZER_FILE)
-    state = {
-        "step": step,
-        "recent_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
-        "config": asdict(config),
-    }
-    previous = (
+    state = (
         json.loads((directory / STATE_FILE).read_text())
         if (directory / STATE_FILE).is_file()
         else {}
     )
-    state["train_seconds"] = round(previous.get("train_seconds", 0.0) + seconds, 1)
+    state.update(step=step, recent_loss=sum(losses[-50:]) / max(1, len(losses[-50:])))
+    state.setdefault("align_step", 0)
+    _save_state(adapter, directory, state, config, seconds)
+
+
+def _save_state(adapter, directory: Path, state: dict, config, seconds: float) -> None:
+    """Adapter weights + training_state.json (with the training time so far)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    adapter.info.notes = (
+        f"training checkpoint at alignment step {state['align_step']} of {config.align_steps}, "
+        f"step {state.get('step', 0)} of {config.steps}"
+    )
+    adapter.save(directory)
+    state["config"] = asdict(config)
+    state["train_seconds"] = round(state.get("train_seconds", 0.0) + seconds, 1)
     (directory / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")

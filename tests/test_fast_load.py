@@ -1,0 +1,68 @@
+"""Inference speed-ups that must not change results: packed linear layers, skipped init."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from encoders.skip_init import skipped_init
+from fusion.conversation import user
+from fusion.generate import GenerationOptions
+from fusion.model import Chunk
+from fusion.packed_linear import PackedLinear, pack_linears, packing_available
+
+needs_onednn = pytest.mark.skipif(not packing_available(), reason="no oneDNN in this torch")
+
+
+@needs_onednn
+def test_packed_linears_match_f_linear_and_keep_autograd():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 40), nn.GELU(), nn.Linear(40, 8, bias=False))
+    reference = copy.deepcopy(net)
+    assert pack_linears(net) == 2 and all(isinstance(m, PackedLinear) for m in net[::2])
+    x = torch.randn(3, 5, 16)  # any leading shape
+    with torch.inference_mode():
+        torch.testing.assert_close(net(x), reference(x), rtol=1e-5, atol=1e-5)
+    x.requires_grad_(True)
+    net(x).sum().backward()  # with gradients the original weights are used
+    assert x.grad is not None and net[0].weight.grad is not None
+
+
+@needs_onednn
+def test_packing_skips_other_dtypes():
+    net = nn.Sequential(nn.Linear(4, 4).to(torch.bfloat16))
+    assert pack_linears(net) == 0 and type(net[0]) is nn.Linear
+
+
+@needs_onednn
+def test_packed_language_model_answers_identically(model):
+    options = GenerationOptions(max_new_tokens=12)
+    question = [user("Tell me something.")]
+
+    def answer():
+        return "".join(e.text for e in model.stream(question, options) if isinstance(e, Chunk))
+
+    before = answer()
+    saved = copy.deepcopy(model.lm)
+    try:
+        assert pack_linears(model.lm) > 0
+        assert answer() == before
+    finally:
+        model.lm = saved
+
+
+def test_skipped_init_builds_without_filling_then_restores_init():
+    torch.manual_seed(0)
+    with skipped_init():
+        layer = nn.Linear(64, 64)
+        layer.weight.fill_(0.5)  # what a loader would do next; tensors stay writable
+    assert torch.all(layer.weight == 0.5)
+    fresh = nn.Linear(64, 64)  # outside: normal random init again
+    assert fresh.weight.std() > 0.01 and nn.init.normal_.__name__ == "normal_"
+
+
+def test_skipped_init_restores_init_after_an_error():
+    with pytest.raises(RuntimeError, match="boom"), skipped_init():
+        raise RuntimeError("boom")
+    assert nn.Linear(32, 32).weight.std() > 0.01
