@@ -7,6 +7,6 @@ def adapter_figures(metrics: dict) -> str:
         return "not evaluated yet"
     return (
         f"on held-out voices and photos: spoken questions answered as typed "
-        f"{metrics['answer_agreement']:.0%}, repeat word error {metrics['repeat_wer']:.0%}, "
-        f"photos named {metrics['vision_naming']:.0%}"
+        f"{metrics['answer_agreement']:.1%}, repeat word error {metrics['repeat_wer']:.1%}, "
+        f"photos named {metrics['vision_naming']:.1%}"
     )

@@ -9,9 +9,9 @@ DESCRIBED = {"language_model": "lm", "vision_encoder": "v", "audio_encoder": "a"
 def test_trained_adapter_figures_are_shown_in_words():
     metrics = {"answer_agreement": 0.8125, "repeat_wer": 0.061, "vision_naming": 0.655}
     text = adapter_figures(metrics)
-    assert "answered as typed 81%" in text and "word error 6%" in text and "named 66%" in text
+    assert "answered as typed 81.2%" in text and "word error 6.1%" in text and "named 65.5%" in text
     header = header_markdown(DESCRIBED | {"adapter": {"trained": True, "metrics": metrics}})
-    assert "**Adapter: trained**" in header and "81%" in header
+    assert "**Adapter: trained**" in header and "81.2%" in header
 
 
 def test_unevaluated_and_untrained_adapters_say_so():
