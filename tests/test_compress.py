@@ -47,6 +47,19 @@ def test_frame_labels_follow_cosine_similarity_to_the_vocabulary():
     assert head.frame_labels(frames, vocabulary).tolist() == [0, BLANK, 1]
 
 
+def test_frame_labels_see_a_changed_vocabulary_despite_the_cached_unit_table():
+    head = CtcHead(3)
+    with torch.no_grad():
+        head.blank.copy_(torch.tensor([0.0, 0.0, 1.0]))
+    vocabulary = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    frames = torch.tensor([[0.9, 0.1, 0.0]])
+    assert head.frame_labels(frames, vocabulary).tolist() == [0]
+    vocabulary[0] = torch.tensor([0.0, -1.0, 0.0])  # edited in place: same storage
+    assert head.frame_labels(frames, vocabulary).tolist() == [1]
+    other = torch.tensor([[0.0, 0.0, -1.0], [1.0, 0.2, 0.0]])  # another table
+    assert head.frame_labels(frames, other).tolist() == [1]
+
+
 def test_context_layers_let_tokens_see_their_neighbours_and_ignore_padding():
     torch.manual_seed(0)
     projector = Projector(in_dim=4, out_dim=8, stack=2, context_layers=1).eval()
@@ -117,7 +130,7 @@ def test_embedding_loss_pulls_correctly_heard_tokens_onto_their_embeddings(model
         (ctc + embedding).backward()
         optimizer.step()
         history.append(embedding.item())
-    assert history[-1] > 0 or min(history) == 0  # counted once the clip is heard correctly
+    assert history[-1] > 0  # by the end the clip is heard correctly, so the loss counts
     heard = [h for h in history if h > 0]
     assert heard and heard[-1] < 0.5 * heard[0]  # compressed tokens moved onto the embeddings
     adapter.eval()
