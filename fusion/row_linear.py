@@ -1,0 +1,41 @@
+"""Linear layers that send single-row inference through the compiled kernel (gemv.py).
+
+Decoding runs one row per step through every linear layer; everything else (prefill of many
+rows, training, autograd, other dtypes or devices) keeps nn.Linear's own path. The kernel
+reads nn.Linear's own weight: no second copy is kept.
+"""
+
+import torch
+from torch import nn
+
+from fusion.gemv import Gemv
+
+
+class RowLinear(nn.Linear):
+    gemv: Gemv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        single_row = x.numel() == x.shape[-1]
+        on_cpu = x.device.type == "cpu" and self.weight.device.type == "cpu"
+        float32 = x.dtype == torch.float32 and self.weight.dtype == torch.float32
+        if torch.is_grad_enabled() or not (single_row and on_cpu and float32):
+            return super().forward(x)
+        row = x.reshape(-1).contiguous()  # [1, .., 1, in] -> [in]
+        return self.gemv(self.weight, row, self.bias).reshape(*x.shape[:-1], self.out_features)
+
+
+def use_row_kernel(module: nn.Module, gemv: Gemv) -> int:
+    """Route every float32 CPU nn.Linear inside `module` through `gemv`; returns how many."""
+    count = 0
+    for layer in module.modules():
+        weight = layer.weight if type(layer) is nn.Linear else None
+        if weight is None or weight.dtype != torch.float32 or weight.device.type != "cpu":
+            continue
+        if not weight.is_contiguous() or (
+            layer.bias is not None and not layer.bias.is_contiguous()
+        ):
+            continue
+        layer.__class__ = RowLinear
+        layer.gemv = gemv
+        count += 1
+    return count

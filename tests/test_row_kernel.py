@@ -1,0 +1,104 @@
+"""The compiled decoding kernel (fusion/gemv.py, kernels/gemv.c) and the layers that use it."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from fusion.conversation import user
+from fusion.gemv import load_gemv
+from fusion.generate import GenerationOptions
+from fusion.model import Chunk
+from fusion.row_linear import RowLinear, use_row_kernel
+
+
+@pytest.fixture(scope="module")
+def gemv(tmp_path_factory):
+    built = load_gemv(tmp_path_factory.mktemp("cache"))
+    if built is None:
+        pytest.skip("no C compiler or no OpenMP torch here: the kernel is not built")
+    return built
+
+
+@pytest.mark.parametrize(
+    "out_features,in_features", [(1, 1), (3, 17), (37, 51), (1536, 576), (5, 16)]
+)
+def test_kernel_matches_f_linear(gemv, out_features, in_features):
+    generator = torch.Generator().manual_seed(out_features * 1000 + in_features)
+    weight = torch.randn(out_features, in_features, generator=generator)
+    row = torch.randn(in_features, generator=generator)
+    bias = torch.randn(out_features, generator=generator)
+    close = {"rtol": 1e-4, "atol": 1e-4}  # float32 sums in another order (576 terms ~ 2e-5)
+    torch.testing.assert_close(
+        gemv(weight, row, bias), nn.functional.linear(row, weight, bias), **close
+    )
+    torch.testing.assert_close(gemv(weight, row), weight @ row, **close)
+
+
+def test_kernel_refuses_a_non_contiguous_weight(gemv):
+    with pytest.raises(ValueError, match="contiguous"):
+        gemv(torch.randn(8, 4).T, torch.randn(8))
+
+
+def test_kernel_is_cached_and_rebuilt_only_when_missing(tmp_path):
+    first = load_gemv(tmp_path)
+    if first is None:
+        pytest.skip("no C compiler here")
+    built = first.library.stat().st_mtime_ns
+    assert load_gemv(tmp_path).library == first.library
+    assert first.library.stat().st_mtime_ns == built  # loaded, not compiled again
+
+
+def test_no_compiler_or_switched_off_means_no_kernel(tmp_path, monkeypatch):
+    monkeypatch.setenv("LUNETTES_GEMV", "0")
+    assert load_gemv(tmp_path) is None
+    monkeypatch.setenv("LUNETTES_GEMV", "1")
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    assert load_gemv(tmp_path / "other") is None  # a clear fallback, not an exception
+
+
+def test_row_linears_use_the_kernel_for_one_row_only_and_keep_autograd(gemv):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 40), nn.GELU(), nn.Linear(40, 8, bias=False))
+    reference = copy.deepcopy(net)
+    assert use_row_kernel(net, gemv) == 2 and all(isinstance(m, RowLinear) for m in net[::2])
+    calls = []
+    original = type(gemv).__call__
+    for x in (torch.randn(1, 1, 16), torch.randn(3, 5, 16)):  # one row, then many
+        with torch.inference_mode():
+            try:
+                type(gemv).__call__ = lambda self, *a: calls.append(1) or original(self, *a)
+                out = net(x)
+            finally:
+                type(gemv).__call__ = original
+        torch.testing.assert_close(out, reference(x), rtol=1e-5, atol=1e-5)
+    assert len(calls) == 2  # both layers, for the single row only
+    x = torch.randn(1, 16, requires_grad=True)
+    net(x).sum().backward()  # with gradients nn.Linear's path is used
+    assert x.grad is not None and net[0].weight.grad is not None
+
+
+def test_row_kernel_skips_other_dtypes(gemv):
+    net = nn.Sequential(nn.Linear(4, 4).to(torch.bfloat16))
+    assert use_row_kernel(net, gemv) == 0 and type(net[0]) is nn.Linear
+
+
+def test_language_model_answers_identically_with_the_kernel(model, gemv):
+    options = GenerationOptions(max_new_tokens=12)
+    question = [user("Tell me something.")]
+
+    def answer():
+        return "".join(e.text for e in model.stream(question, options) if isinstance(e, Chunk))
+
+    saved = model.lm
+    model.lm = copy.deepcopy(saved)
+    try:
+        for layer in model.lm.modules():  # plain nn.Linear first, whatever the bundle chose
+            if isinstance(layer, nn.Linear):
+                layer.__class__ = nn.Linear
+        before = answer()
+        assert use_row_kernel(model.lm, gemv) > 0
+        assert answer() == before
+    finally:
+        model.lm = saved
