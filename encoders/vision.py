@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from encoders.fingerprint import fingerprint
+from encoders.vision_labels import ImageLabeller
 
 Preprocess = Callable[[Image.Image], torch.Tensor]  # PIL -> [C, H, W]
 
@@ -24,11 +25,19 @@ Preprocess = Callable[[Image.Image], torch.Tensor]  # PIL -> [C, H, W]
 class VisionEncoder(torch.nn.Module):
     """A frozen image tower that returns patch tokens, with its own preprocessing."""
 
-    def __init__(self, tower: torch.nn.Module, preprocess: Preprocess, name: str, image_size: int):
+    def __init__(
+        self,
+        tower: torch.nn.Module,
+        preprocess: Preprocess,
+        name: str,
+        image_size: int,
+        labeller: ImageLabeller | None = None,
+    ):
         super().__init__()
         self.tower = tower.eval().requires_grad_(False)
         self.preprocess = preprocess
         self.name = name
+        self.labeller = labeller  # the tower's own ImageNet head, when it has one
         with torch.inference_mode():
             probe = self(torch.zeros(1, 3, image_size, image_size))  # 1, N, D
         self.num_tokens, self.dim = probe.shape[1], probe.shape[2]

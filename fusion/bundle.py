@@ -25,6 +25,10 @@ ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 SHIPPED_ADAPTER = ASSETS_DIR / "adapter"
 AUTO = "auto"
 AUDIO_CONTEXT_LAYERS = 2  # see fusion/projector.py
+# Every CTC run becomes its token's exact embedding (compress.py). On 60 held-out clips the
+# shipped adapter's spoken answers matched the typed ones 68% of the time snapping every run,
+# 53% snapping runs read with >= 0.3 confidence, 7% never snapping.
+AUDIO_SNAP = 0.0
 UNTRAINED = "untrained"
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,9 @@ def load_model(spec: BundleSpec = BundleSpec()) -> LunettesModel:
         lm_dim=lm.get_input_embeddings().embedding_dim,
         audio_context_layers=AUDIO_CONTEXT_LAYERS,
         audio_compress=True,
+        audio_snap=AUDIO_SNAP,
+        audio_boundary=True,
+        image_label=vision.labeller is not None,
     )
     adapter = load_adapter(spec.adapter, config, identities)
     return LunettesModel(lm, tokenizer, vision, audio, adapter, lm_name=lm_name)

@@ -45,9 +45,18 @@ class CtcHead(nn.Module):
     @torch.no_grad()
     def frame_labels(self, frames: torch.Tensor, vocabulary: torch.Tensor) -> torch.Tensor:
         """frames [T, D], vocabulary [V, D] -> [T] token id per frame, or BLANK."""
+        return self.read_frames(frames, vocabulary)[0]
+
+    @torch.no_grad()
+    def read_frames(
+        self, frames: torch.Tensor, vocabulary: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """frames [T, D], vocabulary [V, D] -> (labels [T]: token id or BLANK,
+        confidence [T]: the softmax probability of that label, over blank + all V tokens)."""
         unit = self._unit_vocabulary(vocabulary)
-        best = self.logits(frames, vocabulary, unit).argmax(-1)  # T, in 0 .. V
-        return best - 1  # blank (0) -> BLANK (-1), token v + 1 -> v
+        probabilities = self.logits(frames, vocabulary, unit).float().softmax(-1)  # T, 1 + V
+        confidence, best = probabilities.max(-1)  # T, T in 0 .. V
+        return best - 1, confidence  # blank (0) -> BLANK (-1), token v + 1 -> v
 
     def _unit_vocabulary(self, vocabulary: torch.Tensor) -> torch.Tensor:
         """The (frozen) LM embedding table at unit length, computed once: normalising 49k rows
@@ -61,7 +70,11 @@ class CtcHead(nn.Module):
 
 
 def compress(
-    frames: torch.Tensor, labels: torch.Tensor, vocabulary: torch.Tensor | None = None
+    frames: torch.Tensor,
+    labels: torch.Tensor,
+    vocabulary: torch.Tensor | None = None,
+    confidence: torch.Tensor | None = None,
+    snap_above: float | None = None,
 ) -> torch.Tensor:
     """frames [T, D], labels [T] -> [N, D]: blanks dropped, each run of one label averaged.
 
@@ -71,6 +84,13 @@ def compress(
     adapter's vectors had drifted to ~60x the embeddings' length before this).
     A clip with no non-blank frame keeps the mean of all its frames (one token), so a medium
     never disappears from the prompt.
+
+    Snapping: with `confidence` [T] (read_frames) and `snap_above`, a run whose mean
+    confidence is at least `snap_above` becomes exactly the embedding of the token it names,
+    a vector quantisation onto the LM's own vocabulary. A frozen 135M LM answers a spoken
+    question the way it answers the typed one only if it reads the very same vectors (its
+    greedy answer flips on small offsets); runs the head is unsure of keep their continuous
+    vector, so doubt is passed on rather than turned into a confident wrong word.
     """
     if frames.shape[0] == 0:
         raise ValueError("no speech frames to compress")
@@ -92,5 +112,12 @@ def compress(
     if vocabulary is None:
         return means
     run_labels = kept_labels[starts]  # N
-    lengths = vocabulary[run_labels].norm(dim=-1, keepdim=True)  # N, 1
-    return means / means.norm(dim=-1, keepdim=True).clamp_min(1e-6) * lengths
+    named = vocabulary[run_labels]  # N, D
+    lengths = named.norm(dim=-1, keepdim=True)  # N, 1
+    tokens = means / means.norm(dim=-1, keepdim=True).clamp_min(1e-6) * lengths
+    if confidence is None or snap_above is None:
+        return tokens
+    run_confidence = torch.zeros(count, dtype=confidence.dtype, device=confidence.device)
+    run_confidence = run_confidence.index_add(0, run, confidence[keep]) / sizes[:, 0]  # N
+    sure = (run_confidence >= snap_above)[:, None]  # N, 1
+    return torch.where(sure, named.to(tokens.dtype), tokens)

@@ -84,12 +84,16 @@ def load_gemv(cache_dir: Path) -> Gemv | None:
 
 
 def _build(compiler: str, directory: Path) -> Path:
-    version = subprocess.run(
-        [compiler, "--version"], capture_output=True, text=True, check=True
-    ).stdout
+    real = Path(shutil.which(compiler) or compiler).resolve()
+    stat = real.stat()  # a changed or upgraded compiler builds anew (no subprocess per start)
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(FLAGS).encode(), version.encode(), _cpu().encode()):
-        key.update(part)
+    for part in (
+        SOURCE.read_bytes(),
+        " ".join(FLAGS),
+        f"{real}:{stat.st_size}:{stat.st_mtime_ns}",
+        _cpu(),
+    ):
+        key.update(part if isinstance(part, bytes) else part.encode())
     library = directory / f"gemv-{key.hexdigest()[:16]}.so"
     if library.is_file():
         return library

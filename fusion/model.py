@@ -136,8 +136,7 @@ class LunettesModel:
         embed = self.lm.get_input_embeddings()
         device = embed.weight.device
         projected = [
-            self.adapter.project(kind, features.to(device), embed.weight)
-            for kind, features in media
+            self.project_medium(kind, features.to(device), embed) for kind, features in media
         ]  # each [T', D]
         expanded = expand_placeholders(
             prompt,
@@ -154,6 +153,20 @@ class LunettesModel:
         for (kind, _), tokens in zip(media, projected):
             counts[kind] += tokens.shape[0]
         return PromptInputs(embeddings, counts)
+
+    def project_medium(
+        self, kind: str, features: torch.Tensor, embed: torch.nn.Embedding
+    ) -> torch.Tensor:
+        """One medium's features [1, T, C] -> its LM input embeddings [T', D]: the adapter's
+        projection, then, for a photo whose encoder has a labeller and an adapter that reads
+        labels, the embeddings of its top label's words ("a tabby cat")."""
+        tokens = self.adapter.project(kind, features, embed.weight)
+        labeller = self.vision.labeller
+        if kind != "image" or labeller is None or not self.adapter.config.image_label:
+            return tokens
+        words = self.tokenizer.encode(labeller.phrase(features), add_special_tokens=False)
+        label = embed(torch.tensor(words, device=tokens.device))  # W, D
+        return torch.cat([tokens, label.to(tokens.dtype)])
 
     @torch.inference_mode()
     def stream(

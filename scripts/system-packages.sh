@@ -3,7 +3,8 @@
 # ffmpeg (audio formats libsndfile cannot read, e.g. WebM and M4A recordings) and, for the
 # browser tests only (LUNETTES_BROWSER_TESTS=1, set by `make test`), chromium; for adapter
 # training (LUNETTES_TRAINING=1, set by `make train` / `make eval`), more voices (flite), sox
-# for tempo changes, and images with names (openclipart-png, gnome-backgrounds).
+# for tempo and pitch changes, images with names (openclipart-png, gnome-backgrounds) and
+# short English sentences for the speech alignment set (fortunes-min).
 # Installs the missing ones when running as root with apt-get; otherwise says what to install.
 set -euo pipefail
 missing=()
@@ -14,6 +15,7 @@ if [ "${LUNETTES_TRAINING:-0}" = 1 ]; then
     command -v sox >/dev/null 2>&1 || missing+=(sox)
     [ -d /usr/share/openclipart/png ] || missing+=(openclipart-png)
     [ -d /usr/share/backgrounds/gnome ] || missing+=(gnome-backgrounds)
+    [ -d /usr/share/games/fortunes ] || missing+=(fortunes-min)
 fi
 if [ "${LUNETTES_BROWSER_TESTS:-0}" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)

@@ -139,3 +139,56 @@ def test_embedding_loss_pulls_correctly_heard_tokens_onto_their_embeddings(model
     assert tokens.shape == said.shape  # one vector per token said ...
     torch.testing.assert_close(tokens.norm(dim=-1), said.norm(dim=-1))  # ... of its length ...
     assert torch.cosine_similarity(tokens, said).min() > 0.7  # ... pointing its way
+
+
+def test_snapping_turns_sure_runs_into_their_exact_embeddings_and_keeps_unsure_ones():
+    generator = torch.Generator().manual_seed(0)
+    vocabulary = torch.randn(6, 4, generator=generator)  # V=6, D=4
+    frames = torch.randn(5, 4, generator=generator)
+    labels = torch.tensor([2, 2, BLANK, 5, 1])
+    confidence = torch.tensor([0.9, 0.7, 0.99, 0.2, 0.5])
+    continuous = compress(frames, labels, vocabulary)
+    snapped = compress(frames, labels, vocabulary, confidence, snap_above=0.5)
+    torch.testing.assert_close(snapped[0], vocabulary[2])  # run mean 0.8: snapped
+    torch.testing.assert_close(snapped[1], continuous[1])  # 0.2: unsure, stays continuous
+    torch.testing.assert_close(snapped[2], vocabulary[1])  # exactly at the threshold: snapped
+    assert not torch.allclose(continuous[0], vocabulary[2])
+    every = compress(frames, labels, vocabulary, confidence, snap_above=0.0)
+    torch.testing.assert_close(every, vocabulary[torch.tensor([2, 5, 1])])
+    torch.testing.assert_close(compress(frames, labels, vocabulary, confidence), continuous)
+
+
+def test_read_frames_gives_each_label_its_probability():
+    head = CtcHead(2)
+    vocabulary = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    with torch.no_grad():
+        head.blank.copy_(torch.tensor([-1.0, -1.0]))
+    labels, confidence = head.read_frames(torch.tensor([[5.0, 0.1], [-1.0, -1.0]]), vocabulary)
+    assert labels.tolist() == [0, BLANK]
+    probabilities = head.logits(torch.tensor([[5.0, 0.1]]), vocabulary).softmax(-1)[0]
+    torch.testing.assert_close(confidence[0], probabilities.max())
+    assert 0.0 < float(confidence.min()) and float(confidence.max()) <= 1.0
+
+
+def test_boundary_vectors_wrap_every_clip_and_survive_save_and_load(model, tmp_path):
+    import dataclasses
+
+    config = dataclasses.replace(model.adapter.config, audio_boundary=True, audio_snap=0.0)
+    adapter = Adapter.untrained(config, model.adapter.info.identities, seed=3)
+    with torch.no_grad():
+        adapter.audio_boundary.copy_(torch.randn(2, config.lm_dim))
+    vocabulary = model.lm.get_input_embeddings().weight
+    features = torch.randn(1, 40, config.audio_dim)
+    plain = Adapter.untrained(model.adapter.config, model.adapter.info.identities, seed=3)
+    inner = plain.project("audio", features, vocabulary)
+    wrapped = adapter.project("audio", features, vocabulary)
+    assert wrapped.shape[0] == inner.shape[0] + 2
+    torch.testing.assert_close(wrapped[0], adapter.audio_boundary[0])
+    torch.testing.assert_close(wrapped[-1], adapter.audio_boundary[1])
+    labels = adapter.audio_ctc.frame_labels(adapter.projectors["audio"](features)[0], vocabulary)
+    kept = sorted(set(labels.tolist()) - {BLANK})
+    assert all(any(torch.equal(row, vocabulary[k]) for k in kept) for row in wrapped[1:-1])
+    adapter.save(tmp_path)
+    loaded = Adapter.load(tmp_path, model.adapter.info.identities)
+    assert loaded.config.audio_boundary and loaded.config.audio_snap == 0.0
+    torch.testing.assert_close(loaded.project("audio", features, vocabulary), wrapped)

@@ -127,3 +127,31 @@ def test_metric_helpers():
     assert normalise_words("What's THIS, please?") == ["what's", "this", "please"]
     assert mentions("This is a tabby cat.", "tabby cat")
     assert not mentions("This is a cathedral.", "cat")
+
+
+def test_boundary_stage_resumes_an_older_checkpoint_and_trains_only_the_boundary(
+    fresh_model, tmp_path
+):
+    import dataclasses
+
+    model = fresh_model
+    speech, vision = examples(model)
+    train(model, speech, vision, TrainConfig(steps=1, batch_size=2, warmup_steps=1), tmp_path)
+    older = Adapter.load(tmp_path, model.adapter.info.identities)  # saved without a boundary
+    config = dataclasses.replace(model.adapter.config, audio_boundary=True, audio_snap=0.0)
+    model.adapter = Adapter.untrained(config, model.adapter.info.identities, seed=5)
+    train(
+        model,
+        speech,
+        vision,
+        TrainConfig(steps=1, batch_size=2, warmup_steps=1, boundary_steps=3, checkpoint_every=2),
+        tmp_path,
+    )
+    state = json.loads((tmp_path / STATE_FILE).read_text())
+    assert state["step"] == 1 and state["boundary_step"] == 3
+    trained = model.adapter.state_dict()
+    for name, value in older.state_dict().items():  # everything else resumed, unchanged
+        torch.testing.assert_close(trained[name], value)
+    average = model.lm.get_input_embeddings().weight.mean(0)
+    assert not torch.allclose(trained["audio_boundary"][0], average)  # started there, learned
+    assert Adapter.load(tmp_path, model.adapter.info.identities).config.audio_boundary

@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument(
         "--limit", type=int, help="use at most this many questions/images per set (smoke runs)"
     )
+    common.add_argument(
+        "--align-clips",
+        type=int,
+        default=7000,
+        help="extra many-voice clips for the speech alignment stage (align_data.py)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
         "data", parents=[common], help="synthesize, encode and label the training and held-out sets"
@@ -35,6 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument(
         "--align-steps", type=int, default=1500, help="speech alignment (CTC) steps first"
+    )
+    train.add_argument(
+        "--boundary-steps", type=int, default=300, help="clip boundary steps last (adapter.py)"
+    )
+    train.add_argument(
+        "--boundary-answer-weight",
+        type=float,
+        default=2.0,
+        help="weight of the answers' KL against the repeats' loss in the boundary stage",
     )
     train.add_argument(
         "--checkpoint",
@@ -62,11 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "smoke", False):
         args.limit, args.steps, args.batch_size, args.align_steps = 3, 3, 2, 2
+        args.boundary_steps, args.align_clips = 2, 4
 
     cache = (args.cache_dir or default_cache_dir()) / "training"
     model = load_model(BundleSpec(cache_dir=args.cache_dir, adapter=UNTRAINED))
     sets = load_sets(
-        model, cache, args.clips_per_question, args.limit, need_train=args.command != "eval"
+        model,
+        cache,
+        args.clips_per_question,
+        args.limit,
+        need_train=args.command != "eval",
+        align_clips=args.align_clips,
     )
     if args.command == "data":
         print({name: len(items) for name, items in sets.items()})
@@ -76,16 +97,27 @@ def main(argv: list[str] | None = None) -> int:
         from fusion.training.train import train as run_training
 
         config = TrainConfig(
-            steps=args.steps, batch_size=args.batch_size, align_steps=args.align_steps
+            steps=args.steps,
+            batch_size=args.batch_size,
+            align_steps=args.align_steps,
+            boundary_steps=args.boundary_steps,
+            boundary_answer_weight=args.boundary_answer_weight,
         )
         checkpoint = args.checkpoint or cache / "checkpoint"
         run_training(
-            model, sets["speech-train"], sets["vision-train"], config, checkpoint, args.device
+            model,
+            sets["speech-train"],
+            sets["vision-train"],
+            config,
+            checkpoint,
+            args.device,
+            align_extra=sets["speech-align"],
         )
         model.adapter.info.trained = True
         model.adapter.info.notes = (
             f"trained {config.align_steps} alignment steps (batch {config.align_batch_size}) "
-            f"+ {config.steps} steps (batch {config.batch_size})"
+            f"+ {config.steps} steps (batch {config.batch_size}) "
+            f"+ {config.boundary_steps} boundary steps"
         )
         model.adapter.save(args.out, dtype=torch.float16)
         print(f"adapter saved to {args.out}")
@@ -94,8 +126,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def load_sets(
-    model, cache: Path, clips_per_question: int, limit: int | None, need_train: bool
+    model,
+    cache: Path,
+    clips_per_question: int,
+    limit: int | None,
+    need_train: bool,
+    align_clips: int = 0,
 ) -> dict:
+    from fusion.training.align_data import build_align_set
     from fusion.training.speech_data import build_speech_set
     from fusion.training.vision_data import build_vision_set
 
@@ -114,6 +152,11 @@ def load_sets(
         )
         sets["vision-train"] = build_vision_set(
             model, "train", cache / f"vision-train{suffix}.pt", limit=limit
+        )
+        sets["speech-align"] = (
+            build_align_set(model, cache / f"speech-align-{align_clips}.pt", align_clips)
+            if align_clips
+            else []
         )
     return sets
 

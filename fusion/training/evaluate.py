@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
+from encoders.vision_labels import imagenet_names as class_names
 from fusion.conversation import Message
 from fusion.generate import GenerationOptions
 from fusion.model import Chunk, LunettesModel
 from fusion.training.tasks import EVAL_WHAT_QUESTION, REPEAT_PROMPT, photo_media, speech_media
-from fusion.training.vision_data import class_names
 
 COMPARED_TOKENS = 16
 GREEDY = GenerationOptions(max_new_tokens=COMPARED_TOKENS)

@@ -10,9 +10,11 @@ import random
 
 import numpy as np
 
+from encoders.vision_labels import imagenet_names as class_names
+from encoders.vision_labels import with_article
 from fusion.conversation import Message, Photo, Speech
 from fusion.training.speech_data import SpeechExample
-from fusion.training.vision_data import VisionExample, class_names, with_article
+from fusion.training.vision_data import VisionExample
 
 REPEAT_PROMPT = "Repeat exactly what I said."
 WHAT_QUESTIONS = [

@@ -24,13 +24,15 @@ import torch
 from tqdm import tqdm
 
 from fusion.adapter import Adapter
+from fusion.conversation import Message
 from fusion.model import LunettesModel
 from fusion.training.align import alignment_losses, ctc_loss, spoken_token_ids
-from fusion.training.tasks import speech_task, vision_task
+from fusion.training.tasks import REPEAT_PROMPT, speech_media, speech_task, vision_task
 
 STATE_FILE = "training_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 ALIGN_OPTIMIZER_FILE = "align-optimizer.pt"
+BOUNDARY_OPTIMIZER_FILE = "boundary-optimizer.pt"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ class TrainConfig:
     ctc_weight: float = 0.5  # weight of the CTC loss in the main stage
     embedding_weight: float = 1.0  # weight of the embedding loss (align.alignment_losses)
     embedding_from_step: int = 0  # main-stage step from which the embedding loss counts
+    boundary_steps: int = 300  # last stage: only the clip boundary vectors learn (adapter.py)
+    boundary_learning_rate: float = 3e-3
+    boundary_answer_share: float = 0.5  # of the boundary stage's clips; the rest: repeat
+    boundary_answer_weight: float = 2.0  # of the answers' KL against the repeats' cross-entropy
 
 
 def train(
@@ -56,8 +62,12 @@ def train(
     config: TrainConfig,
     checkpoint_dir: Path,
     device: str = "cpu",
+    align_extra: list | None = None,
 ) -> Adapter:
-    """Train model.adapter in place from `checkpoint_dir` (resuming if it holds a checkpoint)."""
+    """Train model.adapter in place from `checkpoint_dir` (resuming if it holds a checkpoint).
+
+    align_extra: more speech (align_data.py) for the alignment stage only: it has no answers.
+    """
     adapter = model.adapter
     state = _resume(adapter, checkpoint_dir)
     adapter.train().requires_grad_(True)
@@ -67,10 +77,11 @@ def train(
         return spoken_token_ids(model.tokenizer, text)
 
     if speech and adapter.audio_ctc is not None and state["align_step"] < config.align_steps:
-        align_speech(adapter, speech, spoken, vocabulary, config, checkpoint_dir, state)
+        pool = speech + list(align_extra or [])
+        align_speech(adapter, pool, spoken, vocabulary, config, checkpoint_dir, state)
     step = state["step"]
     optimizer = torch.optim.AdamW(adapter.parameters(), lr=config.learning_rate, weight_decay=0.01)
-    if (checkpoint_dir / OPTIMIZER_FILE).is_file() and step > 0:
+    if (checkpoint_dir / OPTIMIZER_FILE).is_file() and 0 < step < config.steps:
         optimizer.load_state_dict(torch.load(checkpoint_dir / OPTIMIZER_FILE, weights_only=True))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s + step, config))
     eos = model.tokenizer.eos_token_id
@@ -128,13 +139,103 @@ def train(
             )
             last_checkpoint = time.perf_counter()
     progress.close()
+    if speech and adapter.audio_boundary is not None:
+        train_boundary(model, speech, config, checkpoint_dir, state, device)
     return adapter.eval().requires_grad_(False)
+
+
+def train_boundary(model, speech, config, checkpoint_dir, state, device) -> None:
+    """The boundary stage: only the two boundary vectors learn (boundary_loss). With snapped
+    tokens (compress.py) a spoken question is the typed one plus these two vectors, so they
+    must leave its answer as it is, yet let the LM repeat the words when asked."""
+    adapter = model.adapter
+    step = state.get("boundary_step", 0)
+    if step >= config.boundary_steps:
+        return
+    vocabulary = model.lm.get_input_embeddings().weight.detach()  # V, D
+    if step == 0:  # start as an average token: a neutral place for the LM
+        adapter.audio_boundary.data.copy_(vocabulary.mean(0).expand(2, -1))
+    adapter.requires_grad_(False)
+    adapter.audio_boundary.requires_grad_(True)
+    optimizer = torch.optim.AdamW([adapter.audio_boundary], lr=config.boundary_learning_rate)
+    if (checkpoint_dir / BOUNDARY_OPTIMIZER_FILE).is_file() and step > 0:
+        optimizer.load_state_dict(
+            torch.load(checkpoint_dir / BOUNDARY_OPTIMIZER_FILE, weights_only=True)
+        )
+    progress = tqdm(total=config.boundary_steps, initial=step, desc="boundary", unit="step")
+    losses: list[float] = []
+    started = time.perf_counter()
+    while step < config.boundary_steps:
+        rng = random.Random(config.seed * 1_000_003 + 900_000_000 + step)
+        for group in optimizer.param_groups:
+            group["lr"] = config.boundary_learning_rate * _lr_factor(
+                step, config, config.boundary_steps
+            )
+        loss = boundary_loss(
+            model, [rng.choice(speech) for _ in range(config.batch_size)], rng, config, device
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        losses.append(loss.item())
+        progress.update(1)
+        progress.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+        if step % config.checkpoint_every == 0 or step == config.boundary_steps:
+            state["boundary_step"] = step
+            state["boundary_loss"] = sum(losses[-50:]) / len(losses[-50:])
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            torch.save(optimizer.state_dict(), checkpoint_dir / BOUNDARY_OPTIMIZER_FILE)
+            _save_state(adapter, checkpoint_dir, state, config, time.perf_counter() - started)
+            started = time.perf_counter()
+    progress.close()
+
+
+def boundary_loss(model, clips: list, rng: random.Random, config, device: str) -> torch.Tensor:
+    """Repeat tasks: cross-entropy on the words said. Answer tasks: KL divergence from the LM's
+    own next-token distributions for the typed question (the teacher, no gradient) at every
+    position of its answer, so the boundary vectors learn to leave answers as they are, not
+    only their most likely tokens."""
+    eos = model.tokenizer.eos_token_id
+    spoken, typed, repeats = [], [], []
+    for clip in clips:
+        if rng.random() < config.boundary_answer_share:
+            target = list(clip.answer_ids) + [eos]
+            spoken.append(([Message("user", speech=speech_media(clip))], target))
+            typed.append(([Message("user", clip.text)], target))
+        else:
+            said = model.tokenizer.encode(clip.text, add_special_tokens=False) + [eos]
+            repeats.append(([Message("user", REPEAT_PROMPT, speech=speech_media(clip))], said))
+    loss = torch.zeros(())
+    if repeats:
+        loss = loss + batch_loss(model, repeats, device)
+    if spoken:
+        student, _ = target_logits(model, spoken, device)  # targets, V
+        with torch.no_grad():
+            teacher, _ = target_logits(model, typed, device)
+        divergence = torch.nn.functional.kl_div(
+            student.float().log_softmax(-1),
+            teacher.float().log_softmax(-1),
+            log_target=True,
+            reduction="batchmean",
+        )
+        loss = loss + config.boundary_answer_weight * divergence
+    return loss
 
 
 def batch_loss(
     model: LunettesModel, batch: list[tuple[list, list[int]]], device: str
 ) -> torch.Tensor:
     """Mean cross-entropy of the target tokens given the conversation, over a padded batch."""
+    logits, labels = target_logits(model, batch, device)
+    return torch.nn.functional.cross_entropy(logits.float(), labels)
+
+
+def target_logits(
+    model: LunettesModel, batch: list[tuple[list, list[int]]], device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LM's logits at every target position (teacher-forced) [targets, V], and the target
+    ids [targets], over a padded batch of (conversation, target ids)."""
     embed = model.lm.get_input_embeddings()
     rows, labels = [], []
     for messages, target in batch:
@@ -165,7 +266,7 @@ def batch_loss(
         ).last_hidden_state  # B, L, D
         selected = label_matrix.to(device) != -100
         logits = model.lm.lm_head(hidden[selected])  # targets, V
-    return torch.nn.functional.cross_entropy(logits.float(), label_matrix.to(device)[selected])
+    return logits, label_matrix.to(device)[selected]
 
 
 def _lr_factor(step: int, config: TrainConfig, total: int | None = None) -> float:
@@ -183,7 +284,12 @@ def _resume(adapter: Adapter, checkpoint_dir: Path) -> dict:
     if not state_path.is_file():
         return {"step": 0, "align_step": 0}
     resumed = Adapter.load(checkpoint_dir, adapter.info.identities)  # refuses other models
-    adapter.load_state_dict(resumed.state_dict())
+    missing, unexpected = adapter.load_state_dict(resumed.state_dict(), strict=False)
+    if unexpected or set(missing) - {"audio_boundary"}:
+        raise ValueError(
+            f"the checkpoint at {checkpoint_dir} does not fit this adapter: missing {missing}, "
+            f"unexpected {unexpected}"
+        )  # a checkpoint from before the boundary vectors existed resumes; they start later
     state = json.loads(state_path.read_text())
     state.setdefault("align_step", 0)
     print(
@@ -252,7 +358,8 @@ def _save_state(adapter, directory: Path, state: dict, config, seconds: float) -
     directory.mkdir(parents=True, exist_ok=True)
     adapter.info.notes = (
         f"training checkpoint at alignment step {state['align_step']} of {config.align_steps}, "
-        f"step {state.get('step', 0)} of {config.steps}"
+        f"step {state.get('step', 0)} of {config.steps}, "
+        f"boundary step {state.get('boundary_step', 0)} of {config.boundary_steps}"
     )
     adapter.save(directory)
     state["config"] = asdict(config)

@@ -123,13 +123,3 @@ def _encode(model: LunettesModel, head: torch.nn.Linear, batch: list) -> list[Vi
         VisionExample(tokens[i].to(torch.float16), top5[i], colour, source)
         for i, (source, colour, _) in enumerate(batch)
     ]
-
-
-def class_names() -> list[str]:
-    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
-
-    return list(IMAGENET_CLASSNAMES)
-
-
-def with_article(name: str) -> str:
-    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"

@@ -1,7 +1,8 @@
 """Speech made offline: espeak-ng and flite voices, speeds, pitches, noise and tempo.
 
 Some voices are kept out of training entirely, so evaluation hears voices the adapter has
-never heard.
+never heard: no training list holds a held-out voice, nor any espeak-ng voice that shares a
+held-out voice's variant (m5, f3) in another accent.
 """
 
 import random
@@ -33,12 +34,43 @@ HELD_OUT_VOICES = [
     Voice("flite", "rms", held_out=True), Voice("flite", "slt", held_out=True),
 ]  # fmt: skip
 
+# The alignment set's voices: every English accent of espeak-ng (`espeak-ng --voices=en`,
+# the mbrola ones left out) with no variant or one of ALIGN_VARIANTS, plus flite's other voices.
+ALIGN_LANGUAGES = [
+    "en", "en-us", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+    "en-us-nyc",
+]  # fmt: skip
+# File names under espeak-ng-data/voices/!v (`espeak-ng --voices=variant`): human-sounding ones;
+# whisper, robot, croak, demonic and fast_test variants left out, and m5, f3 (HELD_OUT_VOICES'
+# variants) in no accent at all.
+ALIGN_VARIANTS = [
+    "m1", "m2", "m3", "m4", "m6", "m7", "m8", "f1", "f2", "f4", "f5",
+    "Alex", "Andy", "Annie", "Andrea", "aunty", "belinda", "david", "ed", "edward", "Gene",
+    "john", "linda", "Michael", "Mike", "paul", "quincy", "robert", "steph", "travis",
+    "grandma", "grandpa", "anika",
+]  # fmt: skip
+
+
+def variant_of(voice: Voice) -> str | None:
+    """The espeak-ng variant a voice names ("en-us+m5" -> "m5"), or None."""
+    if voice.engine != "espeak-ng" or "+" not in voice.name:
+        return None
+    return voice.name.split("+", 1)[1]
+
+
+ALIGN_VOICES = [
+    Voice("espeak-ng", language if variant is None else f"{language}+{variant}")
+    for language in ALIGN_LANGUAGES
+    for variant in [None, *ALIGN_VARIANTS]
+] + [Voice("flite", name) for name in ["kal", "kal16", "awb"]]  # 8 x (1 + 33) + 3 = 275
+
 
 @dataclass(frozen=True)
 class Delivery:
     speed: int = 160  # espeak-ng words per minute
     pitch: int = 50  # espeak-ng pitch 0..99
     tempo: float = 1.0  # sox tempo factor, applied to every engine
+    pitch_cents: int = 0  # sox pitch shift (formants move too), applied to every engine
     noise_snr_db: float | None = None  # white noise added at this signal-to-noise ratio
 
 
@@ -48,6 +80,19 @@ def random_delivery(rng: random.Random) -> Delivery:
         pitch=rng.randint(30, 70),
         tempo=rng.choice([1.0, 1.0, 0.9, 1.1]),
         noise_snr_db=rng.choice([None, None, 30.0, 20.0]),
+    )
+
+
+def random_align_delivery(rng: random.Random, voice: Voice) -> Delivery:
+    """Wider than random_delivery, plus a pitch shift: on most flite clips (flite has no pitch
+    of its own, so kal and awb become other speakers), on a few espeak-ng ones."""
+    shift_share, max_cents = (0.8, 400) if voice.engine == "flite" else (0.25, 250)
+    return Delivery(
+        speed=rng.randint(115, 215),
+        pitch=rng.randint(15, 85),
+        tempo=rng.choice([1.0, 1.0, 0.85, 0.92, 1.08, 1.15, 1.25]),
+        pitch_cents=rng.randint(-max_cents, max_cents) if rng.random() < shift_share else 0,
+        noise_snr_db=rng.choice([None, None, None, 35.0, 25.0, 18.0, 12.0]),
     )
 
 
@@ -76,12 +121,9 @@ def synthesize(
             )
         else:
             raise ValueError(f"unknown speech engine {voice.engine!r}")
-        if delivery.tempo != 1.0 and shutil.which("sox"):
-            subprocess.run(
-                ["sox", str(raw), str(final), "tempo", str(delivery.tempo)],
-                check=True,
-                capture_output=True,
-            )
+        effects = _sox_effects(delivery)
+        if effects and shutil.which("sox"):
+            subprocess.run(["sox", str(raw), str(final), *effects], check=True, capture_output=True)
         else:
             final = raw
         waveform = load_audio(final)
@@ -94,3 +136,13 @@ def synthesize(
         waveform = np.clip(waveform + noise, -1.0, 1.0).astype(np.float32)
     assert waveform.dtype == np.float32 and waveform.ndim == 1 and SAMPLE_RATE == 16_000
     return waveform
+
+
+def _sox_effects(delivery: Delivery) -> list[str]:
+    """The sox effect chain for a delivery's tempo and pitch shift (empty: nothing to do)."""
+    effects = []
+    if delivery.tempo != 1.0:
+        effects += ["tempo", str(delivery.tempo)]
+    if delivery.pitch_cents != 0:
+        effects += ["pitch", str(delivery.pitch_cents)]
+    return effects
