@@ -21,7 +21,7 @@ class ImageLabeller:
     @torch.inference_mode()
     def top(self, tokens: torch.Tensor, k: int = 5) -> torch.Tensor:
         """tokens [B, N, C] -> the k best class ids [B, k], best first."""
-        return self.head(tokens.float().mean(dim=1)).topk(k).indices
+        return self.head(tokens.float().mean(dim=1).cpu()).topk(k).indices  # head stays on CPU
 
     def phrase(self, tokens: torch.Tensor) -> str:
         """tokens [1, N, C] -> the top label with its article: "a tabby cat"."""

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages Lunettes uses: espeak-ng (speech synthesis: test clips, spoken answers),
-# ffmpeg (audio formats libsndfile cannot read, e.g. WebM and M4A recordings) and, for the
+# ffmpeg (audio formats libsndfile cannot read, e.g. WebM and M4A recordings), a C compiler
+# (gcc: the decoding kernel, fusion/kernels/gemv.c, is built once per machine) and, for the
 # browser tests only (LUNETTES_BROWSER_TESTS=1, set by `make test`), chromium; for adapter
 # training (LUNETTES_TRAINING=1, set by `make train` / `make eval`), more voices (flite), sox
 # for tempo and pitch changes, images with names (openclipart-png, gnome-backgrounds) and
@@ -10,6 +11,7 @@ set -euo pipefail
 missing=()
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)  # builds the decoding kernel once
 if [ "${LUNETTES_TRAINING:-0}" = 1 ]; then
     command -v flite >/dev/null 2>&1 || missing+=(flite)
     command -v sox >/dev/null 2>&1 || missing+=(sox)
@@ -28,5 +30,6 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
     echo "note: please install ${missing[*]} (e.g. sudo apt-get install ${missing[*]});" \
-         "without espeak-ng the speech tests are skipped, without ffmpeg only WAV/FLAC/OGG/MP3 audio is read" >&2
+         "without espeak-ng the speech tests are skipped, without ffmpeg only WAV/FLAC/OGG/MP3 audio is read," \
+         "without a C compiler decoding uses torch's slower matrix-vector path" >&2
 fi

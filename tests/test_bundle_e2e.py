@@ -54,7 +54,8 @@ def test_cli_photo_json_reports_answer_adapter_and_timings():
     assert report["answer"].strip()
     assert report["adapter"]["trained"] is True  # the shipped adapter, with its figures
     assert report["adapter"]["metrics"]["vision_naming"] > 0
-    assert report["prompt_tokens"]["image"] == 49  # 7x7 EfficientNet-Lite0 feature map
+    # the 7x7 EfficientNet-Lite0 feature map, then its top ImageNet label's words
+    assert 49 < report["prompt_tokens"]["image"] <= 49 + 12
     assert "transcript" not in report
     for key in ("load", "encode_image", "encode_audio", "first_token", "total"):
         assert report["timings"][key] >= 0
@@ -135,7 +136,7 @@ def test_multi_turn_with_photo_then_speech_then_text(model, spoken_wav):
     events = list(model.stream(conversation, options))
     stats = events[-1]
     assert isinstance(stats, Stats)
-    assert stats.prompt_tokens["image"] == 49 and stats.prompt_tokens["audio"] > 0
+    assert 49 < stats.prompt_tokens["image"] <= 49 + 12 and stats.prompt_tokens["audio"] > 0
     assert not any(isinstance(e, Heard) for e in events)  # the speech was transcribed once, earlier
     assert normalise(conversation[2].speech.transcript) == normalise(SPOKEN)
 
@@ -162,4 +163,5 @@ def test_training_smoke_run_saves_a_trained_adapter(tmp_path):
     saved = json.loads((tmp_path / "adapter" / CONFIG_FILE).read_text())
     assert saved["trained"] is True
     assert set(saved["identities"]) == {"vision", "audio", "lm"}
-    assert json.loads((tmp_path / "checkpoint" / "training_state.json").read_text())["step"] == 3
+    state = json.loads((tmp_path / "checkpoint" / "training_state.json").read_text())
+    assert (state["align_step"], state["step"], state["boundary_step"]) == (2, 3, 2)  # all kept

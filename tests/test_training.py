@@ -88,7 +88,7 @@ def test_training_checkpoints_and_resumes(fresh_model, tmp_path):
     model = fresh_model
     speech, vision = examples(model)
     before = {k: v.clone() for k, v in model.adapter.state_dict().items()}
-    config = TrainConfig(steps=3, batch_size=2, checkpoint_every=2, warmup_steps=1)
+    config = TrainConfig(align_steps=2, steps=3, batch_size=2, checkpoint_every=2, warmup_steps=1)
     train(model, speech, vision, config, tmp_path)
     state = json.loads((tmp_path / STATE_FILE).read_text())
     assert state["step"] == 3
@@ -96,7 +96,13 @@ def test_training_checkpoints_and_resumes(fresh_model, tmp_path):
     after_three = {k: v.clone() for k, v in model.adapter.state_dict().items()}
     # a new run to 5 steps starts from the checkpoint (step 3), not from scratch
     model.adapter = Adapter.untrained(model.adapter.config, model.adapter.info.identities, seed=2)
-    train(model, speech, vision, TrainConfig(steps=5, batch_size=2, warmup_steps=1), tmp_path)
+    train(
+        model,
+        speech,
+        vision,
+        TrainConfig(align_steps=2, steps=5, batch_size=2, warmup_steps=1),
+        tmp_path,
+    )
     assert json.loads((tmp_path / STATE_FILE).read_text())["step"] == 5
     resumed = Adapter.load(tmp_path, model.adapter.info.identities)
     assert any(not torch.equal(after_three[k], v) for k, v in resumed.state_dict().items())
@@ -107,11 +113,17 @@ def test_resume_refuses_a_checkpoint_of_other_models(fresh_model, tmp_path):
 
     model = fresh_model
     speech, vision = examples(model)
-    train(model, speech, vision, TrainConfig(steps=1, batch_size=2, warmup_steps=1), tmp_path)
+    train(
+        model,
+        speech,
+        vision,
+        TrainConfig(align_steps=2, steps=1, batch_size=2, warmup_steps=1),
+        tmp_path,
+    )
     identities = {**model.adapter.info.identities, "lm": {"name": "other", "fingerprint": "0" * 16}}
     model.adapter = Adapter.untrained(model.adapter.config, identities)
     with pytest.raises(AdapterMismatchError):
-        train(model, speech, vision, TrainConfig(steps=2, batch_size=2), tmp_path)
+        train(model, speech, vision, TrainConfig(align_steps=2, steps=2, batch_size=2), tmp_path)
 
 
 def test_evaluate_reports_scores_in_range(model):
@@ -136,7 +148,13 @@ def test_boundary_stage_resumes_an_older_checkpoint_and_trains_only_the_boundary
 
     model = fresh_model
     speech, vision = examples(model)
-    train(model, speech, vision, TrainConfig(steps=1, batch_size=2, warmup_steps=1), tmp_path)
+    train(
+        model,
+        speech,
+        vision,
+        TrainConfig(align_steps=2, steps=1, batch_size=2, warmup_steps=1),
+        tmp_path,
+    )
     older = Adapter.load(tmp_path, model.adapter.info.identities)  # saved without a boundary
     config = dataclasses.replace(model.adapter.config, audio_boundary=True, audio_snap=0.0)
     model.adapter = Adapter.untrained(config, model.adapter.info.identities, seed=5)
@@ -144,7 +162,14 @@ def test_boundary_stage_resumes_an_older_checkpoint_and_trains_only_the_boundary
         model,
         speech,
         vision,
-        TrainConfig(steps=1, batch_size=2, warmup_steps=1, boundary_steps=3, checkpoint_every=2),
+        TrainConfig(
+            align_steps=2,
+            steps=1,
+            batch_size=2,
+            warmup_steps=1,
+            boundary_steps=3,
+            checkpoint_every=2,
+        ),
         tmp_path,
     )
     state = json.loads((tmp_path / STATE_FILE).read_text())

@@ -40,15 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--steps", type=int, default=2000)
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument(
-        "--align-steps", type=int, default=1500, help="speech alignment (CTC) steps first"
+        "--align-steps", type=int, default=3000, help="speech alignment (CTC) steps first"
     )
     train.add_argument(
-        "--boundary-steps", type=int, default=300, help="clip boundary steps last (adapter.py)"
+        "--boundary-steps", type=int, default=1100, help="clip boundary steps last (adapter.py)"
     )
     train.add_argument(
         "--boundary-answer-weight",
         type=float,
-        default=2.0,
+        default=5.0,
         help="weight of the answers' KL against the repeats' loss in the boundary stage",
     )
     train.add_argument(

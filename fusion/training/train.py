@@ -44,15 +44,15 @@ class TrainConfig:
     speech_share: float = 0.5  # share of each batch drawn from speech examples
     checkpoint_every: int = 50  # steps between checkpoints
     seed: int = 0
-    align_steps: int = 1500  # speech alignment steps (CTC only) before the main stage
+    align_steps: int = 3000  # speech alignment steps (CTC only) before the main stage
     align_batch_size: int = 32
     ctc_weight: float = 0.5  # weight of the CTC loss in the main stage
     embedding_weight: float = 1.0  # weight of the embedding loss (align.alignment_losses)
     embedding_from_step: int = 0  # main-stage step from which the embedding loss counts
-    boundary_steps: int = 300  # last stage: only the clip boundary vectors learn (adapter.py)
+    boundary_steps: int = 1100  # last stage: only the clip boundary vectors learn (adapter.py)
     boundary_learning_rate: float = 3e-3
     boundary_answer_share: float = 0.5  # of the boundary stage's clips; the rest: repeat
-    boundary_answer_weight: float = 2.0  # of the answers' KL against the repeats' cross-entropy
+    boundary_answer_weight: float = 5.0  # of the answers' KL against the repeats' cross-entropy
 
 
 def train(
@@ -140,6 +140,8 @@ def train(
             last_checkpoint = time.perf_counter()
     progress.close()
     if speech and adapter.audio_boundary is not None:
+        if (checkpoint_dir / STATE_FILE).is_file():  # as the main stage's checkpoints left it
+            state = json.loads((checkpoint_dir / STATE_FILE).read_text())
         train_boundary(model, speech, config, checkpoint_dir, state, device)
     return adapter.eval().requires_grad_(False)
 
