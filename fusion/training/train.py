@@ -1,13 +1,15 @@
 """The training loop: only the adapter learns; checkpoints and resumes.
 
-Two stages. First, speech alignment: the audio projector and its CTC head learn, with a CTC
+Three stages. First, speech alignment: the audio projector and its CTC head learn, with a CTC
 loss alone (align.py), to map each spoken token's frames near that token's LM embedding;
 this needs no LM pass, so its steps are cheap and large. Then the main stage: each step
 draws a batch of tasks (tasks.py) from the cached speech and vision examples, builds the LM
 inputs exactly as inference does (LunettesModel.build_inputs, compression included), appends
 the target answer, and minimises cross-entropy on the answer tokens only, plus the CTC loss
 on the batch's speech (so compression stays aligned while the LM's loss shapes the tokens).
-The LM runs in bfloat16 autocast (on CPU with AVX512-BF16 about 4x faster than float32; CUDA
+Last, the boundary stage: only the adapter's two "heard speech" vectors learn, so that the
+LM repeats spoken words when asked yet answers a spoken question as the typed one
+(boundary_loss). The LM runs in bfloat16 autocast (on CPU with AVX512-BF16 about 4x faster than float32; CUDA
 when present).
 
 Letters: B batch, L sequence length, D LM width, V vocabulary.
