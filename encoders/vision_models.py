@@ -49,16 +49,6 @@ def embedded_vision_encoder(weights: Path | None = None) -> VisionEncoder:
     )
 
 
-def embedded_classifier_head(weights: Path | None = None) -> torch.nn.Linear:
-    """The embedded EfficientNet-Lite0's ImageNet-1k head: mean of its tokens [B, 1280] -> logits [B, 1000]."""
-    state = torch.load(
-        weights or packaged_path(_EMBEDDED_PACKAGE, _EMBEDDED_FILE),
-        map_location="cpu",
-        weights_only=True,
-    )
-    return _classifier_head(state)
-
-
 def _classifier_head(state: dict[str, torch.Tensor]) -> torch.nn.Linear:
     weight, bias = list(state.values())[-2:]  # the checkpoint ends with the classifier
     head = torch.nn.Linear(weight.shape[1], weight.shape[0])

@@ -18,10 +18,13 @@ class RowLinear(nn.Linear):
         single_row = x.numel() == x.shape[-1]
         on_cpu = x.device.type == "cpu" and self.weight.device.type == "cpu"
         float32 = x.dtype == torch.float32 and self.weight.dtype == torch.float32
-        if torch.is_grad_enabled() or not (single_row and on_cpu and float32):
+        ready = single_row and on_cpu and float32 and self.weight.is_contiguous()
+        if torch.is_grad_enabled() or not ready:
             return super().forward(x)
         row = x.reshape(-1).contiguous()  # [1, .., 1, in] -> [in]
-        return self.gemv(self.weight, row, self.bias).reshape(*x.shape[:-1], self.out_features)
+        # checked here and in use_row_kernel (the bias follows the weight's dtype and device)
+        out = self.gemv.unchecked(self.weight, row, self.bias)  # out
+        return out.reshape(*x.shape[:-1], self.out_features)
 
 
 def use_row_kernel(module: nn.Module, gemv: Gemv) -> int:

@@ -41,6 +41,32 @@ def test_kernel_refuses_a_non_contiguous_weight(gemv):
         gemv(torch.randn(8, 4).T, torch.randn(8))
 
 
+@pytest.mark.parametrize(
+    "weight,row,bias",
+    [
+        (torch.randn(4, 8, dtype=torch.float64), torch.randn(8), None),  # other dtype
+        (torch.randn(4, 8), torch.randn(8, dtype=torch.float16), None),
+        (torch.randn(4, 8), torch.randn(7), None),  # wrong length
+        (torch.randn(4, 8), torch.randn(8), torch.randn(5)),  # bias of another size
+        (torch.randn(4, 8), torch.randn(8), torch.randn(8)[::2]),  # strided bias
+    ],
+)
+def test_kernel_refuses_what_it_cannot_read_safely(gemv, weight, row, bias):
+    with pytest.raises(ValueError, match="contiguous float32 CPU"):
+        gemv(weight, row, bias)
+
+
+def test_decoding_falls_back_to_packed_weights_without_the_kernel(tmp_path, monkeypatch):
+    from fusion.bundle import speed_up_decoding
+    from fusion.packed_linear import PackedLinear, packing_available
+
+    net = nn.Sequential(nn.Linear(8, 8))
+    monkeypatch.setenv("LUNETTES_GEMV", "0")
+    chosen = speed_up_decoding(net, tmp_path)
+    assert chosen == ("packed" if packing_available() else "torch")
+    assert isinstance(net[0], PackedLinear) == packing_available()
+
+
 def test_kernel_is_cached_and_rebuilt_only_when_missing(tmp_path):
     first = load_gemv(tmp_path)
     if first is None:
@@ -64,14 +90,14 @@ def test_row_linears_use_the_kernel_for_one_row_only_and_keep_autograd(gemv):
     reference = copy.deepcopy(net)
     assert use_row_kernel(net, gemv) == 2 and all(isinstance(m, RowLinear) for m in net[::2])
     calls = []
-    original = type(gemv).__call__
+    original = type(gemv).unchecked
     for x in (torch.randn(1, 1, 16), torch.randn(3, 5, 16)):  # one row, then many
         with torch.inference_mode():
             try:
-                type(gemv).__call__ = lambda self, *a: calls.append(1) or original(self, *a)
+                type(gemv).unchecked = lambda self, *a: calls.append(1) or original(self, *a)
                 out = net(x)
             finally:
-                type(gemv).__call__ = original
+                type(gemv).unchecked = original
         torch.testing.assert_close(out, reference(x), rtol=1e-5, atol=1e-5)
     assert len(calls) == 2  # both layers, for the single row only
     x = torch.randn(1, 16, requires_grad=True)

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from encoders.image_io import load_image
-from encoders.vision_models import embedded_classifier_head
+from encoders.vision_labels import ImageLabeller
 from fusion.model import LunettesModel
 from fusion.training.colours import main_colour
 
@@ -91,7 +91,11 @@ def build_vision_set(
     """Load the cached set at `path`, or encode and label the images of `split` and cache them."""
     if path.is_file():
         return [VisionExample(**item) for item in torch.load(path, weights_only=False)]
-    head = embedded_classifier_head()
+    labeller = model.vision.labeller
+    if labeller is None:
+        raise ValueError(
+            f"the vision encoder {model.vision.name!r} has no classifier head to label images with"
+        )
     rng = random.Random(seed)
     chosen = [(s, load) for s, load in image_sources() if is_held_out(s) == (split == "eval")]
     rng.shuffle(chosen)
@@ -107,18 +111,18 @@ def build_vision_set(
         for view in views(source, raw, rng):
             batch.append((source, main_colour(view), load_image(view)))
         if len(batch) >= 32:
-            examples += _encode(model, head, batch)
+            examples += _encode(model, labeller, batch)
             batch = []
-    examples += _encode(model, head, batch) if batch else []
+    examples += _encode(model, labeller, batch) if batch else []
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save([vars(e) for e in examples], path)
     return examples
 
 
 @torch.inference_mode()
-def _encode(model: LunettesModel, head: torch.nn.Linear, batch: list) -> list[VisionExample]:
+def _encode(model: LunettesModel, labeller: ImageLabeller, batch: list) -> list[VisionExample]:
     tokens = model.vision.encode([image for _, _, image in batch])  # B, N, C
-    top5 = head(tokens.mean(dim=1)).topk(5).indices.tolist()  # B, 5
+    top5 = labeller.top(tokens, 5).tolist()  # B, 5
     return [
         VisionExample(tokens[i].to(torch.float16), top5[i], colour, source)
         for i, (source, colour, _) in enumerate(batch)
