@@ -38,7 +38,7 @@ class AdapterConfig:
     audio_compress: bool = False  # CTC compression of the audio tokens (see compress.py)
     audio_snap: float | None = None  # runs read with at least this confidence become exact
     # token embeddings (compress.py); 0.0: every run; None: never
-    audio_boundary: bool = False  # learned vectors before and after each clip's tokens
+    audio_boundary: bool = False  # learned scoped cue vectors before and after each clip's tokens
     image_label: bool = False  # the vision labeller's top label, as its words' embeddings,
     # follows each photo's projected tokens (encoders/vision_labels.py, fusion/model.py)
 
@@ -71,10 +71,12 @@ class Adapter(nn.Module):
             }
         )
         self.audio_ctc = CtcHead(config.lm_dim) if config.audio_compress else None
-        # Two learned LM-space vectors around each clip ([start, end], 2 x D): with snapped
-        # tokens a spoken question reads exactly like the typed one, and these are what tells
-        # the LM the words were heard (so "repeat what I said" can be answered; a 135M LM does
-        # not repeat typed text). Trained in train.py's boundary stage.
+        # Two learned LM-space cue vectors around each clip ([start, end], 2 x D). With snapped
+        # tokens a spoken question reads exactly like the typed one; the cues tell text typed
+        # with the clip ("Repeat exactly what I said.") that the words were heard, a 135M LM
+        # does not repeat typed text. They are scoped: only that text sees them, and they take
+        # no position (prompt_layout.py), so a clip alone is answered as the typed words.
+        # Trained in train.py's boundary stage.
         self.audio_boundary = (
             nn.Parameter(torch.zeros(2, config.lm_dim)) if config.audio_boundary else None
         )

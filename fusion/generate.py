@@ -2,7 +2,8 @@
 
 The prompt is prefilled from `inputs_embeds` (text embeddings with media spliced in); each
 following step feeds the last token id. Greedy when temperature is 0, else nucleus sampling
-from a seeded generator.
+from a seeded generator. A prompt with scoped tokens (prompt_layout.py) brings its own
+positions and attention; generated tokens then see what the prompt's last token sees.
 """
 
 import secrets
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+
+from fusion.prompt_layout import PromptLayout
 
 MIN_TEMPERATURE = 1e-4  # below this, sampling is greedy decoding
 
@@ -38,7 +41,11 @@ class GenerationOptions:
 
 @torch.inference_mode()
 def generate_tokens(
-    lm: torch.nn.Module, inputs_embeds: torch.Tensor, options: GenerationOptions, stop_ids: set[int]
+    lm: torch.nn.Module,
+    inputs_embeds: torch.Tensor,
+    options: GenerationOptions,
+    stop_ids: set[int],
+    layout: PromptLayout | None = None,
 ) -> Iterator[int]:
     """inputs_embeds [1, L, D] -> yields new token ids until a stop id or max_new_tokens."""
     from transformers import DynamicCache
@@ -48,7 +55,17 @@ def generate_tokens(
     )  # global RNG untouched
     generator = torch.Generator().manual_seed(seed)
     cache = DynamicCache()
-    output = lm(inputs_embeds=inputs_embeds, cache=cache, use_cache=True, logits_to_keep=1)
+    scoped: dict = {}
+    if layout is not None:  # seen: [1, L + k] what each new token may attend to
+        seen = layout.attention[-1].long()[None].to(inputs_embeds.device)
+        position = int(layout.positions[-1])
+        scoped = {
+            "attention_mask": layout.attention[None, None].to(inputs_embeds.device),
+            "position_ids": layout.positions[None].to(inputs_embeds.device),
+        }
+    output = lm(
+        inputs_embeds=inputs_embeds, cache=cache, use_cache=True, logits_to_keep=1, **scoped
+    )
     generated: list[int] = []
     for _ in range(options.max_new_tokens):
         logits = penalise_repeats(output.logits[0, -1], generated, options.repetition_penalty)
@@ -57,7 +74,11 @@ def generate_tokens(
             return
         generated.append(token)
         yield token
-        output = lm(input_ids=torch.tensor([[token]]), cache=cache, use_cache=True)
+        if layout is not None:
+            seen = torch.cat([seen, seen.new_ones(1, 1)], dim=1)
+            position += 1
+            scoped = {"attention_mask": seen, "position_ids": torch.tensor([[position]])}
+        output = lm(input_ids=torch.tensor([[token]]), cache=cache, use_cache=True, **scoped)
 
 
 def penalise_repeats(logits: torch.Tensor, generated: list[int], penalty: float) -> torch.Tensor:

@@ -20,6 +20,7 @@ from fusion.adapter import Adapter
 from fusion.conversation import Message
 from fusion.generate import GenerationOptions, IncrementalText, generate_tokens
 from fusion.placeholders import expand_placeholders, new_marker
+from fusion.prompt_layout import PromptLayout, Scope, layout
 from fusion.splice import splice
 
 # Plain on purpose: a 135M model answers worse when told it is a named product in glasses.
@@ -52,6 +53,7 @@ class Stats:
 class PromptInputs:
     embeddings: torch.Tensor  # [1, L, D] token embeddings with media spliced in
     prompt_tokens: dict[str, int]  # text / image / audio
+    layout: PromptLayout | None = None  # positions and attention, when a clip has scoped cues
 
 
 class LunettesModel:
@@ -113,6 +115,7 @@ class LunettesModel:
         """Messages with encoded media -> input embeddings [1, L, D] for the LM."""
         marker = new_marker()
         chat, media = [], []  # media: (modality, features [1, T, C]) in prompt order
+        cued = self.adapter.audio_boundary is not None  # clips wrapped in scoped cues
         if self.system_prompt and (not messages or messages[0].role != "system"):
             chat.append({"role": "system", "content": self.system_prompt})
         for message in messages:
@@ -127,6 +130,9 @@ class LunettesModel:
                 media.append(("audio", message.speech.features))
             if message.text:
                 parts.append(message.text)
+            if message.speech is not None and cued:  # where the text about the clip ends
+                parts[-1] += marker
+                media.append(("text end", None))
             if message.role == "user" and not parts:
                 raise InputError("a message needs text, a photo or speech")
             chat.append({"role": message.role, "content": "\n".join(parts)})
@@ -136,7 +142,10 @@ class LunettesModel:
         embed = self.lm.get_input_embeddings()
         device = embed.weight.device
         projected = [
-            self.project_medium(kind, features.to(device), embed) for kind, features in media
+            self.project_medium(kind, features.to(device), embed)
+            if features is not None
+            else embed.weight[:0]
+            for kind, features in media
         ]  # each [T', D]
         expanded = expand_placeholders(
             prompt,
@@ -150,9 +159,16 @@ class LunettesModel:
             slots = expanded.slots.unsqueeze(0).to(device)
             embeddings = splice(embeddings, slots, torch.cat(projected))
         counts = {"text": int((~expanded.slots).sum()), "image": 0, "audio": 0}
-        for (kind, _), tokens in zip(media, projected):
+        scopes = []
+        for index, ((kind, _), tokens) in enumerate(zip(media, projected)):
+            if kind == "text end":
+                continue
             counts[kind] += tokens.shape[0]
-        return PromptInputs(embeddings, counts)
+            if kind == "audio" and cued:  # adapter.project: [start cue, clip tokens, end cue]
+                first, after = expanded.starts[index], expanded.starts[index] + tokens.shape[0]
+                text_end = expanded.starts[index + 1]  # the "text end" marker that follows
+                scopes.append(Scope((first, after - 1), range(after, text_end)))
+        return PromptInputs(embeddings, counts, layout(embeddings.shape[1], scopes))
 
     def project_medium(
         self, kind: str, features: torch.Tensor, embed: torch.nn.Embedding
@@ -190,7 +206,9 @@ class LunettesModel:
         text = IncrementalText(self.tokenizer)
         emitted, stopped, first_token_at = 0, False, None
         longest_stop = max((len(s) for s in options.stop), default=0)
-        for token in generate_tokens(self.lm, inputs.embeddings, options, self.stop_ids):
+        for token in generate_tokens(
+            self.lm, inputs.embeddings, options, self.stop_ids, inputs.layout
+        ):
             if first_token_at is None:
                 first_token_at = time.perf_counter()
             text.push(token)

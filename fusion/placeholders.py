@@ -26,6 +26,7 @@ def new_marker() -> str:
 class ExpandedPrompt:
     input_ids: torch.Tensor  # [L] token ids; slot positions hold `pad_id`
     slots: torch.Tensor  # [L] bool, True where a media feature token goes
+    starts: tuple[int, ...] = ()  # index of each marker's first slot (or where it stood, if 0)
 
 
 def expand_placeholders(
@@ -46,13 +47,15 @@ def expand_placeholders(
         )
     ids: list[int] = []
     slots: list[bool] = []
+    starts: list[int] = []
     for index, piece in enumerate(pieces):
         text_ids = tokenize(piece) if piece else []
         ids += text_ids
         slots += [False] * len(text_ids)
         if index < len(slot_counts):
+            starts.append(len(ids))
             ids += [pad_id] * slot_counts[index]
             slots += [True] * slot_counts[index]
     return ExpandedPrompt(
-        torch.tensor(ids, dtype=torch.long), torch.tensor(slots, dtype=torch.bool)
+        torch.tensor(ids, dtype=torch.long), torch.tensor(slots, dtype=torch.bool), tuple(starts)
     )

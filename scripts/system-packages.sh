@@ -5,7 +5,8 @@
 # browser tests only (LUNETTES_BROWSER_TESTS=1, set by `make test`), chromium; for adapter
 # training (LUNETTES_TRAINING=1, set by `make train` / `make eval`), more voices (flite), sox
 # for tempo and pitch changes, images with names (openclipart-png, gnome-backgrounds) and
-# short English sentences for the speech alignment set (fortunes-min).
+# short English sentences and a word list for the speech alignment sets (fortunes-min,
+# wamerican).
 # Installs the missing ones when running as root with apt-get; otherwise says what to install.
 set -euo pipefail
 missing=()
@@ -18,6 +19,7 @@ if [ "${LUNETTES_TRAINING:-0}" = 1 ]; then
     [ -d /usr/share/openclipart/png ] || missing+=(openclipart-png)
     [ -d /usr/share/backgrounds/gnome ] || missing+=(gnome-backgrounds)
     [ -d /usr/share/games/fortunes ] || missing+=(fortunes-min)
+    [ -f /usr/share/dict/words ] || missing+=(wamerican)
 fi
 if [ "${LUNETTES_BROWSER_TESTS:-0}" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)

@@ -180,3 +180,36 @@ def test_boundary_stage_resumes_an_older_checkpoint_and_trains_only_the_boundary
     average = model.lm.get_input_embeddings().weight.mean(0)
     assert not torch.allclose(trained["audio_boundary"][0], average)  # started there, learned
     assert Adapter.load(tmp_path, model.adapter.info.identities).config.audio_boundary
+
+
+def test_only_text_typed_with_a_clip_trains_its_cues(model):
+    """Scoped cues: a clip alone sends them no gradient; "repeat" and a follow-up do."""
+    import dataclasses
+
+    from fusion.conversation import Message
+    from fusion.training.tasks import FOLLOW_UPS, REPEAT_PROMPT, speech_media
+    from fusion.training.train import boundary_loss
+
+    saved = model.adapter
+    config = dataclasses.replace(saved.config, audio_boundary=True, audio_snap=0.0)
+    model.adapter = Adapter.untrained(config, saved.info.identities, seed=7)
+    try:
+        cues = model.adapter.audio_boundary.requires_grad_(True)
+        clip = examples(model)[0][0]
+
+        def cue_gradient(messages) -> float:
+            cues.grad = None
+            batch_loss(model, [(messages, [5, 6, model.tokenizer.eos_token_id])], "cpu").backward()
+            return 0.0 if cues.grad is None else float(cues.grad.abs().sum())
+
+        assert cue_gradient([Message("user", speech=speech_media(clip))]) == 0.0
+        assert cue_gradient([Message("user", REPEAT_PROMPT, speech=speech_media(clip))]) > 0
+        assert cue_gradient([Message("user", FOLLOW_UPS[0], speech=speech_media(clip))]) > 0
+        rng = random.Random(0)
+        for share in (0.0, 1.0):  # repeats only, follow-ups only
+            loss = boundary_loss(
+                model, [clip] * 2, rng, TrainConfig(boundary_answer_share=share), "cpu"
+            )
+            assert torch.isfinite(loss) and loss > 0
+    finally:
+        model.adapter = saved

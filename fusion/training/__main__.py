@@ -30,6 +30,18 @@ def main(argv: list[str] | None = None) -> int:
         default=7000,
         help="extra many-voice clips for the speech alignment stage (align_data.py)",
     )
+    common.add_argument(
+        "--vocab-clips",
+        type=int,
+        default=8000,
+        help="clips of dictionary words for the speech alignment stage (vocab_data.py)",
+    )
+    common.add_argument(
+        "--slot-clips",
+        type=int,
+        default=4000,
+        help="clips of question templates with random words for the alignment stage",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
         "data", parents=[common], help="synthesize, encode and label the training and held-out sets"
@@ -40,16 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--steps", type=int, default=2000)
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument(
-        "--align-steps", type=int, default=3000, help="speech alignment (CTC) steps first"
+        "--align-steps", type=int, default=8000, help="speech alignment (CTC) steps first"
     )
     train.add_argument(
-        "--boundary-steps", type=int, default=1100, help="clip boundary steps last (adapter.py)"
+        "--boundary-steps", type=int, default=150, help="clip cue steps last (adapter.py)"
     )
     train.add_argument(
         "--boundary-answer-weight",
         type=float,
-        default=5.0,
-        help="weight of the answers' KL against the repeats' loss in the boundary stage",
+        default=1.0,
+        help="weight of the follow-ups' KL against the repeats' loss in the boundary stage",
     )
     train.add_argument(
         "--checkpoint",
@@ -77,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "smoke", False):
         args.limit, args.steps, args.batch_size, args.align_steps = 3, 3, 2, 2
-        args.boundary_steps, args.align_clips = 2, 4
+        args.boundary_steps, args.align_clips, args.vocab_clips, args.slot_clips = 2, 4, 3, 3
 
     cache = (args.cache_dir or default_cache_dir()) / "training"
     model = load_model(BundleSpec(cache_dir=args.cache_dir, adapter=UNTRAINED))
@@ -88,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         args.limit,
         need_train=args.command != "eval",
         align_clips=args.align_clips,
+        vocab_clips=args.vocab_clips,
+        slot_clips=args.slot_clips,
     )
     if args.command == "data":
         print({name: len(items) for name, items in sets.items()})
@@ -111,13 +125,13 @@ def main(argv: list[str] | None = None) -> int:
             config,
             checkpoint,
             args.device,
-            align_extra=sets["speech-align"],
+            align_extra=sets["speech-align"] + sets["speech-vocab"] + sets["speech-slots"],
         )
         model.adapter.info.trained = True
         model.adapter.info.notes = (
             f"trained {config.align_steps} alignment steps (batch {config.align_batch_size}) "
             f"+ {config.steps} steps (batch {config.batch_size}) "
-            f"+ {config.boundary_steps} boundary steps"
+            f"+ {config.boundary_steps} cue steps"
         )
         model.adapter.save(args.out, dtype=torch.float16)
         print(f"adapter saved to {args.out}")
@@ -132,10 +146,13 @@ def load_sets(
     limit: int | None,
     need_train: bool,
     align_clips: int = 0,
+    vocab_clips: int = 0,
+    slot_clips: int = 0,
 ) -> dict:
     from fusion.training.align_data import build_align_set
     from fusion.training.speech_data import build_speech_set
     from fusion.training.vision_data import build_vision_set
+    from fusion.training.vocab_data import slot_texts, vocabulary_texts
 
     suffix = f"-limit{limit}" if limit else ""
     sets = {
@@ -158,6 +175,23 @@ def load_sets(
             if align_clips
             else []
         )
+        made = {
+            "speech-vocab": (vocabulary_texts(model.tokenizer, 1, vocab_clips), 1, vocab_clips),
+            "speech-slots": (slot_texts(model.tokenizer, 2, slot_clips), 2, slot_clips),
+        }
+        for name, (texts, seed, count) in made.items():
+            sets[name] = (
+                build_align_set(
+                    model,
+                    cache / f"{name}-{count}.pt",
+                    len(texts),
+                    seed=seed,
+                    texts=texts,
+                    description=name.replace("-", " "),
+                )
+                if texts
+                else []
+            )
     return sets
 
 

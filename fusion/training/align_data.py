@@ -176,10 +176,16 @@ def _sentences(fortune: str) -> list[str]:
 
 
 def build_align_set(
-    model: LunettesModel, path: Path, count: int, seed: int = 0
+    model: LunettesModel,
+    path: Path,
+    count: int,
+    seed: int = 0,
+    texts: list[str] | None = None,
+    description: str = "alignment speech",
 ) -> list[SpeechExample]:
     """Load the cached set at `path`, or synthesize `count` clips, encode and cache them.
 
+    texts: what the clips say (default: alignment_texts(seed, count)), e.g. vocab_data's.
     A clip whose synthesis fails, or that runs over MAX_CLIP_SECONDS, is skipped and counted.
     """
     if path.is_file():
@@ -188,7 +194,8 @@ def build_align_set(
     flite = [v for v in ALIGN_VOICES if v.engine == "flite"]
     espeak = [v for v in ALIGN_VOICES if v.engine != "flite"]
     examples, failed, too_long = [], 0, 0
-    for text in tqdm(alignment_texts(seed, count), desc="alignment speech"):
+    texts = alignment_texts(seed, count) if texts is None else texts
+    for text in tqdm(texts, desc=description):
         voice = rng.choice(flite if rng.random() < FLITE_SHARE else espeak)
         delivery = random_align_delivery(rng, voice)
         try:
@@ -203,7 +210,7 @@ def build_align_set(
         features = model.audio.encode(waveform)[0].to(torch.float16)  # T, C
         examples.append(SpeechExample(features, text, [], voice.name))
     print(
-        f"alignment speech: {len(examples)} clips, {failed} failed synthesis,"
+        f"{description}: {len(examples)} clips, {failed} failed synthesis,"
         f" {too_long} over {MAX_CLIP_SECONDS:.0f} s",
         file=sys.stderr,
     )

@@ -17,6 +17,12 @@ from fusion.training.speech_data import SpeechExample
 from fusion.training.vision_data import VisionExample
 
 REPEAT_PROMPT = "Repeat exactly what I said."
+# Typed alongside a spoken question: the LM should answer the question as it would typed
+# (train.py's boundary stage), so the cues mean "this was said", not "repeat it".
+FOLLOW_UPS = [
+    "Please answer that.", "Answer in one sentence.", "Answer briefly.",
+    "Can you help me with this?", "What do you think?",
+]  # fmt: skip
 WHAT_QUESTIONS = [
     "What is in this picture?", "What is this?", "What do you see?", "What am I looking at?",
     "Describe what you see.", "Can you tell me what this is?",

@@ -7,10 +7,10 @@ draws a batch of tasks (tasks.py) from the cached speech and vision examples, bu
 inputs exactly as inference does (LunettesModel.build_inputs, compression included), appends
 the target answer, and minimises cross-entropy on the answer tokens only, plus the CTC loss
 on the batch's speech (so compression stays aligned while the LM's loss shapes the tokens).
-Last, the boundary stage: only the adapter's two "heard speech" vectors learn, so that the
-LM repeats spoken words when asked yet answers a spoken question as the typed one
-(boundary_loss). The LM runs in bfloat16 autocast (on CPU with AVX512-BF16 about 4x faster than float32; CUDA
-when present).
+Last, the boundary (cue) stage: only the adapter's two scoped cue vectors learn, so that the
+LM repeats spoken words when asked and answers typed follow-ups about a clip as it would typed
+(boundary_loss); a clip alone never sees them (prompt_layout.py). The LM runs in bfloat16
+autocast (on CPU with AVX512-BF16 about 4x faster than float32; CUDA when present).
 
 Letters: B batch, L sequence length, D LM width, V vocabulary.
 """
@@ -28,8 +28,15 @@ from tqdm import tqdm
 from fusion.adapter import Adapter
 from fusion.conversation import Message
 from fusion.model import LunettesModel
+from fusion.prompt_layout import PromptLayout, continued_positions, extended_attention
 from fusion.training.align import alignment_losses, ctc_loss, spoken_token_ids
-from fusion.training.tasks import REPEAT_PROMPT, speech_media, speech_task, vision_task
+from fusion.training.tasks import (
+    FOLLOW_UPS,
+    REPEAT_PROMPT,
+    speech_media,
+    speech_task,
+    vision_task,
+)
 
 STATE_FILE = "training_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -46,15 +53,17 @@ class TrainConfig:
     speech_share: float = 0.5  # share of each batch drawn from speech examples
     checkpoint_every: int = 50  # steps between checkpoints
     seed: int = 0
-    align_steps: int = 3000  # speech alignment steps (CTC only) before the main stage
+    align_steps: int = 8000  # speech alignment steps (CTC only) before the main stage
     align_batch_size: int = 32
     ctc_weight: float = 0.5  # weight of the CTC loss in the main stage
     embedding_weight: float = 1.0  # weight of the embedding loss (align.alignment_losses)
     embedding_from_step: int = 0  # main-stage step from which the embedding loss counts
-    boundary_steps: int = 1100  # last stage: only the clip boundary vectors learn (adapter.py)
+    boundary_steps: int = 150  # last stage: only the clip boundary vectors learn (adapter.py)
     boundary_learning_rate: float = 3e-3
-    boundary_answer_share: float = 0.5  # of the boundary stage's clips; the rest: repeat
-    boundary_answer_weight: float = 5.0  # of the answers' KL against the repeats' cross-entropy
+    boundary_answer_share: float = (
+        0.5  # of the boundary stage's clips (follow-ups); the rest: repeat
+    )
+    boundary_answer_weight: float = 1.0  # of the follow-ups' KL against the repeats' cross-entropy
 
 
 def train(
@@ -149,9 +158,10 @@ def train(
 
 
 def train_boundary(model, speech, config, checkpoint_dir, state, device) -> None:
-    """The boundary stage: only the two boundary vectors learn (boundary_loss). With snapped
-    tokens (compress.py) a spoken question is the typed one plus these two vectors, so they
-    must leave its answer as it is, yet let the LM repeat the words when asked."""
+    """The boundary stage: only the two cue vectors around each clip learn (boundary_loss).
+    They are scoped (prompt_layout.py): a clip alone reads exactly as the typed words, and only
+    text typed with the clip sees them, so they must make "Repeat exactly what I said." repeat
+    the words, yet leave other typed follow-ups answered as they are typed."""
     adapter = model.adapter
     step = state.get("boundary_step", 0)
     if step >= config.boundary_steps:
@@ -196,17 +206,18 @@ def train_boundary(model, speech, config, checkpoint_dir, state, device) -> None
 
 
 def boundary_loss(model, clips: list, rng: random.Random, config, device: str) -> torch.Tensor:
-    """Repeat tasks: cross-entropy on the words said. Answer tasks: KL divergence from the LM's
-    own next-token distributions for the typed question (the teacher, no gradient) at every
-    position of its answer, so the boundary vectors learn to leave answers as they are, not
-    only their most likely tokens."""
+    """Repeat tasks: cross-entropy on the words said. Follow-up tasks (the clip + a typed
+    FOLLOW_UPS line): KL divergence from the LM's own next-token distributions for the same
+    question and line typed (the teacher, no gradient) at every position of the typed
+    question's answer, so the cues say "this was said", not "repeat it"."""
     eos = model.tokenizer.eos_token_id
     spoken, typed, repeats = [], [], []
     for clip in clips:
         if rng.random() < config.boundary_answer_share:
+            follow_up = rng.choice(FOLLOW_UPS)
             target = list(clip.answer_ids) + [eos]
-            spoken.append(([Message("user", speech=speech_media(clip))], target))
-            typed.append(([Message("user", clip.text)], target))
+            spoken.append(([Message("user", follow_up, speech=speech_media(clip))], target))
+            typed.append(([Message("user", f"{clip.text}\n{follow_up}")], target))
         else:
             said = model.tokenizer.encode(clip.text, add_special_tokens=False) + [eos]
             repeats.append(([Message("user", REPEAT_PROMPT, speech=speech_media(clip))], said))
@@ -241,11 +252,13 @@ def target_logits(
     """The LM's logits at every target position (teacher-forced) [targets, V], and the target
     ids [targets], over a padded batch of (conversation, target ids)."""
     embed = model.lm.get_input_embeddings()
-    rows, labels = [], []
+    rows, labels, layouts = [], [], []
     for messages, target in batch:
-        prompt = model.build_inputs(messages).embeddings[0]  # L, D (gradients reach the projectors)
+        prompt_inputs = model.build_inputs(messages)
+        prompt = prompt_inputs.embeddings[0]  # L, D (gradients reach the projectors)
         target_ids = torch.tensor(target, device=prompt.device)
         rows.append(torch.cat([prompt, embed(target_ids)]))  # L + T, D
+        layouts.append(prompt_inputs.layout)
         # position i predicts token i + 1: the last prompt position predicts the first target
         labels.append(
             torch.cat(
@@ -262,15 +275,36 @@ def target_logits(
         inputs[i, : row.shape[0]] = row
         mask[i, : row.shape[0]] = 1
         label_matrix[i, : label.shape[0]] = label
+    scoped = (
+        scoped_batch(layouts, [row.shape[0] for row in rows], width, device)
+        if any(layout is not None for layout in layouts)
+        else {"attention_mask": mask}
+    )
     with torch.autocast(
         device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16
     ):
-        hidden = model.lm.model(
-            inputs_embeds=inputs, attention_mask=mask
-        ).last_hidden_state  # B, L, D
+        hidden = model.lm.model(inputs_embeds=inputs, **scoped).last_hidden_state  # B, L, D
         selected = label_matrix.to(device) != -100
         logits = model.lm.lm_head(hidden[selected])  # targets, V
     return logits, label_matrix.to(device)[selected]
+
+
+def scoped_batch(
+    layouts: list[PromptLayout | None], lengths: list[int], width: int, device: str
+) -> dict[str, torch.Tensor]:
+    """attention_mask [B, 1, W, W] bool and position_ids [B, W] for a right-padded batch whose
+    prompts may hold scoped tokens (prompt_layout.py); targets continue each prompt. A padding
+    row sees only itself (a row that sees nothing would give NaN)."""
+    attention = torch.eye(width, dtype=torch.bool).repeat(len(lengths), 1, 1)  # B, W, W
+    positions = torch.zeros(len(lengths), width, dtype=torch.long)
+    for i, (prompt, total) in enumerate(zip(layouts, lengths)):
+        if prompt is None:
+            attention[i, :total, :total] = torch.ones(total, total, dtype=torch.bool).tril()
+            positions[i, :total] = torch.arange(total)
+        else:
+            attention[i, :total, :total] = extended_attention(prompt, total)
+            positions[i, :total] = continued_positions(prompt, total)
+    return {"attention_mask": attention[:, None].to(device), "position_ids": positions.to(device)}
 
 
 def _lr_factor(step: int, config: TrainConfig, total: int | None = None) -> float:
