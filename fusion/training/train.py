@@ -58,11 +58,9 @@ class TrainConfig:
     ctc_weight: float = 0.5  # weight of the CTC loss in the main stage
     embedding_weight: float = 1.0  # weight of the embedding loss (align.alignment_losses)
     embedding_from_step: int = 0  # main-stage step from which the embedding loss counts
-    boundary_steps: int = 150  # last stage: only the clip boundary vectors learn (adapter.py)
+    boundary_steps: int = 150  # last stage: only the clip cue vectors learn (adapter.py)
     boundary_learning_rate: float = 3e-3
-    boundary_answer_share: float = (
-        0.5  # of the boundary stage's clips (follow-ups); the rest: repeat
-    )
+    boundary_answer_share: float = 0.5  # of the cue stage's clips: follow-ups; the rest: repeat
     boundary_answer_weight: float = 1.0  # of the follow-ups' KL against the repeats' cross-entropy
 
 
