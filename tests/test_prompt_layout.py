@@ -69,15 +69,20 @@ def _cued(model, typed: str, seed: int):
     return adapter
 
 
-def _greedy(model, adapter, messages):
+def _inputs(model, adapter, messages):
+    """model.build_inputs(messages) with `adapter` in place of the model's own."""
     saved = model.adapter
     model.adapter = adapter
     try:
-        inputs = model.build_inputs(messages)
-        options = GenerationOptions(max_new_tokens=8)
-        return list(generate_tokens(model.lm, inputs.embeddings, options, set(), inputs.layout))
+        return model.build_inputs(messages)
     finally:
         model.adapter = saved
+
+
+def _greedy(model, adapter, messages):
+    inputs = _inputs(model, adapter, messages)
+    options = GenerationOptions(max_new_tokens=8)
+    return list(generate_tokens(model.lm, inputs.embeddings, options, set(), inputs.layout))
 
 
 def _speech():
@@ -94,12 +99,7 @@ def test_a_clip_alone_is_answered_exactly_as_its_words_typed(model):
 
 
 def _next_token_logits(model, adapter, messages) -> torch.Tensor:
-    saved = model.adapter
-    model.adapter = adapter
-    try:
-        inputs = model.build_inputs(messages)
-    finally:
-        model.adapter = saved
+    inputs = _inputs(model, adapter, messages)
     scoped = {}
     if inputs.layout is not None:
         scoped = {
