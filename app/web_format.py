@@ -102,6 +102,8 @@ def timing_line(stats: Stats) -> str:
         parts.append(f"speech {t['encode_audio']:.0f} ms")
     if t.get("transcribe"):
         parts.append(f"transcript {t['transcribe']:.0f} ms")
+    if t.get("read_speech"):
+        parts.append(f"reading {t['read_speech']:.0f} ms")
     parts.append(f"first token {t['first_token']:.0f} ms")
     parts.append(f"{stats.new_tokens} tokens at {stats.tokens_per_s:.1f}/s")
     return " · ".join(parts)
@@ -113,7 +115,8 @@ def timing_details(stats: Stats) -> str:
     return (
         f"Encoding photo {stats.timings_ms.get('encode_image', 0):.0f} ms and speech "
         f"{stats.timings_ms.get('encode_audio', 0):.0f} ms, transcribing "
-        f"{stats.timings_ms.get('transcribe', 0):.0f} ms; first token after "
+        f"{stats.timings_ms.get('transcribe', 0):.0f} ms, reading speech as tokens "
+        f"{stats.timings_ms.get('read_speech', 0):.0f} ms; first token after "
         f"{stats.timings_ms['first_token']:.0f} ms; {stats.new_tokens} tokens in "
         f"{stats.timings_ms['total'] / 1000:.1f} s ({stats.tokens_per_s:.1f} tokens/s, {ending}). "
         f"Prompt: {tokens.get('text', 0)} text, {tokens.get('image', 0)} photo and "

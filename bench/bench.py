@@ -563,10 +563,11 @@ def main(argv=None) -> int:
     )
     if speech:
         t = speech["timings_ms"]
-        rest = t["first_token"] - t["encode_audio"] - t["transcribe"]
+        rest = t["first_token"] - t["encode_audio"] - t["transcribe"] - t.get("read_speech", 0)
         print(
             f"speech: first token {[round(x) for x in speech['runs_first_token_ms']]} ms; medians: "
             f"encode_audio {t['encode_audio']:.0f} ms, transcribe {t['transcribe']:.0f} ms, "
+            f"reading as tokens {t.get('read_speech', 0):.0f} ms, "
             f"prompt + prefill {rest:.0f} ms; prompt tokens {speech['prompt_tokens']}; "
             f"heard {speech['transcript']!r}"
         )

@@ -58,6 +58,60 @@ class Transcriber:
                     hook.remove()
         return Transcript(text=tokenizer.decode(tokens).strip(), language=language or "en")
 
+    @torch.inference_mode()
+    def score(
+        self, features: torch.Tensor, texts: list[str], language: str | None = None
+    ) -> list[float]:
+        """Whisper's log-probability of each text as the whole transcript of features [1, T, D]
+        (teacher-forced, end of text included): how well Whisper's own decoder thinks each
+        text fits what was said. One batched decoder pass; language None: English.
+
+        Candidate texts mostly share their beginnings, and the vocabulary projection costs as
+        much as the decoder layers, so it runs once per distinct prefix, not per position.
+        """
+        if not texts:
+            return []
+        tokenizer = self.tokenizer(language or "en")
+        prompt = list(tokenizer.sot_sequence_including_notimestamps)
+        rows = [prompt + tokenizer.encode(" " + text.strip()) + [tokenizer.eot] for text in texts]
+        width = max(len(row) for row in rows)
+        if width > self.whisper.dims.n_text_ctx:
+            raise ValueError(
+                f"a text is longer than Whisper's {self.whisper.dims.n_text_ctx} tokens"
+            )
+        tokens = torch.full((len(rows), width), tokenizer.eot, dtype=torch.long)  # B, W
+        for i, row in enumerate(rows):
+            tokens[i, : len(row)] = torch.tensor(row)
+        # each distinct prefix that predicts a scored token: (row, position) of its first use
+        first_use: dict[tuple[int, ...], int] = {}
+        where: list[tuple[int, int]] = []
+        for i, row in enumerate(rows):
+            for position in range(len(prompt) - 1, len(row) - 1):
+                if first_use.setdefault(tuple(row[: position + 1]), len(where)) == len(where):
+                    where.append((i, position))
+        with self._lock:  # no KV-cache hooks may be installed while this runs
+            hidden = self._decoder_hidden(tokens, features)  # B, W, D
+        picked = hidden[[i for i, _ in where], [p for _, p in where]]  # P, D
+        embedding = self.whisper.decoder.token_embedding.weight.to(picked.dtype)  # V, D
+        log_probs = (picked @ embedding.T).float().log_softmax(-1)  # P, V
+        scores = []
+        for row in rows:
+            total = 0.0
+            for position in range(len(prompt) - 1, len(row) - 1):
+                total += float(log_probs[first_use[tuple(row[: position + 1])], row[position + 1]])
+            scores.append(total)
+        return scores
+
+    def _decoder_hidden(self, tokens: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Whisper's TextDecoder.forward up to its final norm: tokens [B, W] -> [B, W, D].
+        features [1, T, D] are shared by every row (attention broadcasts them)."""
+        decoder = self.whisper.decoder
+        x = decoder.token_embedding(tokens) + decoder.positional_embedding[: tokens.shape[1]]
+        x = x.to(features.dtype)
+        for block in decoder.blocks:
+            x = block(x, features, mask=decoder.mask)
+        return decoder.ln(x)
+
     def _detect_language(self, features: torch.Tensor) -> str:
         tokenizer = self.tokenizer(None)
         sot = torch.tensor([[tokenizer.sot]])

@@ -90,10 +90,33 @@ class Adapter(nn.Module):
         if kind == "audio" and self.audio_ctc is not None:
             labels, confidence = self.audio_ctc.read_frames(tokens, vocabulary)
             tokens = compress(tokens, labels, vocabulary, confidence, self.config.audio_snap)
-        if kind == "audio" and self.audio_boundary is not None:
-            start, end = self.audio_boundary.to(tokens.dtype).unbind(0)
-            tokens = torch.cat([start[None], tokens, end[None]])  # T' + 2, D
+        if kind == "audio":
+            return self._with_cues(tokens)
         return tokens
+
+    def audio_log_probs(self, features: torch.Tensor, vocabulary: torch.Tensor) -> torch.Tensor:
+        """A clip's features [1, T, C] -> its frames' CTC log-probabilities [T', 1 + V]
+        (class 0 blank, class v + 1 the LM's token v), for a reader that looks past the
+        greedy read-out (fusion/speech_reading.py)."""
+        if self.audio_ctc is None:
+            raise ValueError("this adapter has no CTC head (audio_compress is off)")
+        frames = self.projectors["audio"](features)[0]  # T', D
+        return self.audio_ctc.log_probs(frames, vocabulary)
+
+    def project_reading(self, token_ids: list[int], vocabulary: torch.Tensor) -> torch.Tensor:
+        """A clip already read as LM tokens -> their exact embeddings [N, D] (as snapping every
+        run gives), between the clip's cues when the adapter has them ([N + 2, D])."""
+        if not token_ids:
+            raise ValueError("a reading needs at least one token")
+        ids = torch.tensor(token_ids, device=vocabulary.device)
+        return self._with_cues(vocabulary[ids])
+
+    def _with_cues(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[N, D] -> [N + 2, D] between the learned start and end cues, when the adapter has them."""
+        if self.audio_boundary is None:
+            return tokens
+        start, end = self.audio_boundary.to(tokens.dtype).unbind(0)
+        return torch.cat([start[None], tokens, end[None]])  # N + 2, D
 
     @classmethod
     def untrained(

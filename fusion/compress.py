@@ -43,6 +43,12 @@ class CtcHead(nn.Module):
         return self.log_scale.exp() * torch.cat([blank[..., None], tokens], dim=-1)
 
     @torch.no_grad()
+    def log_probs(self, frames: torch.Tensor, vocabulary: torch.Tensor) -> torch.Tensor:
+        """frames [T, D], vocabulary [V, D] -> log-probabilities [T, 1 + V] (class 0: blank)."""
+        unit = self._unit_vocabulary(vocabulary)
+        return self.logits(frames, vocabulary, unit).float().log_softmax(-1)
+
+    @torch.no_grad()
     def frame_labels(self, frames: torch.Tensor, vocabulary: torch.Tensor) -> torch.Tensor:
         """frames [T, D], vocabulary [V, D] -> [T] token id per frame, or BLANK."""
         return self.read_frames(frames, vocabulary)[0]

@@ -17,10 +17,11 @@ from encoders.errors import InputError
 from encoders.transcribe import Transcriber
 from encoders.vision import VisionEncoder
 from fusion.adapter import Adapter
-from fusion.conversation import Message
+from fusion.conversation import Message, Photo, Speech
 from fusion.generate import GenerationOptions, IncrementalText, generate_tokens
 from fusion.placeholders import expand_placeholders, new_marker
 from fusion.prompt_layout import PromptLayout, Scope, layout
+from fusion.speech_reading import DEFAULT_READING, ReadingOptions, choose_reading
 from fusion.splice import splice
 
 # Plain on purpose: a 135M model answers worse when told it is a named product in glasses.
@@ -66,6 +67,7 @@ class LunettesModel:
         adapter: Adapter,
         lm_name: str,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        speech_reading: ReadingOptions | None = DEFAULT_READING,
     ):
         self.lm = lm
         self.tokenizer = tokenizer
@@ -74,6 +76,8 @@ class LunettesModel:
         self.adapter = adapter
         self.lm_name = lm_name
         self.system_prompt = system_prompt
+        # None: a clip is the adapter's own projection (greedy CTC read-out, as in training)
+        self.speech_reading = speech_reading
         self.transcriber = Transcriber(audio.whisper)
         self.context_length = getattr(lm.config, "max_position_embeddings", 2048)
         self.stop_ids = _stop_ids(lm, tokenizer)
@@ -89,11 +93,13 @@ class LunettesModel:
         }
 
     def encode_media(self, messages: Sequence[Message]) -> dict[str, float]:
-        """Encode every photo and clip that has no features yet; transcribe new speech.
+        """Encode every photo and clip that has no features yet; transcribe and read (as LM
+        tokens, read_speech) new speech.
 
-        Returns the time spent, in milliseconds, under encode_image / encode_audio / transcribe.
+        Returns the time spent, in milliseconds, under encode_image / encode_audio /
+        transcribe / read_speech.
         """
-        timings = {"encode_image": 0.0, "encode_audio": 0.0, "transcribe": 0.0}
+        timings = {"encode_image": 0.0, "encode_audio": 0.0, "transcribe": 0.0, "read_speech": 0.0}
         new_photos = [p for m in messages for p in m.photos if p.features is None]
         if new_photos:
             start = time.perf_counter()
@@ -101,20 +107,27 @@ class LunettesModel:
             for photo, row in zip(new_photos, features):
                 photo.features = row.unsqueeze(0)
             timings["encode_image"] = _ms_since(start)
-        for speech in (m.speech for m in messages if m.speech and m.speech.features is None):
-            start = time.perf_counter()
-            speech.features = self.audio.encode(speech.waveform)  # 1, T, C
-            timings["encode_audio"] += _ms_since(start)
+        for speech in (m.speech for m in messages if m.speech and m.speech.transcript is None):
+            if speech.features is None:
+                start = time.perf_counter()
+                speech.features = self.audio.encode(speech.waveform)  # 1, T, C
+                timings["encode_audio"] += _ms_since(start)
             start = time.perf_counter()
             transcript = self.transcriber(speech.features)
             speech.transcript, speech.language = transcript.text, transcript.language
             timings["transcribe"] += _ms_since(start)
+        if self.speech_reading is not None and self.adapter.audio_ctc is not None:
+            vocabulary = self.lm.get_input_embeddings().weight
+            for speech in (m.speech for m in messages if m.speech and m.speech.reading is None):
+                start = time.perf_counter()
+                self.read_speech(speech, vocabulary)
+                timings["read_speech"] += _ms_since(start)
         return timings
 
     def build_inputs(self, messages: Sequence[Message]) -> PromptInputs:
         """Messages with encoded media -> input embeddings [1, L, D] for the LM."""
         marker = new_marker()
-        chat, media = [], []  # media: (modality, features [1, T, C]) in prompt order
+        chat, media = [], []  # media: (modality, Photo | Speech | None) in prompt order
         cued = self.adapter.audio_boundary is not None  # clips wrapped in scoped cues
         if self.system_prompt and (not messages or messages[0].role != "system"):
             chat.append({"role": "system", "content": self.system_prompt})
@@ -124,10 +137,10 @@ class LunettesModel:
             parts = []
             for photo in message.photos:
                 parts.append(marker)
-                media.append(("image", photo.features))
+                media.append(("image", photo))
             if message.speech is not None:
                 parts.append(marker)
-                media.append(("audio", message.speech.features))
+                media.append(("audio", message.speech))
             if message.text:
                 parts.append(message.text)
             if message.speech is not None and cued:  # where the text about the clip ends
@@ -142,10 +155,8 @@ class LunettesModel:
         embed = self.lm.get_input_embeddings()
         device = embed.weight.device
         projected = [
-            self.project_medium(kind, features.to(device), embed)
-            if features is not None
-            else embed.weight[:0]
-            for kind, features in media
+            self.project_medium(kind, medium, embed) if medium is not None else embed.weight[:0]
+            for kind, medium in media
         ]  # each [T', D]
         expanded = expand_placeholders(
             prompt,
@@ -171,11 +182,21 @@ class LunettesModel:
         return PromptInputs(embeddings, counts, layout(embeddings.shape[1], scopes))
 
     def project_medium(
-        self, kind: str, features: torch.Tensor, embed: torch.nn.Embedding
+        self, kind: str, medium: Photo | Speech, embed: torch.nn.Embedding
     ) -> torch.Tensor:
-        """One medium's features [1, T, C] -> its LM input embeddings [T', D]: the adapter's
-        projection, then, for a photo whose encoder has a labeller and an adapter that reads
+        """One encoded medium -> its LM input embeddings [T', D]: the adapter's projection of
+        its features [1, T, C] (a clip read as tokens when the model reads speech,
+        read_speech), then, for a photo whose encoder has a labeller and an adapter that reads
         labels, the embeddings of its top label's words ("a tabby cat")."""
+        features = medium.features.to(embed.weight.device)
+        if (
+            kind == "audio"
+            and self.speech_reading is not None
+            and self.adapter.audio_ctc is not None
+        ):
+            reading = self.read_speech(medium, embed.weight)
+            if reading:
+                return self.adapter.project_reading(reading, embed.weight)
         tokens = self.adapter.project(kind, features, embed.weight)
         labeller = self.vision.labeller
         if kind != "image" or labeller is None or not self.adapter.config.image_label:
@@ -183,6 +204,26 @@ class LunettesModel:
         words = self.tokenizer.encode(labeller.phrase(features), add_special_tokens=False)
         label = embed(torch.tensor(words, device=tokens.device))  # W, D
         return torch.cat([tokens, label.to(tokens.dtype)])
+
+    @torch.inference_mode()
+    def read_speech(self, speech: Speech, vocabulary: torch.Tensor) -> list[int]:
+        """The LM tokens a clip is read as, chosen once per clip and kept on it: the
+        adapter's likeliest readings, rescored with Whisper's decoder (speech_reading.py)."""
+        if speech.reading is None:
+            features = speech.features.to(vocabulary.device)  # 1, T, C
+            heard = (
+                self.tokenizer.encode(speech.transcript.strip(), add_special_tokens=False)
+                if speech.transcript
+                else None
+            )
+            speech.reading = choose_reading(
+                self.adapter.audio_log_probs(features, vocabulary),
+                heard,
+                self.tokenizer.decode,
+                lambda texts: self.transcriber.score(features, texts, speech.language),
+                self.speech_reading,
+            )
+        return speech.reading
 
     @torch.inference_mode()
     def stream(

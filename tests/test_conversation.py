@@ -35,6 +35,9 @@ class Counting:
         self.calls += 1
         return self.inner(*args, **kwargs)
 
+    def __getattr__(self, name):  # the wrapped object's other methods (Transcriber.score)
+        return getattr(self.inner, name)
+
 
 def test_prompt_counts_both_media(model, conversation):
     model.encode_media(conversation)
@@ -42,9 +45,9 @@ def test_prompt_counts_both_media(model, conversation):
     audio_frames = model.audio.num_tokens(len(conversation[2].speech.waveform))
     assert counts["image"] == model.vision.num_tokens
     vocabulary = model.lm.get_input_embeddings().weight
-    spoken = model.adapter.project("audio", conversation[2].speech.features, vocabulary)
-    assert counts["audio"] == spoken.shape[0]  # after CTC compression
-    assert 1 <= counts["audio"] <= math.ceil(audio_frames / model.adapter.config.audio_stack)
+    reading = conversation[2].speech.reading  # the clip as LM tokens (speech_reading.py)
+    assert counts["audio"] == model.adapter.project_reading(reading, vocabulary).shape[0]
+    assert 1 <= len(reading) <= math.ceil(audio_frames / model.adapter.config.audio_stack)
     assert counts["text"] > 0
 
 
@@ -63,7 +66,12 @@ def test_media_are_encoded_once(model, conversation, monkeypatch):
     assert conversation[0].photos[0].features is photo_features
     assert conversation[2].speech.features is speech_features
     assert conversation[2].speech.transcript == transcript
-    assert timings == {"encode_image": 0.0, "encode_audio": 0.0, "transcribe": 0.0}
+    assert timings == {
+        "encode_image": 0.0,
+        "encode_audio": 0.0,
+        "transcribe": 0.0,
+        "read_speech": 0.0,
+    }
 
 
 def test_several_photos_are_encoded_in_one_batch(model, monkeypatch):

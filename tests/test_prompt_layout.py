@@ -70,13 +70,14 @@ def _cued(model, typed: str, seed: int):
 
 
 def _inputs(model, adapter, messages):
-    """model.build_inputs(messages) with `adapter` in place of the model's own."""
-    saved = model.adapter
-    model.adapter = adapter
+    """model.build_inputs(messages) with `adapter` in place of the model's own; clips are its
+    projection (speech_reading off: the tests' adapters project fixed words)."""
+    saved = model.adapter, model.speech_reading
+    model.adapter, model.speech_reading = adapter, None
     try:
         return model.build_inputs(messages)
     finally:
-        model.adapter = saved
+        model.adapter, model.speech_reading = saved
 
 
 def _greedy(model, adapter, messages):

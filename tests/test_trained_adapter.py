@@ -81,24 +81,40 @@ def subject_of(question: str) -> str:
 
 
 def test_a_clip_read_exactly_is_answered_exactly_as_typed(model, spoken):
-    """Snapped tokens plus scoped cues: a clip whose read-out is the typed words reaches the LM
-    as the typed question does, so its greedy answer is the typed one, token for token."""
-    import torch
-
+    """Snapped tokens plus scoped cues: a clip read as the typed words reaches the LM as the
+    typed question does, so its greedy answer is the typed one, token for token."""
     from fusion.conversation import Message
     from fusion.training.evaluate import GREEDY, answer_text
 
-    embed = model.lm.get_input_embeddings()
     exact = 0
     for question, features in spoken:
-        tokens = model.adapter.project("audio", features, embed.weight)[1:-1]  # cues dropped
-        typed = embed(torch.tensor(model.tokenizer.encode(question, add_special_tokens=False)))
-        if tokens.shape != typed.shape or not torch.equal(tokens, typed):
+        messages = [Message("user", speech=encoded(features))]
+        model.encode_media(messages)  # transcribed and read as LM tokens
+        if messages[0].speech.reading != model.tokenizer.encode(question, add_special_tokens=False):
             continue
         exact += 1
-        heard = answer_text(model, [Message("user", speech=encoded(features))], GREEDY)
+        heard = answer_text(model, messages, GREEDY)
         assert heard == answer_text(model, [Message("user", question)], GREEDY), question
     assert exact >= QUESTIONS // 2, f"{exact} of {QUESTIONS} clips read exactly"
+
+
+def test_rescoring_reads_more_clips_exactly_than_the_greedy_read_out(model, spoken):
+    """The adapter's beam rescored by Whisper's decoder (speech_reading.py) against the
+    adapter's greedy CTC read-out (compress.py), on the same clips."""
+    from fusion.conversation import Message
+
+    embed = model.lm.get_input_embeddings()
+    greedy = rescored = 0
+    for question, features in spoken:
+        typed = model.tokenizer.encode(question, add_special_tokens=False)
+        log_probs = model.adapter.audio_log_probs(features, embed.weight)  # T', 1 + V
+        labels = (log_probs.argmax(-1) - 1).tolist()  # -1: blank
+        read = [t for i, t in enumerate(labels) if t >= 0 and (i == 0 or labels[i - 1] != t)]
+        greedy += read == typed
+        messages = [Message("user", speech=encoded(features))]
+        model.encode_media(messages)
+        rescored += messages[0].speech.reading == typed
+    assert rescored >= greedy and rescored >= QUESTIONS * 5 // 8, (greedy, rescored)
 
 
 def test_repeat_what_i_said(model, spoken):

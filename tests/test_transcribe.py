@@ -117,3 +117,33 @@ def _greedy_without_cache(transcriber, features, tokenizer, steps):
 )
 def test_repeated_tail(tokens, period):
     assert repeated_tail(tokens) == period
+
+
+def _plain_scores(whisper, transcriber, features, texts):
+    """Each text's log-probability from one plain decoder call per text."""
+    tokenizer = transcriber.tokenizer("en")
+    prompt = list(tokenizer.sot_sequence_including_notimestamps)
+    scores = []
+    for text in texts:
+        row = prompt + tokenizer.encode(" " + text) + [tokenizer.eot]
+        log_probs = whisper.decoder(torch.tensor([row]), features)[0].float().log_softmax(-1)
+        said = torch.tensor(row[len(prompt) :])
+        scores.append(
+            float(log_probs[len(prompt) - 1 : len(row) - 1].gather(1, said[:, None]).sum())
+        )
+    return scores
+
+
+def test_score_is_each_texts_log_probability(whisper, transcriber, features):
+    texts = ["hello there", "hello there friend", "goodbye", "hello"]  # shared prefixes
+    with torch.inference_mode():
+        expected = _plain_scores(whisper, transcriber, features, texts)
+    scores = transcriber.score(features, texts)
+    assert scores == pytest.approx(expected, abs=1e-3)
+    assert all(s < 0 for s in scores)
+    assert transcriber.score(features, []) == []
+
+
+def test_score_refuses_a_text_longer_than_the_decoder(transcriber, features):
+    with pytest.raises(ValueError):
+        transcriber.score(features, ["word " * 500])

@@ -206,7 +206,11 @@ def run_eval(model, sets: dict, args) -> int:
     if (args.adapter / "adapter.json").is_file():
         trained = Adapter.load(args.adapter, model.adapter.info.identities)
         model.adapter = trained
+        reading, model.speech_reading = model.speech_reading, None
+        greedy = evaluate(model, speech, [])
+        model.speech_reading = reading
         scores = evaluate(model, speech, vision)
+        rows.append((f"{args.adapter.name}, greedy reading, speech only", greedy))
         rows.append((f"{args.adapter.name} ({trained.info.notes})", scores))
         trained.info.metrics = {k: round(v, 4) for k, v in asdict(scores).items()}
         trained.save_info(args.adapter)  # every surface reports these figures with the adapter
@@ -218,9 +222,12 @@ def run_eval(model, sets: dict, args) -> int:
         f"{'adapter':<48} {'speech answer agreement':>24} {'repeat WER':>11} {'vision naming':>14}"
     )
     for name, s in rows:
-        print(
-            f"{name:<48} {s.answer_agreement:>23.1%} {s.repeat_wer:>10.1%} {s.vision_naming:>13.1%}"
-        )
+        vision_naming = f"{s.vision_naming:.1%}" if s.images else "-"
+        print(f"{name:<48} {s.answer_agreement:>23.1%} {s.repeat_wer:>10.1%} {vision_naming:>13}")
+    print(
+        "speech is read as the adapter's likeliest readings rescored by Whisper's decoder "
+        "(fusion/speech_reading.py); the greedy row reads the adapter's CTC alone"
+    )
     print("targets: agreement >= 80%, repeat WER <= 15%, vision naming >= 60%")
     return 0
 

@@ -76,7 +76,17 @@ def train(
     """Train model.adapter in place from `checkpoint_dir` (resuming if it holds a checkpoint).
 
     align_extra: more speech (align_data.py) for the alignment stage only: it has no answers.
+    Clips are read greedily while training (speech_reading off): rescoring picks readings
+    without gradients, and the LM's loss must reach the audio projector.
     """
+    reading, model.speech_reading = model.speech_reading, None
+    try:
+        return _train(model, speech, vision, config, checkpoint_dir, device, align_extra)
+    finally:
+        model.speech_reading = reading
+
+
+def _train(model, speech, vision, config, checkpoint_dir, device, align_extra) -> Adapter:
     adapter = model.adapter
     state = _resume(adapter, checkpoint_dir)
     adapter.train().requires_grad_(True)

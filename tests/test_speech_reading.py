@@ -1,0 +1,119 @@
+"""Choosing what a clip says: the adapter's readings, rescored by a judge (Whisper)."""
+
+import math
+
+import pytest
+import torch
+
+from fusion.conversation import user
+from fusion.speech_reading import ReadingOptions, choose_reading
+from tests.tiny import tone
+
+OPTIONS = ReadingOptions(beam=4, whisper_weight=1.0)
+
+
+def _peaked(frames: list[int | None], tokens: int = 5, sure: float = 0.9) -> torch.Tensor:
+    """Log-probabilities [T, 1 + V]: each frame names its token (None: blank) with `sure`."""
+    log_probs = torch.full((len(frames), 1 + tokens), math.log((1 - sure) / tokens))
+    for t, token in enumerate(frames):
+        log_probs[t, 0 if token is None else token + 1] = math.log(sure)
+    return log_probs
+
+
+def _decode(reading: list[int]) -> str:
+    return " ".join(f"w{token}" for token in reading)
+
+
+def _judge_preferring(text: str, calls: list):
+    def judge(texts: list[str]) -> list[float]:
+        calls.append(texts)
+        return [0.0 if t == text else -50.0 for t in texts]
+
+    return judge
+
+
+def test_the_adapters_best_reading_is_kept_when_the_judge_agrees():
+    log_probs = _peaked([1, None, 2, 2, None, 3])
+    calls = []
+    assert choose_reading(
+        log_probs, None, _decode, _judge_preferring("w1 w2 w3", calls), OPTIONS
+    ) == [1, 2, 3]
+    assert calls and "w1 w2 w3" in calls[0]
+
+
+def test_the_judge_picks_a_less_likely_reading_the_frames_allow():
+    log_probs = _peaked([1, 2, 3])
+    log_probs[1] = torch.tensor([0.02, 0.02, 0.02, 0.5, 0.02, 0.42]).log()  # token 2 or 4
+    calls = []
+    chosen = choose_reading(log_probs, None, _decode, _judge_preferring("w1 w4 w3", calls), OPTIONS)
+    assert chosen == [1, 4, 3]
+    assert len(calls[0]) == OPTIONS.beam and calls[0][0] == "w1 w2 w3"
+
+
+def test_what_whisper_heard_joins_the_candidates():
+    log_probs = _peaked([1, None, 2, None, 3], sure=0.6)
+    calls = []
+    chosen = choose_reading(
+        log_probs, [1, 4, 3], _decode, _judge_preferring("w1 w4 w3", calls), OPTIONS
+    )
+    assert chosen == [1, 4, 3]
+    assert "w1 w4 w3" in calls[0]
+
+
+def test_a_hearing_the_frames_cannot_hold_never_wins():
+    log_probs = _peaked([1, None, 2])
+    heard = [1, 2, 3, 4]  # four tokens in three frames
+    calls = []
+    chosen = choose_reading(
+        log_probs, heard, _decode, _judge_preferring("w1 w2 w3 w4", calls), OPTIONS
+    )
+    assert chosen == [1, 2]
+
+
+def test_agreement_with_whisper_needs_no_judge():
+    def judge(texts):
+        raise AssertionError("the judge should not be asked")
+
+    assert choose_reading(_peaked([1, None, 2]), [1, 2], _decode, judge, OPTIONS) == [1, 2]
+
+
+def test_a_silent_clip_reads_as_nothing():
+    log_probs = _peaked([None, None, None], sure=1 - 1e-9)
+    assert choose_reading(log_probs, None, _decode, _judge_preferring("", []), OPTIONS) == []
+
+
+def test_the_model_reads_each_clip_once_and_keeps_the_reading(model, monkeypatch):
+    scored = []
+    score = model.transcriber.score
+    monkeypatch.setattr(
+        model.transcriber, "score", lambda *a, **k: scored.append(1) or score(*a, **k)
+    )
+    messages = [user("what did I say?", speech=tone(1.0, 300.0))]
+    model.encode_media(messages)
+    reading = messages[0].speech.reading
+    assert reading and all(0 <= token < len(model.tokenizer) for token in reading)
+    calls = len(scored)
+    model.encode_media(messages)
+    first = model.build_inputs(messages)
+    second = model.build_inputs(messages)
+    assert len(scored) == calls and messages[0].speech.reading is reading
+    vocabulary = model.lm.get_input_embeddings().weight
+    assert (
+        first.prompt_tokens["audio"] == model.adapter.project_reading(reading, vocabulary).shape[0]
+    )
+    assert torch.equal(first.embeddings, second.embeddings)
+
+
+def test_without_reading_a_clip_is_the_adapters_projection(model, monkeypatch):
+    monkeypatch.setattr(model, "speech_reading", None)
+    messages = [user(speech=tone(1.0, 300.0))]
+    model.encode_media(messages)
+    assert messages[0].speech.reading is None
+    vocabulary = model.lm.get_input_embeddings().weight
+    projected = model.adapter.project("audio", messages[0].speech.features, vocabulary)
+    assert model.build_inputs(messages).prompt_tokens["audio"] == projected.shape[0]
+
+
+def test_a_reading_needs_a_token(model):
+    with pytest.raises(ValueError):
+        model.adapter.project_reading([], model.lm.get_input_embeddings().weight)
