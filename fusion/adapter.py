@@ -132,7 +132,7 @@ class Adapter(nn.Module):
         """dtype float16 halves a shipped adapter; checkpoints keep float32 to resume exactly."""
         self.save_info(directory)
         save_file(
-            {name: t.to(dtype).contiguous() for name, t in self.state_dict().items()},
+            {name: t.to("cpu", dtype).contiguous() for name, t in self.state_dict().items()},
             directory / WEIGHTS_FILE,
         )
 

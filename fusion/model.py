@@ -201,7 +201,8 @@ class LunettesModel:
         labeller = self.vision.labeller
         if kind != "image" or labeller is None or not self.adapter.config.image_label:
             return tokens
-        words = self.tokenizer.encode(labeller.phrase(features), add_special_tokens=False)
+        phrase = labeller.phrase(medium.features)  # on the vision encoder's own device
+        words = self.tokenizer.encode(phrase, add_special_tokens=False)
         label = embed(torch.tensor(words, device=tokens.device))  # W, D
         return torch.cat([tokens, label.to(tokens.dtype)])
 

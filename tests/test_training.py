@@ -108,6 +108,33 @@ def test_training_checkpoints_and_resumes(fresh_model, tmp_path):
     assert any(not torch.equal(after_three[k], v) for k, v in resumed.state_dict().items())
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_training_runs_on_cuda_in_bfloat16_and_leaves_the_model_where_it_was(fresh_model, tmp_path):
+    model = fresh_model
+    speech, vision = examples(model)
+    before = {k: v.clone() for k, v in model.adapter.state_dict().items()}
+    seen = []
+    hook = model.lm.model.register_forward_hook(
+        lambda module, args, kwargs, output: seen.append(
+            (output.last_hidden_state.device.type, torch.is_autocast_enabled("cuda"))
+        ),
+        with_kwargs=True,
+    )
+    try:
+        config = TrainConfig(align_steps=2, steps=3, batch_size=2, warmup_steps=1)
+        train(model, speech, vision, config, tmp_path, device="cuda")
+    finally:
+        hook.remove()
+    assert seen and set(seen) == {("cuda", True)}
+    assert {p.device.type for p in model.lm.parameters()} == {"cpu"}
+    assert {p.device.type for p in model.adapter.parameters()} == {"cpu"}
+    assert json.loads((tmp_path / STATE_FILE).read_text())["step"] == 3
+    after = model.adapter.state_dict()
+    assert any(not torch.equal(before[k], v) for k, v in after.items())
+    saved = Adapter.load(tmp_path, model.adapter.info.identities).state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in after.items())
+
+
 def test_resume_refuses_a_checkpoint_of_other_models(fresh_model, tmp_path):
     from fusion.adapter import AdapterMismatchError
 

@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument(
         "--out", type=Path, default=DEFAULT_OUTPUT, help="where the finished adapter goes"
     )
-    train.add_argument("--device", default="cpu")
+    train.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:N; auto: cuda when there is one"
+    )
     train.add_argument(
         "--smoke", action="store_true", help="a seconds-long run on 3 questions/images (tests)"
     )
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             sets["vision-train"],
             config,
             checkpoint,
-            args.device,
+            training_device(args.device),
             align_extra=sets["speech-align"] + sets["speech-vocab"] + sets["speech-slots"],
         )
         model.adapter.info.trained = True
@@ -193,6 +195,13 @@ def load_sets(
                 else []
             )
     return sets
+
+
+def training_device(requested: str) -> str:
+    """The device to train on: "auto" is "cuda" when torch sees a GPU, else "cpu"."""
+    if requested != "auto":
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def run_eval(model, sets: dict, args) -> int:

@@ -76,7 +76,7 @@ def alignment_losses(
     position = {int(token): index + 1 for index, token in enumerate(own)}
     logits = adapter.audio_ctc.logits(frames, vocabulary[classes.to(vocabulary.device)])
     log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # T', B, 1 + K
-    flat = torch.tensor([position[t] for ids in targets for t in ids], dtype=torch.long)
+    flat = torch.tensor([position[t] for ids in targets for t in ids], device=frames.device)
     ctc = nn.functional.ctc_loss(
         log_probs,
         flat,

@@ -78,12 +78,20 @@ def train(
     align_extra: more speech (align_data.py) for the alignment stage only: it has no answers.
     Clips are read greedily while training (speech_reading off): rescoring picks readings
     without gradients, and the LM's loss must reach the audio projector.
+    device "cuda": the LM and the adapter move there for training (the LM's forward in
+    bfloat16 autocast) and back to where they were afterwards; cached features stay on the
+    CPU and travel per batch.
     """
     reading, model.speech_reading = model.speech_reading, None
+    home = model.lm.get_input_embeddings().weight.device
+    model.lm.to(device)
+    model.adapter.to(device)
     try:
         return _train(model, speech, vision, config, checkpoint_dir, device, align_extra)
     finally:
         model.speech_reading = reading
+        model.lm.to(home)
+        model.adapter.to(home)
 
 
 def _train(model, speech, vision, config, checkpoint_dir, device, align_extra) -> Adapter:
