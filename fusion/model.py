@@ -48,6 +48,7 @@ class Stats:
     prompt_tokens: dict[str, int]  # text / image / audio
     finish_reason: str  # "stop" (end of answer or a stop string) or "length"
     transcripts: list[str] = field(default_factory=list)  # of the speech in the last user turn
+    readings: list[str] = field(default_factory=list)  # what the LM read for that speech, as text
 
 
 @dataclass
@@ -283,6 +284,9 @@ class LunettesModel:
             prompt_tokens=inputs.prompt_tokens,
             finish_reason="stop" if stopped or new_tokens < options.max_new_tokens else "length",
             transcripts=[last_user.speech.transcript] if last_user and last_user.speech else [],
+            readings=[self.tokenizer.decode(last_user.speech.reading)]
+            if last_user and last_user.speech and last_user.speech.reading
+            else [],
         )
 
 

@@ -56,7 +56,7 @@ def test_cli_photo_json_reports_answer_adapter_and_timings():
     assert report["adapter"]["metrics"]["vision_naming"] > 0
     # the 7x7 EfficientNet-Lite0 feature map, then its top ImageNet label's words
     assert 49 < report["prompt_tokens"]["image"] <= 49 + 12
-    assert "transcript" not in report
+    assert "transcript" not in report and "read_as" not in report
     for key in ("load", "encode_image", "encode_audio", "first_token", "total"):
         assert report["timings"][key] >= 0
     assert report["timings"]["encode_image"] > 0
@@ -65,10 +65,15 @@ def test_cli_photo_json_reports_answer_adapter_and_timings():
 
 @needs_espeak
 def test_cli_speech_json_has_correct_transcript(spoken_wav):
+    from fusion.training.evaluate import edit_distance
+
     result = lunettes("ask", "--json", "--max-tokens", "16", "--audio", str(spoken_wav))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert normalise(report["transcript"]) == normalise(SPOKEN)
+    # what the LM was given: the adapter alone reads "What is the history of Paris today?"
+    read_as, spoken = normalise(report["read_as"]).split(), normalise(SPOKEN).split()
+    assert edit_distance(spoken, read_as) <= 1, report["read_as"]
     assert report["prompt_tokens"]["audio"] > 0
     assert report["timings"]["encode_audio"] > 0
 
