@@ -147,3 +147,15 @@ def test_score_is_each_texts_log_probability(whisper, transcriber, features):
 def test_score_refuses_a_text_longer_than_the_decoder(transcriber, features):
     with pytest.raises(ValueError):
         transcriber.score(features, ["word " * 500])
+
+
+def test_a_prefix_tree_shares_beginnings_and_sees_only_ancestors():
+    from encoders.transcribe import PrefixTree
+
+    tree = PrefixTree([[1, 2, 3, 9], [1, 2, 4, 9], [1, 5, 9]])
+    # distinct prefixes that predict a token: 1 | 1 2 | 1 2 3 | 1 2 4 | 1 5
+    assert tree.tokens == [1, 2, 3, 4, 5] and tree.depths == [0, 1, 2, 2, 1]
+    sees = tree.mask() == 0
+    assert sees[2].tolist() == [True, True, True, False, False]  # 1 2 3
+    assert sees[3].tolist() == [True, True, False, True, False]  # 1 2 4, not its sibling
+    assert sees[4].tolist() == [True, False, False, False, True]  # 1 5
