@@ -18,6 +18,7 @@ ERROR_MARK = "⚠️"
 SPOKEN_MARK = "🎙️"
 TIMING_MARK = "⏱️"
 UNREAD_MARK = "📎"
+UNDERSTOOD_MARK = "understood as:"  # the words the LM was given, when not the transcript's
 PENDING = "…"
 KEYBOARD_HELP = (
     "Keyboard: **Alt+M** goes to the message box, **Enter** sends, **Shift+Enter** starts a new "
@@ -58,12 +59,19 @@ def question_message(turn: Turn) -> dict:
         if said is None:
             said = PENDING
         lines.append(f"{SPOKEN_MARK} {said.strip() or '(no words recognised)'}")
+        understood = turn.stats.readings[0] if turn.stats and turn.stats.readings else None
+        if understood and _words(understood) != _words(said):
+            lines.append(f"*{UNDERSTOOD_MARK}* {understood.strip()}")
     if turn.text:
         lines.append(turn.text)
     lines += [f"{UNREAD_MARK} {name}" for name in turn.unread]
     if lines:
         content.append("\n\n".join(lines))
     return {"role": "user", "content": content}
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
 
 
 def answer_messages(turn: Turn) -> list[dict]:

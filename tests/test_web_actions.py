@@ -10,7 +10,7 @@ import soundfile
 from app import web_actions as act
 from app.web import build_app
 from app.web_format import ERROR_MARK, SPOKEN_MARK, TIMING_MARK, chat_messages, timing_line
-from app.web_session import WebSession
+from app.web_session import Turn, WebSession
 from fusion.model import Stats
 from tests.tiny import photo, tone
 
@@ -201,6 +201,26 @@ def test_timing_line_names_each_stage():
         line
         == "photo 116 ms · speech 40 ms · transcript 300 ms · first token 480 ms · 30 tokens at 12.3/s"
     )
+
+
+def test_a_spoken_question_read_otherwise_than_transcribed_says_so(session):
+    from app.web_format import UNDERSTOOD_MARK
+    from fusion.conversation import user
+
+    session.turns.append(Turn("", user(speech=tone(0.5))))
+    turn = session.turns[-1]
+    turn.question.speech.transcript = "What is a light house used for?"
+    stats = Stats(timings_ms={"first_token": 1.0, "total": 2.0}, new_tokens=1, tokens_per_s=0.0,
+                  prompt_tokens={}, finish_reason="stop")  # fmt: skip
+    turn.stats = stats
+    stats.readings = ["what is a light house used for"]  # the same words: nothing more is shown
+    assert texts(chat_messages(session.turns)[0]) == [
+        f"{SPOKEN_MARK} What is a light house used for?"
+    ]
+    stats.readings = ["What is a lighthouse used for?"]
+    assert texts(chat_messages(session.turns)[0]) == [
+        f"{SPOKEN_MARK} What is a light house used for?\n\n*{UNDERSTOOD_MARK}* What is a lighthouse used for?"
+    ]
 
 
 def test_a_turn_without_a_readable_question_shows_only_the_error(session):
