@@ -59,7 +59,11 @@ class Answer:
     def extension(self, heard: list[str], stats: Stats | None = None) -> dict:
         extension = {"heard": heard, "adapter_trained": self.adapter_trained}
         if stats is not None:
-            extension |= {"timings_ms": stats.timings_ms, "tokens_per_s": stats.tokens_per_s}
+            extension |= {
+                "understood": stats.readings,  # the words the LM was given for the last turn's clip
+                "timings_ms": stats.timings_ms,
+                "tokens_per_s": stats.tokens_per_s,
+            }
         return extension
 
 
