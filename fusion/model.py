@@ -117,7 +117,7 @@ class LunettesModel:
             transcript = self.transcriber(speech.features)
             speech.transcript, speech.language = transcript.text, transcript.language
             timings["transcribe"] += _ms_since(start)
-        if self.speech_reading is not None and self.adapter.audio_ctc is not None:
+        if self.reads_speech:
             vocabulary = self.lm.get_input_embeddings().weight
             for speech in (m.speech for m in messages if m.speech and m.speech.reading is None):
                 start = time.perf_counter()
@@ -190,11 +190,7 @@ class LunettesModel:
         read_speech), then, for a photo whose encoder has a labeller and an adapter that reads
         labels, the embeddings of its top label's words ("a tabby cat")."""
         features = medium.features.to(embed.weight.device)
-        if (
-            kind == "audio"
-            and self.speech_reading is not None
-            and self.adapter.audio_ctc is not None
-        ):
+        if kind == "audio" and self.reads_speech:
             reading = self.read_speech(medium, embed.weight)
             if reading:
                 return self.adapter.project_reading(reading, embed.weight)
@@ -206,6 +202,12 @@ class LunettesModel:
         words = self.tokenizer.encode(phrase, add_special_tokens=False)
         label = embed(torch.tensor(words, device=tokens.device))  # W, D
         return torch.cat([tokens, label.to(tokens.dtype)])
+
+    @property
+    def reads_speech(self) -> bool:
+        """Whether clips are read as tokens chosen by read_speech (else: the adapter's own
+        projection of each clip)."""
+        return self.speech_reading is not None and self.adapter.audio_ctc is not None
 
     @torch.inference_mode()
     def read_speech(self, speech: Speech, vocabulary: torch.Tensor) -> list[int]:
