@@ -135,6 +135,23 @@ def test_training_runs_on_cuda_in_bfloat16_and_leaves_the_model_where_it_was(fre
     assert all(torch.equal(saved[k], v) for k, v in after.items())
 
 
+def test_training_reads_clips_through_the_projector_and_restores_reading(
+    fresh_model, tmp_path, monkeypatch
+):
+    """Rescoring picks readings without gradients, so training must not use it (the LM's loss
+    would never reach the audio projector); the model reads speech as before afterwards."""
+    model = fresh_model
+    speech, _ = examples(model)
+
+    def no_rescoring(*args, **kwargs):
+        raise AssertionError("training asked Whisper to rescore a reading")
+
+    monkeypatch.setattr(model.transcriber, "score", no_rescoring)
+    reading = model.speech_reading
+    train(model, speech, [], TrainConfig(align_steps=1, steps=2, batch_size=2), tmp_path)
+    assert model.speech_reading is reading and reading is not None
+
+
 def test_resume_refuses_a_checkpoint_of_other_models(fresh_model, tmp_path):
     from fusion.adapter import AdapterMismatchError
 
