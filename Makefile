@@ -30,7 +30,7 @@ run: prepare
 	$(BIN)/lunettes serve --host $(HOST) --port $(PORT)
 
 test: prepare
-	LUNETTES_BROWSER_TESTS=1 bash scripts/system-packages.sh
+	LUNETTES_TESTS=1 bash scripts/system-packages.sh
 	$(BIN)/python -m pytest -q
 
 bench: prepare

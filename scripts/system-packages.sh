@@ -13,15 +13,17 @@ missing=()
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)  # builds the decoding kernel once
-if [ "${LUNETTES_TRAINING:-0}" = 1 ]; then
+if [ "${LUNETTES_TRAINING:-0}" = 1 ] || [ "${LUNETTES_TESTS:-0}" = 1 ]; then
     command -v flite >/dev/null 2>&1 || missing+=(flite)
     command -v sox >/dev/null 2>&1 || missing+=(sox)
+fi
+if [ "${LUNETTES_TRAINING:-0}" = 1 ]; then
     [ -d /usr/share/openclipart/png ] || missing+=(openclipart-png)
     [ -d /usr/share/backgrounds/gnome ] || missing+=(gnome-backgrounds)
     [ -d /usr/share/games/fortunes ] || missing+=(fortunes-min)
     [ -f /usr/share/dict/words ] || missing+=(wamerican)
 fi
-if [ "${LUNETTES_BROWSER_TESTS:-0}" = 1 ]; then
+if [ "${LUNETTES_TESTS:-0}" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0

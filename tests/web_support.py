@@ -42,7 +42,7 @@ WAIT_MS = 20_000  # longest wait for anything on the page (the tiny model answer
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason=f"{CHROMIUM} is missing: install Debian's chromium "
-    "(LUNETTES_BROWSER_TESTS=1 bash scripts/system-packages.sh, as `make test` does)",
+    "(LUNETTES_TESTS=1 bash scripts/system-packages.sh, as `make test` does)",
 )
 
 
