@@ -93,6 +93,7 @@ def whisper_state_dict(
     variables: dict[str, np.ndarray], dims: ModelDimensions
 ) -> dict[str, torch.Tensor]:
     """CTranslate2 variables -> openai-whisper `Whisper` state dict (float32)."""
+    variables = dequantized(variables)
     state: dict[str, torch.Tensor] = {}
 
     def put(name: str, array: np.ndarray) -> None:
@@ -148,6 +149,26 @@ def whisper_state_dict(
         norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
     norm("decoder.ln", "decoder/layer_norm")
     return state
+
+
+def dequantized(variables: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Integer weights (CTranslate2's int8 / int16 quantization) back to float32.
+
+    CTranslate2 stores a quantized `.../weight` [O, I] as round(w * scale) beside its
+    `.../weight_scale` (one scale per output row [O], or one for all []), so w = q / scale.
+    A quantized weight without its scale cannot be read and is refused.
+    """
+    out = dict(variables)
+    for name, array in variables.items():
+        if not name.endswith("/weight") or array.dtype not in (np.int8, np.int16):
+            continue
+        scale = variables.get(f"{name}_scale")
+        if scale is None:
+            raise ConversionError(f"{name} is {array.dtype} but model.bin has no {name}_scale")
+        scale = np.asarray(scale, dtype=np.float32)
+        divisor = scale.reshape(-1, *([1] * (array.ndim - 1))) if scale.ndim else scale
+        out[name] = array.astype(np.float32) / divisor
+    return out
 
 
 def _count_layers(variables: dict[str, np.ndarray], stack: str) -> int:

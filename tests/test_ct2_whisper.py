@@ -93,6 +93,37 @@ def test_float32_file_converts_too(whisper):
     )
 
 
+def int8_variables(whisper) -> dict[str, np.ndarray]:
+    """As CTranslate2's int8 quantization stores them: each 2-D weight as round(w * scale)
+    with one scale per output row, scale = 127 / max |w| of the row."""
+    variables = ct2_variables(whisper)
+    for name in [n for n, v in variables.items() if n.endswith("/weight") and v.ndim == 2]:
+        if name == "decoder/embeddings/weight":
+            continue  # CTranslate2 keeps embeddings in float
+        weight = variables[name].astype(np.float32)
+        scale = 127.0 / np.maximum(np.abs(weight).max(axis=1), 1e-8)
+        variables[name] = np.round(weight * scale[:, None]).astype(np.int8)
+        variables[f"{name}_scale"] = scale.astype(np.float32)
+    return variables
+
+
+def test_int8_weights_are_dequantized_with_their_scales(whisper):
+    _, state = convert(model_bin(int8_variables(whisper)))
+    want = whisper.state_dict()["decoder.blocks.0.mlp.0.weight"]
+    got = state["decoder.blocks.0.mlp.0.weight"]
+    row_step = want.abs().amax(dim=1, keepdim=True) / 127  # one quantization step per row
+    assert torch.all((got - want).abs() <= row_step / 2 + 1e-3)  # within half a step (+ fp16)
+    assert got.abs().max() > 0.01  # not the raw int8 codes, not zeros
+    assert (got - want).abs().max() < want.abs().max() / 50
+
+
+def test_int8_weight_without_its_scale_is_refused(whisper):
+    variables = int8_variables(whisper)
+    del variables["decoder/layer_0/ffn/linear_0/weight_scale"]
+    with pytest.raises(ConversionError, match="linear_0/weight_scale"):
+        convert(model_bin(variables))
+
+
 @pytest.mark.parametrize("version", [5, 7])
 def test_wrong_format_version_raises(tiny_bin, version):
     data = struct.pack("<I", version) + tiny_bin[4:]
