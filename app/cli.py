@@ -231,6 +231,7 @@ def run_ask(args: argparse.Namespace) -> int:
             temperature=args.temperature,
             top_p=args.top_p,
             seed=args.seed,
+            repetition_penalty=args.repetition_penalty,
         )
     except ValueError as error:
         raise InputError(str(error)) from None
