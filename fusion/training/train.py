@@ -5,8 +5,12 @@ loss alone (align.py), to map each spoken token's frames near that token's LM em
 this needs no LM pass, so its steps are cheap and large. Then the main stage: each step
 draws a batch of tasks (tasks.py) from the cached speech and vision examples, builds the LM
 inputs exactly as inference does (LunettesModel.build_inputs, compression included), appends
-the target answer, and minimises cross-entropy on the answer tokens only, plus the CTC loss
-on the batch's speech (so compression stays aligned while the LM's loss shapes the tokens).
+the target answer, and minimises cross-entropy on the answer tokens only, plus the CTC and
+embedding losses on the batch's speech. What each loss reaches: the LM's cross-entropy
+trains the image projector and the cues; it does not reach the audio projector, because
+snapping (audio_snap 0.0) replaces every read run with the exact embedding of its token, a
+choice with no gradient. The audio projector and its CTC head learn from the CTC and
+embedding losses alone (align.py).
 Last, the boundary (cue) stage: only the adapter's two scoped cue vectors learn, so that the
 LM repeats spoken words when asked and answers typed follow-ups about a clip as it would typed
 (boundary_loss); a clip alone never sees them (prompt_layout.py). The LM runs in bfloat16
@@ -76,8 +80,8 @@ def train(
     """Train model.adapter in place from `checkpoint_dir` (resuming if it holds a checkpoint).
 
     align_extra: more speech (align_data.py) for the alignment stage only: it has no answers.
-    Clips are read greedily while training (speech_reading off): rescoring picks readings
-    without gradients, and the LM's loss must reach the audio projector.
+    Clips are read greedily while training (speech_reading off), by the adapter's own CTC
+    head, so that the tasks see the adapter's reading rather than Whisper's.
     device "cuda": the LM and the adapter move there for training (the LM's forward in
     bfloat16 autocast) and back to where they were afterwards; cached features stay on the
     CPU and travel per batch.
