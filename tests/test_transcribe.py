@@ -14,9 +14,9 @@ from encoders.transcribe import (
 from tests.tiny import tone
 
 
-@pytest.fixture(scope="module")
-def transcriber(whisper):
-    return Transcriber(whisper)
+@pytest.fixture(scope="module", params=[5, 1], ids=["beam", "greedy"])
+def transcriber(whisper, request):
+    return Transcriber(whisper, beam_size=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,22 @@ def test_stops_within_its_token_cap(transcriber, features, whisper):
     finally:
         calls.handle.remove()
     assert 1 <= calls.count <= 1 + cap  # one language-detection step, then at most `cap` steps
+
+
+def test_a_beam_that_loops_keeps_one_copy_of_the_block(whisper, features, monkeypatch):
+    from whisper.decoding import DecodingResult
+
+    beam = Transcriber(whisper, beam_size=5)
+    tokenizer = beam.tokenizer("en")
+    words = tokenizer.encode(" one two three four five")
+    looped = DecodingResult(features, "en", tokens=words + words + words)
+    monkeypatch.setattr("whisper.decoding.DecodingTask.run", lambda self, mel: [looped])
+    assert beam(features, "en").text == "one two three four five"
+
+
+def test_beam_size_must_be_positive(whisper):
+    with pytest.raises(ValueError, match="beam_size must be at least 1, got 0"):
+        Transcriber(whisper, beam_size=0)
 
 
 def test_cached_decoding_equals_full_recomputation(transcriber, features, whisper):
