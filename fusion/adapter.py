@@ -15,6 +15,7 @@ from torch import nn
 
 from encoders.skip_init import skipped_init
 from fusion.compress import CtcHead, compress
+from fusion.name_head import NameHead
 from fusion.projector import Projector
 
 CONFIG_FILE = "adapter.json"
@@ -38,9 +39,12 @@ class AdapterConfig:
     audio_compress: bool = False  # CTC compression of the audio tokens (see compress.py)
     audio_snap: float | None = None  # runs read with at least this confidence become exact
     # token embeddings (compress.py); 0.0: every run; None: never
-    audio_boundary: bool = False  # learned scoped cue vectors before and after each clip's tokens
+    audio_cues: bool = False  # learned scoped cue vectors before and after each clip's tokens
     image_label: bool = False  # the vision labeller's top label, as its words' embeddings,
     # follows each photo's projected tokens (encoders/vision_labels.py, fusion/model.py)
+    image_names: list[str] | None = None  # the name head's names (name_head.py); when set,
+    # its best name replaces the labeller's label in those words
+    image_names_sure_above: float = 0.0  # below this probability the name is said with "perhaps"
 
 
 @dataclass
@@ -71,14 +75,19 @@ class Adapter(nn.Module):
             }
         )
         self.audio_ctc = CtcHead(config.lm_dim) if config.audio_compress else None
+        self.image_names = (
+            NameHead(config.image_dim, config.image_names, config.image_names_sure_above)
+            if config.image_names
+            else None
+        )
         # Two learned LM-space cue vectors around each clip ([start, end], 2 x D). With snapped
         # tokens a spoken question reads exactly like the typed one; the cues tell text typed
         # with the clip ("Repeat exactly what I said.") that the words were heard, a 135M LM
         # does not repeat typed text. They are scoped: only that text sees them, and they take
         # no position (prompt_layout.py), so a clip alone is answered as the typed words.
-        # Trained in train.py's boundary stage.
-        self.audio_boundary = (
-            nn.Parameter(torch.zeros(2, config.lm_dim)) if config.audio_boundary else None
+        # Trained in train.py's cue stage.
+        self.audio_cues = (
+            nn.Parameter(torch.zeros(2, config.lm_dim)) if config.audio_cues else None
         )
 
     def project(self, kind: str, features: torch.Tensor, vocabulary: torch.Tensor) -> torch.Tensor:
@@ -113,9 +122,9 @@ class Adapter(nn.Module):
 
     def _with_cues(self, tokens: torch.Tensor) -> torch.Tensor:
         """[N, D] -> [N + 2, D] between the learned start and end cues, when the adapter has them."""
-        if self.audio_boundary is None:
+        if self.audio_cues is None:
             return tokens
-        start, end = self.audio_boundary.to(tokens.dtype).unbind(0)
+        start, end = self.audio_cues.to(tokens.dtype).unbind(0)
         return torch.cat([start[None], tokens, end[None]])  # N + 2, D
 
     @classmethod
@@ -151,12 +160,17 @@ class Adapter(nn.Module):
                 f"no adapter at {directory} (expected {CONFIG_FILE} and {WEIGHTS_FILE})"
             )
         payload = json.loads(config_path.read_text())
-        config = AdapterConfig(**payload.pop("config"))
+        fields = payload.pop("config")
+        if "audio_boundary" in fields:  # saved before the cues had their name
+            fields["audio_cues"] = fields.pop("audio_boundary")
+        config = AdapterConfig(**fields)
         info = AdapterInfo(**payload)
         check_identities(info.identities, identities, directory)
         with skipped_init():  # every weight is loaded next (strict)
             adapter = cls(config, info)
         weights = load_file(directory / WEIGHTS_FILE)
+        if "audio_boundary" in weights:
+            weights["audio_cues"] = weights.pop("audio_boundary")
         adapter.load_state_dict({name: t.float() for name, t in weights.items()})
         return adapter.eval().requires_grad_(False)
 

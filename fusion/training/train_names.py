@@ -1,0 +1,118 @@
+"""Training the adapter's name head (fusion/name_head.py) on drawings named by people.
+
+Softmax regression over the name vocabulary on the cached mean tokens (name_data.py): a
+drawing's target spreads evenly over its name words. The number of epochs and the doubt
+threshold are chosen on the held-out drawings (split by path), never on the evaluation
+images (emoji, named_images.py):
+- epochs: the best held-out top-1 (the name is one of the drawing's own names);
+- sure_above: the lowest probability from which the held-out names are right at least
+  SURE_PRECISION of the time; below it the phrase says "perhaps".
+
+Letters: M views, C width, K names.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from fusion.name_head import NameHead
+from fusion.training.name_data import NameSet
+
+SURE_PRECISION = 0.6
+
+
+@dataclass(frozen=True)
+class NameTraining:
+    max_epochs: int = 60
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+
+
+def train_name_head(data: NameSet, config: NameTraining = NameTraining()) -> tuple[NameHead, dict]:
+    """-> the head at its best held-out epoch, and its held-out figures."""
+    torch.manual_seed(config.seed)
+    features = data.features.float()  # M, C
+    targets = torch.zeros(len(data.names), len(data.vocabulary))  # M, K
+    for row, ids in enumerate(data.names):
+        targets[row, list(ids)] = 1.0 / len(ids)
+    held = torch.tensor(data.held_out, dtype=torch.bool)
+    if held.all() or not held.any():  # a tiny (smoke) set: choose on what there is
+        held = torch.zeros_like(held)
+        test_x, test_y = features, targets
+    else:
+        test_x, test_y = features[held], targets[held]
+    train_x, train_y = features[~held], targets[~held]
+    mean = train_x.mean(0)
+    std = train_x.std(0).nan_to_num(1.0).clamp_min(1e-6)  # one row has no spread  # folded into the head below
+    head = NameHead(features.shape[1], data.vocabulary, sure_above=0.0)
+    optimizer = torch.optim.AdamW(
+        head.linear.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    best = (-1.0, None, 0)
+    for epoch in range(config.max_epochs):
+        order = torch.randperm(train_x.shape[0])
+        for start in range(0, len(order), config.batch_size):
+            rows = order[start : start + config.batch_size]
+            logits = head.linear((train_x[rows] - mean) / std)  # B, K
+            loss = -(train_y[rows] * logits.log_softmax(-1)).sum(-1).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            accuracy = _top1_right((head.linear((test_x - mean) / std)), test_y).float().mean()
+        if accuracy > best[0]:
+            best = (float(accuracy), {k: v.clone() for k, v in head.state_dict().items()}, epoch)
+    head.load_state_dict(best[1])
+    _fold_normalisation(head, mean, std)
+    with torch.no_grad():
+        probabilities = head.linear(test_x).softmax(-1)
+    right = _top1_right(probabilities, test_y)
+    head.sure_above = _sure_threshold(probabilities.max(-1).values, right)
+    figures = {
+        "held_out_top1": best[0],
+        "epochs": best[2] + 1,
+        "sure_above": head.sure_above,
+        "held_out_views": int(held.sum()),
+    }
+    return head.eval().requires_grad_(False), figures
+
+
+def _top1_right(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[M] whether each row's best name is one of its own names."""
+    return targets.gather(1, scores.argmax(-1, keepdim=True))[:, 0] > 0
+
+
+def _fold_normalisation(head: NameHead, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """W((x - mean) / std) + b == (W / std) x + (b - (W / std) mean): the head takes raw tokens."""
+    with torch.no_grad():
+        weight = head.linear.weight / std  # K, C
+        head.linear.bias -= weight @ mean
+        head.linear.weight.copy_(weight)
+
+
+def _sure_threshold(confidence: torch.Tensor, right: torch.Tensor) -> float:
+    """The lowest confidence above which held-out names are right >= SURE_PRECISION of the time."""
+    order = confidence.argsort(descending=True)
+    hits = right[order].float().cumsum(0) / torch.arange(1, len(order) + 1)
+    good = (hits >= SURE_PRECISION).nonzero()
+    if len(good) == 0:
+        return 1.0
+    return round(float(confidence[order][good[-1, 0]]), 4)
+
+
+def with_name_head(adapter, head: NameHead):
+    """The adapter with `head` as its name head (its config names the head's names)."""
+    from dataclasses import replace
+
+    from fusion.adapter import Adapter
+
+    config = replace(
+        adapter.config, image_names=list(head.names), image_names_sure_above=head.sure_above
+    )
+    combined = Adapter(config, adapter.info)
+    state = {k: v for k, v in adapter.state_dict().items() if not k.startswith("image_names.")}
+    state |= {f"image_names.{k}": v for k, v in head.state_dict().items()}
+    combined.load_state_dict(state)
+    return combined.eval().requires_grad_(False)
