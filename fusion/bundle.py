@@ -63,7 +63,7 @@ def load_model(spec: BundleSpec = BundleSpec()) -> LunettesModel:
         audio_context_layers=AUDIO_CONTEXT_LAYERS,
         audio_compress=True,
         audio_snap=AUDIO_SNAP,
-        audio_boundary=True,
+        audio_cues=True,
         image_label=vision.labeller is not None,
     )
     adapter = load_adapter(spec.adapter, config, identities)

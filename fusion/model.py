@@ -129,7 +129,7 @@ class LunettesModel:
         """Messages with encoded media -> input embeddings [1, L, D] for the LM."""
         marker = new_marker()
         chat, media = [], []  # media: (modality, Photo | Speech | None) in prompt order
-        cued = self.adapter.audio_boundary is not None  # clips wrapped in scoped cues
+        cued = self.adapter.audio_cues is not None  # clips wrapped in scoped cues
         if self.system_prompt and (not messages or messages[0].role != "system"):
             chat.append({"role": "system", "content": self.system_prompt})
         for message in messages:

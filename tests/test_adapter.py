@@ -121,3 +121,24 @@ def test_explicit_directory_must_fit(tmp_path, fitting):
     trained_adapter(config, {**ids, "audio": {"name": "x", "fingerprint": "y"}}).save(tmp_path)
     with pytest.raises(AdapterMismatchError, match="audio"):
         load_adapter(str(tmp_path), config, ids)
+
+
+def test_an_adapter_saved_when_the_cues_were_called_boundary_still_loads(tmp_path):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from fusion.adapter import CONFIG_FILE, WEIGHTS_FILE, Adapter, AdapterConfig
+
+    adapter = Adapter.untrained(AdapterConfig(image_dim=4, audio_dim=4, lm_dim=4, audio_cues=True), {})
+    with torch.no_grad():
+        adapter.audio_cues.copy_(torch.randn(2, 4))
+    adapter.save(tmp_path)
+    payload = json.loads((tmp_path / CONFIG_FILE).read_text())
+    payload["config"]["audio_boundary"] = payload["config"].pop("audio_cues")
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(payload))
+    weights = load_file(tmp_path / WEIGHTS_FILE)
+    weights["audio_boundary"] = weights.pop("audio_cues")
+    save_file(weights, tmp_path / WEIGHTS_FILE)
+    loaded = Adapter.load(tmp_path, {})
+    assert loaded.config.audio_cues and torch.equal(loaded.audio_cues, adapter.audio_cues)

@@ -170,25 +170,25 @@ def test_read_frames_gives_each_label_its_probability():
     assert 0.0 < float(confidence.min()) and float(confidence.max()) <= 1.0
 
 
-def test_boundary_vectors_wrap_every_clip_and_survive_save_and_load(model, tmp_path):
+def test_cue_vectors_wrap_every_clip_and_survive_save_and_load(model, tmp_path):
     import dataclasses
 
-    config = dataclasses.replace(model.adapter.config, audio_boundary=True, audio_snap=0.0)
+    config = dataclasses.replace(model.adapter.config, audio_cues=True, audio_snap=0.0)
     adapter = Adapter.untrained(config, model.adapter.info.identities, seed=3)
     with torch.no_grad():
-        adapter.audio_boundary.copy_(torch.randn(2, config.lm_dim))
+        adapter.audio_cues.copy_(torch.randn(2, config.lm_dim))
     vocabulary = model.lm.get_input_embeddings().weight
     features = torch.randn(1, 40, config.audio_dim)
     plain = Adapter.untrained(model.adapter.config, model.adapter.info.identities, seed=3)
     inner = plain.project("audio", features, vocabulary)
     wrapped = adapter.project("audio", features, vocabulary)
     assert wrapped.shape[0] == inner.shape[0] + 2
-    torch.testing.assert_close(wrapped[0], adapter.audio_boundary[0])
-    torch.testing.assert_close(wrapped[-1], adapter.audio_boundary[1])
+    torch.testing.assert_close(wrapped[0], adapter.audio_cues[0])
+    torch.testing.assert_close(wrapped[-1], adapter.audio_cues[1])
     labels = adapter.audio_ctc.frame_labels(adapter.projectors["audio"](features)[0], vocabulary)
     kept = sorted(set(labels.tolist()) - {BLANK})
     assert all(any(torch.equal(row, vocabulary[k]) for k in kept) for row in wrapped[1:-1])
     adapter.save(tmp_path)
     loaded = Adapter.load(tmp_path, model.adapter.info.identities)
-    assert loaded.config.audio_boundary and loaded.config.audio_snap == 0.0
+    assert loaded.config.audio_cues and loaded.config.audio_snap == 0.0
     torch.testing.assert_close(loaded.project("audio", features, vocabulary), wrapped)

@@ -58,13 +58,13 @@ def test_padding_rows_of_a_scoped_batch_see_only_themselves():
 
 def _cued(model, typed: str, seed: int):
     """The model with a cue adapter whose audio projection is exactly the typed words."""
-    config = dataclasses.replace(model.adapter.config, audio_boundary=True, audio_snap=0.0)
+    config = dataclasses.replace(model.adapter.config, audio_cues=True, audio_snap=0.0)
     adapter = Adapter.untrained(config, model.adapter.info.identities, seed=seed)
     with torch.no_grad():
-        adapter.audio_boundary.copy_(torch.randn(2, config.lm_dim) * 3)
+        adapter.audio_cues.copy_(torch.randn(2, config.lm_dim) * 3)
     embed = model.lm.get_input_embeddings()
     words = embed(torch.tensor(model.tokenizer.encode(typed, add_special_tokens=False)))
-    start, end = adapter.audio_boundary.unbind(0)
+    start, end = adapter.audio_cues.unbind(0)
     adapter.project = lambda kind, features, vocabulary: torch.cat([start[None], words, end[None]])
     return adapter
 
@@ -114,7 +114,7 @@ def _next_token_logits(model, adapter, messages) -> torch.Tensor:
 def test_only_text_typed_with_a_clip_feels_its_cues(model):
     cued, other = _cued(model, "a b c d", seed=1), _cued(model, "a b c d", seed=1)
     with torch.no_grad():
-        other.audio_boundary.mul_(-1)
+        other.audio_cues.mul_(-1)
     repeat = [Message("user", "say it again", speech=_speech())]
     first = _next_token_logits(model, cued, repeat)
     assert not torch.allclose(_next_token_logits(model, other, repeat), first)

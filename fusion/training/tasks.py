@@ -18,7 +18,7 @@ from fusion.training.vision_data import VisionExample
 
 REPEAT_PROMPT = "Repeat exactly what I said."
 # Typed alongside a spoken question: the LM should answer the question as it would typed
-# (train.py's boundary stage), so the cues mean "this was said", not "repeat it".
+# (train.py's cue stage), so the cues mean "this was said", not "repeat it".
 FOLLOW_UPS = [
     "Please answer that.", "Answer in one sentence.", "Answer briefly.",
     "Can you help me with this?", "What do you think?",

@@ -11,9 +11,9 @@ trains the image projector and the cues; it does not reach the audio projector, 
 snapping (audio_snap 0.0) replaces every read run with the exact embedding of its token, a
 choice with no gradient. The audio projector and its CTC head learn from the CTC and
 embedding losses alone (align.py).
-Last, the boundary (cue) stage: only the adapter's two scoped cue vectors learn, so that the
+Last, the cue stage: only the adapter's two scoped cue vectors learn, so that the
 LM repeats spoken words when asked and answers typed follow-ups about a clip as it would typed
-(boundary_loss); a clip alone never sees them (prompt_layout.py). The LM runs in bfloat16
+(cue_loss); a clip alone never sees them (prompt_layout.py). The LM runs in bfloat16
 autocast (on CPU with AVX512-BF16 about 4x faster than float32; CUDA when present).
 
 Letters: B batch, L sequence length, D LM width, V vocabulary.
@@ -45,7 +45,7 @@ from fusion.training.tasks import (
 STATE_FILE = "training_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 ALIGN_OPTIMIZER_FILE = "align-optimizer.pt"
-BOUNDARY_OPTIMIZER_FILE = "boundary-optimizer.pt"
+CUE_OPTIMIZER_FILE = "cue-optimizer.pt"
 
 
 @dataclass(frozen=True)
@@ -62,10 +62,10 @@ class TrainConfig:
     ctc_weight: float = 0.5  # weight of the CTC loss in the main stage
     embedding_weight: float = 1.0  # weight of the embedding loss (align.alignment_losses)
     embedding_from_step: int = 0  # main-stage step from which the embedding loss counts
-    boundary_steps: int = 150  # last stage: only the clip cue vectors learn (adapter.py)
-    boundary_learning_rate: float = 3e-3
-    boundary_answer_share: float = 0.5  # of the cue stage's clips: follow-ups; the rest: repeat
-    boundary_answer_weight: float = 1.0  # of the follow-ups' KL against the repeats' cross-entropy
+    cue_steps: int = 150  # last stage: only the clip cue vectors learn (adapter.py)
+    cue_learning_rate: float = 3e-3
+    cue_answer_share: float = 0.5  # of the cue stage's clips: follow-ups; the rest: repeat
+    cue_answer_weight: float = 1.0  # of the follow-ups' KL against the repeats' cross-entropy
 
 
 def train(
@@ -170,42 +170,42 @@ def _train(model, speech, vision, config, checkpoint_dir, device, align_extra) -
             )
             last_checkpoint = time.perf_counter()
     progress.close()
-    if speech and adapter.audio_boundary is not None:
+    if speech and adapter.audio_cues is not None:
         if (checkpoint_dir / STATE_FILE).is_file():  # as the main stage's checkpoints left it
-            state = json.loads((checkpoint_dir / STATE_FILE).read_text())
-        train_boundary(model, speech, config, checkpoint_dir, state, device)
+            state = _read_state(checkpoint_dir)
+        train_cues(model, speech, config, checkpoint_dir, state, device)
     return adapter.eval().requires_grad_(False)
 
 
-def train_boundary(model, speech, config, checkpoint_dir, state, device) -> None:
-    """The boundary stage: only the two cue vectors around each clip learn (boundary_loss).
+def train_cues(model, speech, config, checkpoint_dir, state, device) -> None:
+    """The cue stage: only the two cue vectors around each clip learn (cue_loss).
     They are scoped (prompt_layout.py): a clip alone reads exactly as the typed words, and only
     text typed with the clip sees them, so they must make "Repeat exactly what I said." repeat
     the words, yet leave other typed follow-ups answered as they are typed."""
     adapter = model.adapter
-    step = state.get("boundary_step", 0)
-    if step >= config.boundary_steps:
+    step = state.get("cue_step", 0)
+    if step >= config.cue_steps:
         return
     vocabulary = model.lm.get_input_embeddings().weight.detach()  # V, D
     if step == 0:  # start as an average token: a neutral place for the LM
-        adapter.audio_boundary.data.copy_(vocabulary.mean(0).expand(2, -1))
+        adapter.audio_cues.data.copy_(vocabulary.mean(0).expand(2, -1))
     adapter.requires_grad_(False)
-    adapter.audio_boundary.requires_grad_(True)
-    optimizer = torch.optim.AdamW([adapter.audio_boundary], lr=config.boundary_learning_rate)
-    if (checkpoint_dir / BOUNDARY_OPTIMIZER_FILE).is_file() and step > 0:
+    adapter.audio_cues.requires_grad_(True)
+    optimizer = torch.optim.AdamW([adapter.audio_cues], lr=config.cue_learning_rate)
+    if (checkpoint_dir / CUE_OPTIMIZER_FILE).is_file() and step > 0:
         optimizer.load_state_dict(
-            torch.load(checkpoint_dir / BOUNDARY_OPTIMIZER_FILE, weights_only=True)
+            torch.load(checkpoint_dir / CUE_OPTIMIZER_FILE, weights_only=True)
         )
-    progress = tqdm(total=config.boundary_steps, initial=step, desc="boundary", unit="step")
+    progress = tqdm(total=config.cue_steps, initial=step, desc="cues", unit="step")
     losses: list[float] = []
     started = time.perf_counter()
-    while step < config.boundary_steps:
+    while step < config.cue_steps:
         rng = random.Random(config.seed * 1_000_003 + 900_000_000 + step)
         for group in optimizer.param_groups:
-            group["lr"] = config.boundary_learning_rate * _lr_factor(
-                step, config, config.boundary_steps
+            group["lr"] = config.cue_learning_rate * _lr_factor(
+                step, config, config.cue_steps
             )
-        loss = boundary_loss(
+        loss = cue_loss(
             model, [rng.choice(speech) for _ in range(config.batch_size)], rng, config, device
         )
         optimizer.zero_grad(set_to_none=True)
@@ -215,17 +215,17 @@ def train_boundary(model, speech, config, checkpoint_dir, state, device) -> None
         losses.append(loss.item())
         progress.update(1)
         progress.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
-        if step % config.checkpoint_every == 0 or step == config.boundary_steps:
-            state["boundary_step"] = step
-            state["boundary_loss"] = sum(losses[-50:]) / len(losses[-50:])
+        if step % config.checkpoint_every == 0 or step == config.cue_steps:
+            state["cue_step"] = step
+            state["cue_loss"] = sum(losses[-50:]) / len(losses[-50:])
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            torch.save(optimizer.state_dict(), checkpoint_dir / BOUNDARY_OPTIMIZER_FILE)
+            torch.save(optimizer.state_dict(), checkpoint_dir / CUE_OPTIMIZER_FILE)
             _save_state(adapter, checkpoint_dir, state, config, time.perf_counter() - started)
             started = time.perf_counter()
     progress.close()
 
 
-def boundary_loss(model, clips: list, rng: random.Random, config, device: str) -> torch.Tensor:
+def cue_loss(model, clips: list, rng: random.Random, config, device: str) -> torch.Tensor:
     """Repeat tasks: cross-entropy on the words said. Follow-up tasks (the clip + a typed
     FOLLOW_UPS line): KL divergence from the LM's own next-token distributions for the same
     question and line typed (the teacher, no gradient) at every position of the typed
@@ -233,7 +233,7 @@ def boundary_loss(model, clips: list, rng: random.Random, config, device: str) -
     eos = model.tokenizer.eos_token_id
     spoken, typed, repeats = [], [], []
     for clip in clips:
-        if rng.random() < config.boundary_answer_share:
+        if rng.random() < config.cue_answer_share:
             follow_up = rng.choice(FOLLOW_UPS)
             target = list(clip.answer_ids) + [eos]
             spoken.append(([Message("user", follow_up, speech=speech_media(clip))], target))
@@ -254,7 +254,7 @@ def boundary_loss(model, clips: list, rng: random.Random, config, device: str) -
             log_target=True,
             reduction="batchmean",
         )
-        loss = loss + config.boundary_answer_weight * divergence
+        loss = loss + config.cue_answer_weight * divergence
     return loss
 
 
@@ -336,6 +336,17 @@ def _lr_factor(step: int, config: TrainConfig, total: int | None = None) -> floa
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def _read_state(checkpoint_dir: Path) -> dict:
+    """The checkpoint's training state; older checkpoints named the cue stage "boundary"."""
+    state = json.loads((checkpoint_dir / STATE_FILE).read_text())
+    for old in ("boundary_step", "boundary_loss"):
+        if old in state:
+            state[old.replace("boundary", "cue")] = state.pop(old)
+    if (checkpoint_dir / "boundary-optimizer.pt").is_file():
+        (checkpoint_dir / "boundary-optimizer.pt").rename(checkpoint_dir / CUE_OPTIMIZER_FILE)
+    return state
+
+
 def _resume(adapter: Adapter, checkpoint_dir: Path) -> dict:
     """The saved state ({"step", "align_step", ...}), the adapter restored; zeros when none."""
     state_path = checkpoint_dir / STATE_FILE
@@ -343,12 +354,12 @@ def _resume(adapter: Adapter, checkpoint_dir: Path) -> dict:
         return {"step": 0, "align_step": 0}
     resumed = Adapter.load(checkpoint_dir, adapter.info.identities)  # refuses other models
     missing, unexpected = adapter.load_state_dict(resumed.state_dict(), strict=False)
-    if unexpected or set(missing) - {"audio_boundary"}:
+    if unexpected or set(missing) - {"audio_cues"}:
         raise ValueError(
             f"the checkpoint at {checkpoint_dir} does not fit this adapter: missing {missing}, "
             f"unexpected {unexpected}"
-        )  # a checkpoint from before the boundary vectors existed resumes; they start later
-    state = json.loads(state_path.read_text())
+        )  # a checkpoint from before the cue vectors existed resumes; they start later
+    state = _read_state(checkpoint_dir)
     state.setdefault("align_step", 0)
     print(
         f"resuming from alignment step {state['align_step']}, step {state['step']} ({checkpoint_dir})"
@@ -417,7 +428,7 @@ def _save_state(adapter, directory: Path, state: dict, config, seconds: float) -
     adapter.info.notes = (
         f"training checkpoint at alignment step {state['align_step']} of {config.align_steps}, "
         f"step {state.get('step', 0)} of {config.steps}, "
-        f"boundary step {state.get('boundary_step', 0)} of {config.boundary_steps}"
+        f"cue step {state.get('cue_step', 0)} of {config.cue_steps}"
     )
     adapter.save(directory)
     state["config"] = asdict(config)
