@@ -6,8 +6,10 @@ first decoder step unless given.
 
 Decoding is openai-whisper's own beam search (its DecodingTask, BEAM_SIZE beams, given the
 encoded frames), which on natural held-out speech read far better than greedy decoding
-("How do I tie a tie?" greedy: "Haruai tai tai."; README "How a clip is read"). A beam
-that ends in a repeated block (Whisper loops on a clip cut short) keeps one copy of it.
+("How do I tie a tie?" greedy: "Haruai tai tai."; README "How a clip is read"). On a clip
+cut short of the 30 s window the beam may go on after the question, repeating it: a tail that
+repeats a block keeps one copy of it, and a sentence that starts the transcript over
+("How long does it take to walk a mile? How long does it") is cut off.
 `beam_size=1` is greedy decoding with a loop stop of its own, at a third of the cost.
 """
 
@@ -85,7 +87,9 @@ class Transcriber:
         tokens = list(_EncodedFramesTask(self.whisper, options).run(features)[0].tokens)
         while (period := repeated_tail(tokens)) is not None:
             tokens = tokens[:-period]  # a loop: keep one copy of the repeated block
-        return tokens
+        tokenizer = self.tokenizer(language)
+        sentence_ends = [tokenizer.decode([t]).rstrip().endswith((".", "?", "!")) for t in tokens]
+        return tokens[: restart(tokens, sentence_ends)]
 
     @torch.inference_mode()
     def score(
@@ -208,6 +212,19 @@ class PrefixTree:
             if parent >= 0:
                 sees[node] |= sees[parent]
         return torch.zeros(count, count).masked_fill(~sees, float("-inf"))
+
+
+def restart(tokens: list[int], sentence_ends: list[bool], min_sentence: int = 3) -> int:
+    """Where a transcript starts itself over: the first k (>= min_sentence) such that
+    tokens[k - 1] ends a sentence and tokens[k:] repeats the transcript's own beginning;
+    len(tokens) when it never does.
+
+    [How long ... mile ? How long] -> the position of the second "How".
+    """
+    for k in range(min_sentence, len(tokens)):
+        if sentence_ends[k - 1] and tokens[k:] == tokens[: len(tokens) - k]:
+            return k
+    return len(tokens)
 
 
 def repeated_tail(tokens: list[int], min_period: int = 4) -> int | None:

@@ -62,3 +62,10 @@ def choose_reading(
     whisper_scores = judge([decode(reading) for reading in candidates])
     totals = [a + options.whisper_weight * w for a, w in zip(adapter_scores, whisper_scores)]
     return candidates[max(range(len(candidates)), key=totals.__getitem__)]
+
+
+def greedy_reading(log_probs: torch.Tensor) -> list[int]:
+    """The adapter's greedy CTC read-out of frames log_probs [T, 1 + V]: the likeliest class
+    of each frame, repeats merged, blanks (class 0) dropped -> LM token ids."""
+    best = log_probs.argmax(-1).tolist()  # T
+    return [label - 1 for k, label in enumerate(best) if label != 0 and (k == 0 or best[k - 1] != label)]

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Debian packages Lunettes uses: espeak-ng (speech synthesis: test clips, spoken answers),
-# ffmpeg (audio formats libsndfile cannot read, e.g. WebM and M4A recordings), a C compiler
-# (gcc: the decoding kernel, fusion/kernels/gemv.c, is built once per machine) and, for the
-# browser tests only (LUNETTES_BROWSER_TESTS=1, set by `make test`), chromium; for adapter
-# training (LUNETTES_TRAINING=1, set by `make train` / `make eval`), more voices (flite), sox
-# for tempo and pitch changes, images with names (openclipart-png, gnome-backgrounds) and
-# short English sentences and a word list for the speech alignment sets (fortunes-min,
-# wamerican).
+# ffmpeg (audio formats libsndfile cannot read, e.g. WebM and M4A recordings) and a C compiler
+# (gcc: the decoding kernel, fusion/kernels/gemv.c, is built once per machine).
+# For the tests (LUNETTES_TESTS=1, set by `make test`): chromium (browser tests), flite (the
+# training smoke run and voice tests speak with it) and sox (tempo and pitch changes).
+# For adapter training and evaluation (LUNETTES_TRAINING=1, set by `make train` / `make eval`):
+# flite and sox too, images with names (openclipart-png, gnome-backgrounds, Tux Paint's named
+# stamps: tuxpaint-stamps-default), an emoji font for the held-out named images only
+# (fonts-noto-color-emoji), short English sentences and a word list (fortunes-min, wamerican).
 # Installs the missing ones when running as root with apt-get; otherwise says what to install.
 set -euo pipefail
 missing=()
@@ -19,6 +20,8 @@ if [ "${LUNETTES_TRAINING:-0}" = 1 ] || [ "${LUNETTES_TESTS:-0}" = 1 ]; then
 fi
 if [ "${LUNETTES_TRAINING:-0}" = 1 ]; then
     [ -d /usr/share/openclipart/png ] || missing+=(openclipart-png)
+    [ -d /usr/share/tuxpaint/stamps ] || missing+=(tuxpaint-stamps-default)
+    [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
     [ -d /usr/share/backgrounds/gnome ] || missing+=(gnome-backgrounds)
     [ -d /usr/share/games/fortunes ] || missing+=(fortunes-min)
     [ -f /usr/share/dict/words ] || missing+=(wamerican)

@@ -4,17 +4,25 @@ from app.adapter_status import adapter_figures
 from app.web_format import header_markdown
 
 DESCRIBED = {"language_model": "lm", "vision_encoder": "v", "audio_encoder": "a"}
+METRICS = {
+    "spoken_answered_as_typed": 0.9125, "spoken_reading_wer": 0.021,
+    "whisper_transcript_wer": 0.024, "named_images": 0.615, "label_named_images": 0.32,
+    "signs_read": 0.93, "template_questions_answered_as_typed": 0.82,
+}  # fmt: skip
 
 
-def test_trained_adapter_figures_are_shown_in_words():
-    metrics = {"answer_agreement": 0.8125, "repeat_wer": 0.061, "vision_naming": 0.655}
-    text = adapter_figures(metrics)
-    assert "answered as typed 81.2%" in text and "word error 6.1%" in text and "named 65.5%" in text
-    header = header_markdown(DESCRIBED | {"adapter": {"trained": True, "metrics": metrics}})
-    assert "**Adapter: trained**" in header and "81.2%" in header
+def test_trained_adapter_figures_are_the_natural_ones_in_words():
+    text = adapter_figures(METRICS)
+    assert "answered as typed 91.2%" in text and "read 2.1%" in text and "alone 2.4%" in text
+    assert "named as people name them 61.5%" in text and "own label 32.0%" in text
+    assert "word for word 93.0%" in text and "82" not in text  # template figures stay off
+    header = header_markdown(DESCRIBED | {"adapter": {"trained": True, "metrics": METRICS}})
+    assert "**Adapter: trained**" in header and "91.2%" in header
 
 
 def test_unevaluated_and_untrained_adapters_say_so():
-    assert adapter_figures({}) == "not evaluated yet"
+    assert adapter_figures({}) == "not evaluated on natural held-out data yet"
+    old = {"answer_agreement": 0.82, "repeat_wer": 0.05, "vision_naming": 0.8}  # template-only
+    assert adapter_figures(old) == "not evaluated on natural held-out data yet"
     header = header_markdown(DESCRIBED | {"adapter": {"trained": False, "metrics": {}}})
     assert "not trained yet" in header

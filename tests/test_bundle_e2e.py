@@ -161,6 +161,7 @@ def test_training_smoke_run_saves_a_trained_adapter(tmp_path):
 
     command = [sys.executable, "-m", "fusion.training", "train", "--smoke"]
     command += ["--checkpoint", str(tmp_path / "checkpoint"), "--out", str(tmp_path / "adapter")]
+    command += ["--data-dir", str(tmp_path / "data")]  # the user's own cached sets stay as they are
     result = subprocess.run(
         command, check=False, capture_output=True, text=True, timeout=600, cwd=ROOT
     )
@@ -169,4 +170,20 @@ def test_training_smoke_run_saves_a_trained_adapter(tmp_path):
     assert saved["trained"] is True
     assert set(saved["identities"]) == {"vision", "audio", "lm"}
     state = json.loads((tmp_path / "checkpoint" / "training_state.json").read_text())
-    assert (state["align_step"], state["step"], state["boundary_step"]) == (2, 3, 2)  # all kept
+    assert (state["align_step"], state["step"], state["cue_step"]) == (2, 3, 2)  # all kept
+
+
+NATURAL = "How long should I boil an egg?"  # an everyday question, not a training template
+
+
+def test_a_natural_question_in_the_neural_voice_is_answered_as_typed(model):
+    """The held-out neural (Piper joe) voice: the LM reads the words said and answers them as it
+    answers the same words typed."""
+    from fusion.conversation import Message, user
+    from fusion.training.evaluate import GREEDY, answer_text
+    from fusion.training.voices import NEURAL_VOICE, synthesize
+
+    spoken = user(speech=synthesize(NATURAL, NEURAL_VOICE))
+    answer = answer_text(model, [spoken], GREEDY)
+    assert normalise(model.tokenizer.decode(spoken.speech.reading)) == normalise(NATURAL)
+    assert answer == answer_text(model, [Message("user", NATURAL)], GREEDY)

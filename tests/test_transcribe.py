@@ -10,6 +10,7 @@ from encoders.transcribe import (
     Transcriber,
     Transcript,
     repeated_tail,
+    restart,
 )
 from tests.tiny import tone
 
@@ -80,6 +81,21 @@ def test_a_beam_that_loops_keeps_one_copy_of_the_block(whisper, features, monkey
     looped = DecodingResult(features, "en", tokens=words + words + words)
     monkeypatch.setattr("whisper.decoding.DecodingTask.run", lambda self, mel: [looped])
     assert beam(features, "en").text == "one two three four five"
+
+
+@pytest.mark.parametrize(
+    ("tokens", "ends", "kept"),
+    [
+        ([1, 2, 3, 9, 1, 2], [0, 0, 0, 1, 0, 0], 4),  # "a b c ? a b": starts over after "?"
+        ([1, 2, 3, 9, 1, 2, 3], [0, 0, 0, 1, 0, 0, 0], 4),
+        ([1, 2, 3, 9, 1], [0, 0, 0, 1, 0], 4),  # "Why ... winter? Why"
+        ([1, 2, 3, 9, 5, 6], [0, 0, 0, 1, 0, 0], 6),  # a second, different sentence is kept
+        ([1, 2, 3, 4, 1, 2], [0, 0, 0, 0, 0, 0], 6),  # no sentence end: kept whole
+        ([7, 9, 7], [0, 1, 0], 3),  # "No. No": shorter than a sentence, kept
+    ],
+)
+def test_a_transcript_that_starts_itself_over_is_cut_there(tokens, ends, kept):
+    assert restart(tokens, [bool(e) for e in ends]) == kept
 
 
 def test_beam_size_must_be_positive(whisper):

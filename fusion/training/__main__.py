@@ -2,7 +2,6 @@
 
 import argparse
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -12,12 +11,16 @@ from fusion.adapter import Adapter
 from fusion.bundle import ASSETS_DIR, UNTRAINED, BundleSpec, load_model
 
 DEFAULT_OUTPUT = ASSETS_DIR / "adapter"
+FULL_VISION, FULL_SIGNS = 200, 120  # the full held-out image and sign sets of `lunettes eval`
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fusion.training", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--cache-dir", type=Path, help="weights and training data cache")
+    common.add_argument(
+        "--data-dir", type=Path, help="the cached training and held-out sets (default: <cache>/training)"
+    )
     common.add_argument(
         "--clips-per-question", type=int, default=4, help="training voices per question"
     )
@@ -55,13 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         "--align-steps", type=int, default=8000, help="speech alignment (CTC) steps first"
     )
     train.add_argument(
-        "--boundary-steps", type=int, default=150, help="clip cue steps last (adapter.py)"
+        "--cue-steps", type=int, default=150, help="clip cue steps last (adapter.py)"
     )
     train.add_argument(
-        "--boundary-answer-weight",
+        "--cue-answer-weight",
         type=float,
         default=1.0,
-        help="weight of the follow-ups' KL against the repeats' loss in the boundary stage",
+        help="weight of the follow-ups' KL against the repeats' loss in the cue stage",
     )
     train.add_argument(
         "--checkpoint",
@@ -77,24 +80,34 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument(
         "--smoke", action="store_true", help="a seconds-long run on 3 questions/images (tests)"
     )
+    names = commands.add_parser(
+        "names", parents=[common], help="train the adapter's name head on named drawings"
+    )
+    names.add_argument("--adapter", type=Path, default=DEFAULT_OUTPUT, help="adapter to extend")
     evaluate = commands.add_parser(
         "eval", parents=[common], help="evaluate an adapter against the untrained baseline"
     )
     evaluate.add_argument("--adapter", type=Path, default=DEFAULT_OUTPUT)
     evaluate.add_argument(
-        "--speech-limit",
-        type=int,
-        default=None,
-        help="held-out spoken questions (default: all 242)",
+        "--speech-limit", type=int, default=None, help="clips per held-out speech set (default: all)"
     )
-    evaluate.add_argument("--vision-limit", type=int, default=200, help="held-out images")
+    evaluate.add_argument(
+        "--vision-limit", type=int, default=FULL_VISION, help="images per held-out image set"
+    )
+    evaluate.add_argument("--sign-limit", type=int, default=FULL_SIGNS, help="held-out signs")
     args = parser.parse_args(argv)
     if getattr(args, "smoke", False):
         args.limit, args.steps, args.batch_size, args.align_steps = 3, 3, 2, 2
-        args.boundary_steps, args.align_clips, args.vocab_clips, args.slot_clips = 2, 4, 3, 3
+        args.cue_steps, args.align_clips, args.vocab_clips, args.slot_clips = 2, 4, 3, 3
 
-    cache = (args.cache_dir or default_cache_dir()) / "training"
+    cache = args.data_dir or (args.cache_dir or default_cache_dir()) / "training"
     model = load_model(BundleSpec(cache_dir=args.cache_dir, adapter=UNTRAINED))
+    if args.command == "names":
+        model.adapter = Adapter.load(args.adapter, model.adapter.info.identities)
+        model.adapter = train_names(model, cache, args.limit)
+        model.adapter.save(args.adapter, dtype=torch.float16)
+        print(f"adapter with its name head saved to {args.adapter}")
+        return 0
     sets = load_sets(
         model,
         cache,
@@ -116,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             steps=args.steps,
             batch_size=args.batch_size,
             align_steps=args.align_steps,
-            boundary_steps=args.boundary_steps,
-            boundary_answer_weight=args.boundary_answer_weight,
+            cue_steps=args.cue_steps,
+            cue_answer_weight=args.cue_answer_weight,
         )
         checkpoint = args.checkpoint or cache / "checkpoint"
         run_training(
@@ -129,11 +142,12 @@ def main(argv: list[str] | None = None) -> int:
             training_device(args.device),
             align_extra=sets["speech-align"] + sets["speech-vocab"] + sets["speech-slots"],
         )
+        model.adapter = train_names(model, cache, args.limit)
         model.adapter.info.trained = True
         model.adapter.info.notes = (
             f"trained {config.align_steps} alignment steps (batch {config.align_batch_size}) "
             f"+ {config.steps} steps (batch {config.batch_size}) "
-            f"+ {config.boundary_steps} cue steps"
+            f"+ {config.cue_steps} cue steps + a name head on named drawings"
         )
         model.adapter.save(args.out, dtype=torch.float16)
         print(f"adapter saved to {args.out}")
@@ -197,6 +211,21 @@ def load_sets(
     return sets
 
 
+def train_names(model, cache: Path, limit: int | None):
+    """model.adapter with a name head trained on named drawings (train_names.py)."""
+    from fusion.training.name_data import build_name_set
+    from fusion.training.train_names import train_name_head, with_name_head
+
+    suffix = f"-limit{limit}" if limit else ""
+    data = build_name_set(model, cache / f"named-drawings{suffix}.pt", limit=limit)
+    if not data.vocabulary:
+        print("name head: no named drawings (tuxpaint-stamps-default, openclipart-png); skipped")
+        return model.adapter
+    head, figures = train_name_head(data)
+    print(f"name head: {len(head.names)} names, {figures}")
+    return with_name_head(model.adapter, head)
+
+
 def training_device(requested: str) -> str:
     """The device to train on: "auto" is "cuda" when torch sees a GPU, else "cpu"."""
     if requested != "auto":
@@ -205,39 +234,73 @@ def training_device(requested: str) -> str:
 
 
 def run_eval(model, sets: dict, args) -> int:
-    from fusion.training.evaluate import evaluate
+    from fusion.training import report
+    from fusion.training.evaluate import (
+        READERS,
+        evaluate_speech,
+        named_image_scores,
+        repeat_wer,
+        template_image_naming,
+        transcribed,
+    )
+    from fusion.training.named_images import named_images
+    from fusion.training.natural_speech import NATURAL_VOICES, build_natural_set
+    from fusion.training.sign_data import evaluate_reader, evaluate_signs, sign_examples
 
-    speech, vision = (
-        sets["speech-eval"][: args.speech_limit],
-        sets["vision-eval"][: args.vision_limit],
-    )
-    rows = [("untrained (baseline)", evaluate(model, speech, vision))]
     if (args.adapter / "adapter.json").is_file():
-        trained = Adapter.load(args.adapter, model.adapter.info.identities)
-        model.adapter = trained
-        reading, model.speech_reading = model.speech_reading, None
-        greedy = evaluate(model, speech, [])
-        model.speech_reading = reading
-        scores = evaluate(model, speech, vision)
-        rows.append((f"{args.adapter.name}, greedy reading, speech only", greedy))
-        rows.append((f"{args.adapter.name} ({trained.info.notes})", scores))
-        trained.info.metrics = {k: round(v, 4) for k, v in asdict(scores).items()}
-        trained.save_info(args.adapter)  # every surface reports these figures with the adapter
-    print(
-        f"held out: {len(speech)} spoken questions ({len({e.voice for e in speech})} unseen voices), "
-        f"{len(vision)} images"
+        model.adapter = Adapter.load(args.adapter, model.adapter.info.identities)
+    cache = args.data_dir or (args.cache_dir or default_cache_dir()) / "training"
+    natural = build_natural_set(cache / "natural-speech-eval.pt", "eval")[: args.speech_limit]
+    speech_sets = {
+        f"natural, {voice.name}": [c for c in natural if c.voice == voice.name]
+        for voice in NATURAL_VOICES
+    }
+    speech_sets["template questions"] = sets["speech-eval"][: args.speech_limit]
+    clips = {
+        name: transcribed(
+            model,
+            [item.text for item in items],
+            [
+                model.audio.encode(item.waveform)
+                if hasattr(item, "samples")
+                else item.features.float().unsqueeze(0)
+                for item in items
+            ],
+        )
+        for name, items in speech_sets.items()
+    }
+    typed: dict[str, str] = {}
+    speech = {
+        (reader, name): evaluate_speech(model, clips[name], READERS[reader], typed)
+        for reader in READERS
+        for name in clips
+    }
+    repeat = repeat_wer(model, clips["template questions"])
+    images = named_images(limit=args.vision_limit)
+    named, labelled = named_image_scores(model, images)
+    template_named = template_image_naming(model, sets["vision-eval"][: args.vision_limit])
+    signs = sign_examples(args.sign_limit)
+    signs_read = evaluate_signs(model, signs)
+    signs_ocr = evaluate_reader(model.text_reader.read, signs)
+    results = report.EvalResults(
+        speech=speech,
+        repeat_wer=repeat,
+        named_images=named,
+        label_named_images=labelled,
+        images=len(images),
+        template_images_named=template_named,
+        template_images=min(len(sets["vision-eval"]), args.vision_limit),
+        signs_read=signs_read,
+        signs_read_by_ocr=signs_ocr,
+        signs=len(signs),
     )
-    print(
-        f"{'adapter':<48} {'speech answer agreement':>24} {'repeat WER':>11} {'vision naming':>14}"
-    )
-    for name, s in rows:
-        vision_naming = f"{s.vision_naming:.1%}" if s.images else "-"
-        print(f"{name:<48} {s.answer_agreement:>23.1%} {s.repeat_wer:>10.1%} {vision_naming:>13}")
-    print(
-        "speech is read as the adapter's likeliest readings rescored by Whisper's decoder "
-        "(fusion/speech_reading.py); the greedy row reads the adapter's CTC alone"
-    )
-    print("targets: agreement >= 80%, repeat WER <= 15%, vision naming >= 60%")
+    print(report.table(results, model.adapter.info.notes))
+    if args.speech_limit is None and args.vision_limit == FULL_VISION and args.sign_limit == FULL_SIGNS:
+        model.adapter.info.metrics = report.metrics(results)
+        model.adapter.save_info(args.adapter)  # every surface shows these figures
+        print(f"figures saved with the adapter in {args.adapter}")
+    else:
+        print("a partial run: the adapter's saved figures are left as they were")
     return 0
 
 
