@@ -264,7 +264,7 @@ def run_ask(args: argparse.Namespace) -> int:
         "answer": "".join(answer).strip(),
         **({"transcript": transcript} if speech is not None else {}),
         # the words the language model was given for the clip (fusion/speech_reading.py)
-        **({"read_as": (stats.readings or [None])[0]} if speech is not None else {}),
+        **({"read_as": (stats.read_as or [None])[0]} if speech is not None else {}),
         "adapter": model.describe()["adapter"],
         "models": {k: v for k, v in model.describe().items() if k != "adapter"},
         "timings": {"load": round(load_ms, 1), **stats.timings_ms},

@@ -18,7 +18,7 @@ ERROR_MARK = "⚠️"
 SPOKEN_MARK = "🎙️"
 TIMING_MARK = "⏱️"
 UNREAD_MARK = "📎"
-UNDERSTOOD_MARK = "understood as:"  # the words the LM was given, when not the transcript's
+READ_AS_MARK = "read as:"  # the words the LM was given, when not the transcript's
 PENDING = "…"
 KEYBOARD_HELP = (
     "Keyboard: **Alt+M** goes to the message box, **Enter** sends, **Shift+Enter** starts a new "
@@ -59,9 +59,9 @@ def question_message(turn: Turn) -> dict:
         if said is None:
             said = PENDING
         lines.append(f"{SPOKEN_MARK} {said.strip() or '(no words recognised)'}")
-        understood = turn.stats.readings[0] if turn.stats and turn.stats.readings else None
-        if understood and _words(understood) != _words(said):
-            lines.append(f"*{UNDERSTOOD_MARK}* {understood.strip()}")
+        read_as = turn.stats.read_as[0] if turn.stats and turn.stats.read_as else None
+        if read_as and _words(read_as) != _words(said):
+            lines.append(f"*{READ_AS_MARK}* {read_as.strip()}")
     if turn.text:
         lines.append(turn.text)
     lines += [f"{UNREAD_MARK} {name}" for name in turn.unread]
@@ -167,4 +167,14 @@ def header_markdown(described: dict) -> str:
         "Everything runs on this computer.\n\n"
         f"{adapter_line} Language model: {described['language_model']} · "
         f"vision: {described['vision_encoder']} · speech: {described['audio_encoder']}."
+        + _receives_line(described.get("receives"))
+    )
+
+
+def _receives_line(receives: dict | None) -> str:
+    if not receives:
+        return ""
+    return (
+        f"\n\nThe language model receives, for a photo: {receives['photo']}; "
+        f"for speech: {receives['speech']}."
     )

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 
 import torch
-from whisper.decoding import DecodingOptions, DecodingTask
+from whisper.decoding import DecodingOptions, DecodingTask, MaximumLikelihoodRanker
 from whisper.model import Whisper, disable_sdpa
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
@@ -30,6 +30,9 @@ BEAM_SIZE = 5  # openai-whisper's own default for beam search
 class Transcript:
     text: str
     language: str
+    # Every reading the beam finished with, cleaned as `text` is, Whisper's best first
+    # (text itself); only `text` when decoding is greedy. Another judge may choose among them.
+    alternatives: tuple[str, ...] = ()
 
 
 class Transcriber:
@@ -64,32 +67,36 @@ class Transcriber:
                 )  # before the hooks: it must not fill the cache
             tokenizer = self.tokenizer(language or "en")
             if self.beam_size > 1:
-                tokens = self._beam(features, language or "en", max_tokens)
+                readings = self._beam(features, tokenizer, max_tokens)
             else:
                 cache, hooks = self.whisper.install_kv_cache_hooks()
                 try:
-                    tokens = self._greedy(features, tokenizer, max_tokens, cache)
+                    readings = [self._greedy(features, tokenizer, max_tokens, cache)]
                 finally:
                     for hook in hooks:
                         hook.remove()
-        return Transcript(text=tokenizer.decode(tokens).strip(), language=language or "en")
+        texts = [tokenizer.decode(tokens).strip() for tokens in readings]
+        alternatives = tuple(dict.fromkeys(text for text in texts if text))
+        return Transcript(texts[0], language or "en", alternatives or (texts[0],))
 
-    def _beam(self, features: torch.Tensor, language: str, max_tokens: int) -> list[int]:
-        """openai-whisper's beam search over the encoded frames [1, T, D]."""
+    def _beam(
+        self, features: torch.Tensor, tokenizer: Tokenizer, max_tokens: int
+    ) -> list[list[int]]:
+        """openai-whisper's beam search over the encoded frames [1, T, D] -> every finished
+        reading, cleaned of loops and restarts, the library's choice first."""
         options = DecodingOptions(
             task="transcribe",
-            language=language,
+            language=tokenizer.language,
             beam_size=self.beam_size,
             sample_len=max_tokens,
             without_timestamps=True,
             fp16=features.dtype == torch.float16,
         )
-        tokens = list(_EncodedFramesTask(self.whisper, options).run(features)[0].tokens)
-        while (period := repeated_tail(tokens)) is not None:
-            tokens = tokens[:-period]  # a loop: keep one copy of the repeated block
-        tokenizer = self.tokenizer(language)
-        sentence_ends = [tokenizer.decode([t]).rstrip().endswith((".", "?", "!")) for t in tokens]
-        return tokens[: restart(tokens, sentence_ends)]
+        task = _EncodedFramesTask(self.whisper, options)
+        task.sequence_ranker = ranker = _KeepingRanker(options.length_penalty)
+        best = list(task.run(features)[0].tokens)
+        readings = [best] + [c for c in ranker.candidates if c != best]
+        return [_cleaned(tokens, tokenizer) for tokens in readings]
 
     @torch.inference_mode()
     def score(
@@ -172,6 +179,26 @@ class Transcriber:
                 return generated[:-period]  # a loop: keep one copy of the repeated block
             tokens = torch.tensor([[token]])
         return generated
+
+
+def _cleaned(tokens: list[int], tokenizer: Tokenizer) -> list[int]:
+    tokens = [t for t in tokens if t < tokenizer.eot]  # text only: no timestamp or task tokens
+    while (period := repeated_tail(tokens)) is not None:
+        tokens = tokens[:-period]  # a loop: keep one copy of the repeated block
+    sentence_ends = [tokenizer.decode([t]).rstrip().endswith((".", "?", "!")) for t in tokens]
+    return tokens[: restart(tokens, sentence_ends)]
+
+
+class _KeepingRanker(MaximumLikelihoodRanker):
+    """openai-whisper's ranking, which also keeps every finished candidate (one audio)."""
+
+    def __init__(self, length_penalty: float | None):
+        super().__init__(length_penalty)
+        self.candidates: list[list[int]] = []
+
+    def rank(self, tokens, sum_logprobs):
+        self.candidates = [t.tolist() for t in tokens[0]]
+        return super().rank(tokens, sum_logprobs)
 
 
 class _EncodedFramesTask(DecodingTask):

@@ -19,6 +19,11 @@ class ImageLabeller:
         self.names = names
 
     @torch.inference_mode()
+    def probabilities(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, N, C] -> each class's probability [B, K]."""
+        return self.head(tokens.float().mean(dim=1).cpu()).softmax(-1)  # head stays on CPU
+
+    @torch.inference_mode()
     def top(self, tokens: torch.Tensor, k: int = 5) -> torch.Tensor:
         """tokens [B, N, C] -> the k best class ids [B, k], best first."""
         return self.head(tokens.float().mean(dim=1).cpu()).topk(k).indices  # head stays on CPU

@@ -1,8 +1,9 @@
 """A conversation: messages whose user turns may hold photos and speech.
 
-Encoder features and transcripts are computed once per medium and kept on it, so a
-follow-up question re-uses the photo of an earlier turn without encoding it again. A
-conversation belongs to one person's session; nothing here is shared between sessions.
+Encoder features, transcripts and the text read in a photo are computed once per medium and
+kept on it, so a follow-up question re-uses the photo of an earlier turn without encoding (or
+reading) it again. A conversation belongs to one person's session; nothing here is shared
+between sessions.
 """
 
 from dataclasses import dataclass, field
@@ -12,11 +13,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from encoders.text_reader import TextLine
+
 
 @dataclass(eq=False)
 class Photo:
     image: Image.Image  # RGB, as read by encoders.image_io.load_image
     features: torch.Tensor | None = None  # [1, N, C] vision tokens, filled on first use
+    text_lines: list[TextLine] | None = None  # its text, in reading order, once asked to read
 
 
 @dataclass(eq=False)
@@ -26,6 +30,7 @@ class Speech:
     transcript: str | None = None  # what was said, filled on first use
     language: str | None = None
     reading: list[int] | None = None  # the LM tokens it was read as (speech_reading.py), on first use
+    heard: tuple[str, ...] = ()  # Whisper's readings of it, its best (transcript) first
 
 
 @dataclass(eq=False)

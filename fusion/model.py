@@ -14,14 +14,18 @@ import torch
 
 from encoders.audio import AudioEncoder
 from encoders.errors import InputError
+from encoders.text_reader import TextReader
 from encoders.transcribe import Transcriber
 from encoders.vision import VisionEncoder
 from fusion.adapter import Adapter
 from fusion.conversation import Message, Photo, Speech
 from fusion.generate import GenerationOptions, IncrementalText, generate_tokens
+from fusion.name_head import class_vote_matrix
+from fusion.photo_text.prompt import text_in_photos
+from fusion.photo_text.request import photos_to_read
 from fusion.placeholders import expand_placeholders, new_marker
 from fusion.prompt_layout import PromptLayout, Scope, layout
-from fusion.speech_reading import DEFAULT_READING, ReadingOptions, choose_reading
+from fusion.speech_reading import DEFAULT_READING, ReadingOptions, choose_reading, lm_log_probs
 from fusion.splice import splice
 
 # Plain on purpose: a 135M model answers worse when told it is a named product in glasses.
@@ -42,13 +46,13 @@ class Chunk:
 class Stats:
     timings_ms: dict[
         str, float
-    ]  # encode_image, encode_audio, transcribe, prefill, first_token, total
+    ]  # encode_image, encode_audio, transcribe, read_speech, ocr, first_token, total
     new_tokens: int
     tokens_per_s: float  # decoding speed after the first token
     prompt_tokens: dict[str, int]  # text / image / audio
     finish_reason: str  # "stop" (end of answer or a stop string) or "length"
     transcripts: list[str] = field(default_factory=list)  # of the speech in the last user turn
-    readings: list[str] = field(default_factory=list)  # what the LM read for that speech, as text
+    read_as: list[str] = field(default_factory=list)  # the words the LM read for that speech
 
 
 @dataclass
@@ -69,6 +73,7 @@ class LunettesModel:
         lm_name: str,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         speech_reading: ReadingOptions | None = DEFAULT_READING,
+        text_reader: TextReader | None = None,
     ):
         self.lm = lm
         self.tokenizer = tokenizer
@@ -80,6 +85,7 @@ class LunettesModel:
         # None: a clip is the adapter's own projection (greedy CTC read-out, as in training)
         self.speech_reading = speech_reading
         self.transcriber = Transcriber(audio.whisper)
+        self.text_reader = text_reader or TextReader()  # OCR, loaded when first asked to read
         self.context_length = getattr(lm.config, "max_position_embeddings", 2048)
         self.stop_ids = _stop_ids(lm, tokenizer)
 
@@ -91,16 +97,44 @@ class LunettesModel:
             "vision_encoder": self.vision.name,
             "audio_encoder": self.audio.name,
             "adapter": {"trained": info.trained, "metrics": info.metrics, "notes": info.notes},
+            "receives": self.receives(),
+        }
+
+    def receives(self) -> dict[str, str]:
+        """What the language model is given for each kind of input, in words."""
+        names = self.adapter.image_names
+        naming = (
+            "the adapter's name head's best name for it ('a penguin'; 'perhaps a penguin' when "
+            "unsure), the vision tower's ImageNet classes voting"
+            if names is not None
+            else "the vision tower's top ImageNet label"
+            if self.vision.labeller is not None
+            else "nothing more"
+        )
+        speech = (
+            "the words Whisper heard (its beam search's readings, the likeliest by Whisper and "
+            "the language model), as the language model's own tokens"
+            if self.reads_speech
+            else "the adapter's projection of Whisper's encoder frames"
+        )
+        return {
+            "text": "its own tokens, through the chat template",
+            "photo": f"{self.vision.num_tokens} projected vision tokens, then the words of "
+            f"{naming}; when the message asks to read, the text OCR found in it, in reading order",
+            "speech": speech
+            + (", between two learned cue vectors" if self.adapter.audio_cues is not None else ""),
         }
 
     def encode_media(self, messages: Sequence[Message]) -> dict[str, float]:
         """Encode every photo and clip that has no features yet; transcribe and read (as LM
-        tokens, read_speech) new speech.
+        tokens, read_speech) new speech; read the text in the photos that a message asks to
+        read (photo_text/request.py), once per photo.
 
         Returns the time spent, in milliseconds, under encode_image / encode_audio /
-        transcribe / read_speech.
+        transcribe / read_speech / ocr.
         """
         timings = {"encode_image": 0.0, "encode_audio": 0.0, "transcribe": 0.0, "read_speech": 0.0}
+        timings["ocr"] = 0.0
         new_photos = [p for m in messages for p in m.photos if p.features is None]
         if new_photos:
             start = time.perf_counter()
@@ -116,6 +150,7 @@ class LunettesModel:
             start = time.perf_counter()
             transcript = self.transcriber(speech.features)
             speech.transcript, speech.language = transcript.text, transcript.language
+            speech.heard = transcript.alternatives
             timings["transcribe"] += _ms_since(start)
         if self.reads_speech:
             vocabulary = self.lm.get_input_embeddings().weight
@@ -123,6 +158,17 @@ class LunettesModel:
                 start = time.perf_counter()
                 self.read_speech(speech, vocabulary)
                 timings["read_speech"] += _ms_since(start)
+        unread = {  # after transcription: a spoken "what does it say?" asks too
+            id(photo): photo
+            for photos in photos_to_read(messages).values()
+            for photo in photos
+            if photo.text_lines is None and photo.image is not None
+        }
+        if unread:
+            start = time.perf_counter()
+            for photo in unread.values():
+                photo.text_lines = self.text_reader.read(photo.image)
+            timings["ocr"] = _ms_since(start)
         return timings
 
     def build_inputs(self, messages: Sequence[Message]) -> PromptInputs:
@@ -130,15 +176,18 @@ class LunettesModel:
         marker = new_marker()
         chat, media = [], []  # media: (modality, Photo | Speech | None) in prompt order
         cued = self.adapter.audio_cues is not None  # clips wrapped in scoped cues
+        to_read = photos_to_read(messages)
         if self.system_prompt and (not messages or messages[0].role != "system"):
             chat.append({"role": "system", "content": self.system_prompt})
-        for message in messages:
+        for index, message in enumerate(messages):
             if marker in message.text:  # a fresh random marker: only a collision could do this
                 raise InputError("message text collides with the media marker; please resend")
             parts = []
             for photo in message.photos:
                 parts.append(marker)
                 media.append(("image", photo))
+            if index in to_read and (read := text_in_photos(to_read[index])):
+                parts.append(read)  # what OCR read in them, after the photo tokens
             if message.speech is not None:
                 parts.append(marker)
                 media.append(("audio", message.speech))
@@ -187,21 +236,39 @@ class LunettesModel:
     ) -> torch.Tensor:
         """One encoded medium -> its LM input embeddings [T', D]: the adapter's projection of
         its features [1, T, C] (a clip read as tokens when the model reads speech,
-        read_speech), then, for a photo whose encoder has a labeller and an adapter that reads
-        labels, the embeddings of its top label's words ("a tabby cat")."""
+        read_speech), then, for a photo and an adapter that reads labels, the embeddings of
+        the words naming it: the adapter's name head's ("a penguin", "perhaps a penguin") when
+        it has one, else the vision labeller's top label ("a king penguin")."""
         features = medium.features.to(embed.weight.device)
         if kind == "audio" and self.reads_speech:
             reading = self.read_speech(medium, embed.weight)
             if reading:
                 return self.adapter.project_reading(reading, embed.weight)
         tokens = self.adapter.project(kind, features, embed.weight)
-        labeller = self.vision.labeller
-        if kind != "image" or labeller is None or not self.adapter.config.image_label:
+        if kind != "image" or not self.adapter.config.image_label:
             return tokens
-        phrase = labeller.phrase(medium.features)  # on the vision encoder's own device
+        phrase = self.photo_phrase(medium)
+        if phrase is None:
+            return tokens
         words = self.tokenizer.encode(phrase, add_special_tokens=False)
         label = embed(torch.tensor(words, device=tokens.device))  # W, D
         return torch.cat([tokens, label.to(tokens.dtype)])
+
+    def photo_phrase(self, photo: Photo) -> str | None:
+        """The words that name an encoded photo for the LM, or None when nothing can: the
+        name head's, with the labeller's classes voting when there is one (name_head.py)."""
+        names, labeller = self.adapter.image_names, self.vision.labeller
+        if names is not None:
+            votes = None
+            if labeller is not None:
+                key = (id(names), id(labeller))
+                if getattr(self, "_vote_matrix", (None,))[0] != key:  # built once per pair
+                    self._vote_matrix = (key, class_vote_matrix(labeller.names, names.names))
+                votes = labeller.probabilities(photo.features) @ self._vote_matrix[1]  # 1, K
+            return names.phrase(photo.features, votes)
+        if labeller is not None:
+            return self.vision.labeller.phrase(photo.features)  # on the encoder's own device
+        return None
 
     @property
     def reads_speech(self) -> bool:
@@ -211,21 +278,29 @@ class LunettesModel:
 
     @torch.inference_mode()
     def read_speech(self, speech: Speech, vocabulary: torch.Tensor) -> list[int]:
-        """The LM tokens a clip is read as, chosen once per clip and kept on it: the
-        adapter's likeliest readings, rescored with Whisper's decoder (speech_reading.py)."""
+        """The LM tokens a clip is read as, chosen once per clip and kept on it: Whisper's
+        readings, judged by Whisper's decoder and the LM (speech_reading.py)."""
         if speech.reading is None:
+            options = self.speech_reading
             features = speech.features.to(vocabulary.device)  # 1, T, C
-            heard = (
-                self.tokenizer.encode(speech.transcript.strip(), add_special_tokens=False)
-                if speech.transcript
-                else None
+            heard = [
+                self.tokenizer.encode(text.strip(), add_special_tokens=False)
+                for text in (speech.heard or ([speech.transcript] if speech.transcript else []))
+            ]
+
+            def judge(texts: list[str]) -> list[float]:
+                whisper = self.transcriber.score(features, texts, speech.language)
+                lm = lm_log_probs(self.lm, self.tokenizer, texts) if options.lm_weight else None
+                return [
+                    options.whisper_weight * w + (options.lm_weight * lm[i] if lm else 0.0)
+                    for i, w in enumerate(whisper)
+                ]
+
+            log_probs = (
+                self.adapter.audio_log_probs(features, vocabulary) if options.adapter_beam else None
             )
             speech.reading = choose_reading(
-                self.adapter.audio_log_probs(features, vocabulary),
-                heard,
-                self.tokenizer.decode,
-                lambda texts: self.transcriber.score(features, texts, speech.language),
-                self.speech_reading,
+                log_probs, heard, self.tokenizer.decode, judge, options
             )
         return speech.reading
 
@@ -286,7 +361,7 @@ class LunettesModel:
             prompt_tokens=inputs.prompt_tokens,
             finish_reason="stop" if stopped or new_tokens < options.max_new_tokens else "length",
             transcripts=[last_user.speech.transcript] if last_user and last_user.speech else [],
-            readings=[self.tokenizer.decode(last_user.speech.reading)]
+            read_as=[self.tokenizer.decode(last_user.speech.reading)]
             if last_user and last_user.speech and last_user.speech.reading
             else [],
         )

@@ -26,3 +26,10 @@ def test_unevaluated_and_untrained_adapters_say_so():
     assert adapter_figures(old) == "not evaluated on natural held-out data yet"
     header = header_markdown(DESCRIBED | {"adapter": {"trained": False, "metrics": {}}})
     assert "not trained yet" in header
+
+
+def test_the_header_says_what_the_model_receives(model):
+    described = model.describe()
+    assert set(described["receives"]) == {"text", "photo", "speech"}
+    header = header_markdown(described)
+    assert "receives, for a photo:" in header and described["receives"]["speech"] in header

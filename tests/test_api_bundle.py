@@ -60,7 +60,7 @@ def test_spoken_question_and_photo_through_the_openai_client(client, spoken_wav)
     assert 49 < details.image_tokens <= 49 + 12
     assert details.audio_tokens > 0 and details.text_tokens > 0
     assert normalise(completion.lunettes["heard"][0]) == normalise(SPOKEN)
-    assert len(completion.lunettes["understood"]) == 1  # what the LM was given for the clip
+    assert len(completion.lunettes["read_as"]) == 1  # what the LM was given for the clip
     assert completion.lunettes["adapter_trained"] is True  # the shipped, trained adapter
 
 

@@ -67,7 +67,7 @@ def test_client_gets_an_answer_with_usage_by_modality(client, model, kind):
         == completion.usage.prompt_tokens
     )
     assert len(completion.lunettes["heard"]) == ("speech" in kind)
-    assert len(completion.lunettes["understood"]) == ("speech" in kind)
+    assert len(completion.lunettes["read_as"]) == ("speech" in kind)
 
 
 @pytest.mark.parametrize("kind", ["text", "photo and speech"])

@@ -66,3 +66,22 @@ def test_no_training_source_draws_on_emoji():
     sources = [str(name_data.STAMPS_DIR), str(name_data.CLIPART_DIR)]
     sources += [str(d) for d in vision_data.WALLPAPER_DIRS] + [str(vision_data.CLIPART_DIR)]
     assert all(not s.startswith(emoji_font) and "emoji" not in s.lower() for s in sources)
+
+
+def test_classes_vote_for_the_names_among_their_words():
+    from fusion.name_head import class_vote_matrix
+
+    matrix = class_vote_matrix(["tabby cat", "tea cup", "espresso"], ["cat", "cup", "tea"])
+    votes = torch.tensor([[0.5, 0.4, 0.1]]) @ matrix  # 1, K
+    assert torch.allclose(votes, torch.tensor([[0.5, 0.2, 0.2]]))  # espresso: no name, no vote
+
+
+def test_votes_join_the_heads_own_probabilities():
+    head = NameHead(4, ["cat", "flower"], sure_above=0.5)
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        head.linear.bias.copy_(torch.tensor([0.0, 1.0]))  # the head alone: flower (0.73)
+    tokens = torch.zeros(1, 3, 4)
+    assert head.phrase(tokens) == "a flower"
+    assert head.phrase(tokens, torch.tensor([[0.9, 0.0]])) == "a cat"  # (0.27 + 0.9) / 2
+    assert head.phrase(tokens, torch.tensor([[0.0, 0.0]])) == "perhaps a flower"  # 0.37

@@ -1,4 +1,5 @@
-"""Choosing what a clip says: the adapter's readings, rescored by a judge (Whisper)."""
+"""Choosing what a clip says: Whisper's readings (and, when asked, the adapter's), judged by
+Whisper's decoder and the language model."""
 
 import math
 
@@ -6,10 +7,10 @@ import pytest
 import torch
 
 from fusion.conversation import user
-from fusion.speech_reading import ReadingOptions, choose_reading
+from fusion.speech_reading import DEFAULT_READING, ReadingOptions, choose_reading, lm_log_probs
 from tests.tiny import tone
 
-OPTIONS = ReadingOptions(beam=4, whisper_weight=1.0)
+OPTIONS = ReadingOptions(adapter_beam=4)  # the adapter's readings join Whisper's
 
 
 def _peaked(frames: list[int | None], tokens: int = 5, sure: float = 0.9) -> torch.Tensor:
@@ -36,7 +37,7 @@ def test_the_adapters_best_reading_is_kept_when_the_judge_agrees():
     log_probs = _peaked([1, None, 2, 2, None, 3])
     calls = []
     assert choose_reading(
-        log_probs, None, _decode, _judge_preferring("w1 w2 w3", calls), OPTIONS
+        log_probs, [], _decode, _judge_preferring("w1 w2 w3", calls), OPTIONS
     ) == [1, 2, 3]
     assert calls and "w1 w2 w3" in calls[0]
 
@@ -45,16 +46,16 @@ def test_the_judge_picks_a_less_likely_reading_the_frames_allow():
     log_probs = _peaked([1, 2, 3])
     log_probs[1] = torch.tensor([0.02, 0.02, 0.02, 0.5, 0.02, 0.42]).log()  # token 2 or 4
     calls = []
-    chosen = choose_reading(log_probs, None, _decode, _judge_preferring("w1 w4 w3", calls), OPTIONS)
+    chosen = choose_reading(log_probs, [], _decode, _judge_preferring("w1 w4 w3", calls), OPTIONS)
     assert chosen == [1, 4, 3]
-    assert len(calls[0]) == OPTIONS.beam and calls[0][0] == "w1 w2 w3"
+    assert len(calls[0]) == OPTIONS.adapter_beam and calls[0][0] == "w1 w2 w3"
 
 
 def test_what_whisper_heard_joins_the_candidates():
     log_probs = _peaked([1, None, 2, None, 3], sure=0.6)
     calls = []
     chosen = choose_reading(
-        log_probs, [1, 4, 3], _decode, _judge_preferring("w1 w4 w3", calls), OPTIONS
+        log_probs, [[1, 4, 3]], _decode, _judge_preferring("w1 w4 w3", calls), OPTIONS
     )
     assert chosen == [1, 4, 3]
     assert "w1 w4 w3" in calls[0]
@@ -62,7 +63,7 @@ def test_what_whisper_heard_joins_the_candidates():
 
 def test_a_hearing_the_frames_cannot_hold_never_wins():
     log_probs = _peaked([1, None, 2])
-    heard = [1, 2, 3, 4]  # four tokens in three frames
+    heard = [[1, 2, 3, 4]]  # four tokens in three frames
     calls = []
     chosen = choose_reading(
         log_probs, heard, _decode, _judge_preferring("w1 w2 w3 w4", calls), OPTIONS
@@ -74,15 +75,33 @@ def test_agreement_with_whisper_needs_no_judge():
     def judge(texts):
         raise AssertionError("the judge should not be asked")
 
-    assert choose_reading(_peaked([1, None, 2]), [1, 2], _decode, judge, OPTIONS) == [1, 2]
+    assert choose_reading(_peaked([1, None, 2]), [[1, 2]], _decode, judge, OPTIONS) == [1, 2]
 
 
 def test_a_silent_clip_reads_as_nothing():
     log_probs = _peaked([None, None, None], sure=1 - 1e-9)
-    assert choose_reading(log_probs, None, _decode, _judge_preferring("", []), OPTIONS) == []
+    assert choose_reading(log_probs, [], _decode, _judge_preferring("", []), OPTIONS) == []
+
+
+def test_by_default_the_judges_choose_among_whispers_readings_alone():
+    calls = []
+    heard = [[1, 2, 3], [1, 2, 4], [1, 2, 3]]  # Whisper's best first; a duplicate
+    chosen = choose_reading(None, heard, _decode, _judge_preferring("w1 w2 w4", calls), DEFAULT_READING)
+    assert chosen == [1, 2, 4] and calls == [["w1 w2 w3", "w1 w2 w4"]]  # no adapter reading
+    assert choose_reading(None, heard[:1], _decode, None, DEFAULT_READING) == [1, 2, 3]  # no judge
+
+
+def test_the_lm_scores_a_message_by_its_own_tokens(model):
+    tokenizer = model.tokenizer
+    scores = lm_log_probs(model.lm, tokenizer, ["a b", "a b c d", "a b"])
+    assert scores[0] == pytest.approx(scores[2], abs=1e-4)  # batching and padding change nothing
+    assert all(s < 0 for s in scores)
+    alone = lm_log_probs(model.lm, tokenizer, ["a b c d"])[0]
+    assert scores[1] == pytest.approx(alone, abs=1e-4)
 
 
 def test_the_model_reads_each_clip_once_and_keeps_the_reading(model, monkeypatch):
+    monkeypatch.setattr(model, "speech_reading", ReadingOptions(adapter_beam=4))
     scored = []
     score = model.transcriber.score
     monkeypatch.setattr(

@@ -138,8 +138,8 @@ def test_training_runs_on_cuda_in_bfloat16_and_leaves_the_model_where_it_was(fre
 def test_training_reads_clips_through_the_projector_and_restores_reading(
     fresh_model, tmp_path, monkeypatch
 ):
-    """Rescoring picks readings without gradients, so training must not use it (the LM's loss
-    would never reach the audio projector); the model reads speech as before afterwards."""
+    """Training reads clips by the adapter's own CTC head, never by Whisper's readings (the
+    tasks must see the adapter's reading); the model reads speech as before afterwards."""
     model = fresh_model
     speech, _ = examples(model)
 

@@ -98,6 +98,14 @@ def test_a_transcript_that_starts_itself_over_is_cut_there(tokens, ends, kept):
     assert restart(tokens, [bool(e) for e in ends]) == kept
 
 
+def test_alternatives_are_the_beams_readings_whispers_best_first(whisper, features):
+    beam = Transcriber(whisper, beam_size=5)(features, "en")
+    assert beam.alternatives[0] == beam.text or not beam.text
+    assert 1 <= len(beam.alternatives) <= 5 and len(set(beam.alternatives)) == len(beam.alternatives)
+    greedy = Transcriber(whisper, beam_size=1)(features, "en")
+    assert greedy.alternatives == (greedy.text,)
+
+
 def test_beam_size_must_be_positive(whisper):
     with pytest.raises(ValueError, match="beam_size must be at least 1, got 0"):
         Transcriber(whisper, beam_size=0)

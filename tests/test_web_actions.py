@@ -204,7 +204,7 @@ def test_timing_line_names_each_stage():
 
 
 def test_a_spoken_question_read_otherwise_than_transcribed_says_so(session):
-    from app.web_format import UNDERSTOOD_MARK
+    from app.web_format import READ_AS_MARK
     from fusion.conversation import user
 
     session.turns.append(Turn("", user(speech=tone(0.5))))
@@ -213,13 +213,13 @@ def test_a_spoken_question_read_otherwise_than_transcribed_says_so(session):
     stats = Stats(timings_ms={"first_token": 1.0, "total": 2.0}, new_tokens=1, tokens_per_s=0.0,
                   prompt_tokens={}, finish_reason="stop")  # fmt: skip
     turn.stats = stats
-    stats.readings = ["what is a light house used for"]  # the same words: nothing more is shown
+    stats.read_as = ["what is a light house used for"]  # the same words: nothing more is shown
     assert texts(chat_messages(session.turns)[0]) == [
         f"{SPOKEN_MARK} What is a light house used for?"
     ]
-    stats.readings = ["What is a lighthouse used for?"]
+    stats.read_as = ["What is a lighthouse used for?"]
     assert texts(chat_messages(session.turns)[0]) == [
-        f"{SPOKEN_MARK} What is a light house used for?\n\n*{UNDERSTOOD_MARK}* What is a lighthouse used for?"
+        f"{SPOKEN_MARK} What is a light house used for?\n\n*{READ_AS_MARK}* What is a lighthouse used for?"
     ]
 
 

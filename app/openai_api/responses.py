@@ -60,7 +60,7 @@ class Answer:
         extension = {"heard": heard, "adapter_trained": self.adapter_trained}
         if stats is not None:
             extension |= {
-                "understood": stats.readings,  # the words the LM was given for the last turn's clip
+                "read_as": stats.read_as,  # the words the LM was given for the last turn's clip
                 "timings_ms": stats.timings_ms,
                 "tokens_per_s": stats.tokens_per_s,
             }

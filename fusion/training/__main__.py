@@ -213,6 +213,7 @@ def load_sets(
 
 def train_names(model, cache: Path, limit: int | None):
     """model.adapter with a name head trained on named drawings (train_names.py)."""
+    from fusion.name_head import class_vote_matrix
     from fusion.training.name_data import build_name_set
     from fusion.training.train_names import train_name_head, with_name_head
 
@@ -221,7 +222,15 @@ def train_names(model, cache: Path, limit: int | None):
     if not data.vocabulary:
         print("name head: no named drawings (tuxpaint-stamps-default, openclipart-png); skipped")
         return model.adapter
-    head, figures = train_name_head(data)
+    labeller = model.vision.labeller
+    votes = None
+    if labeller is not None:
+        matrix = class_vote_matrix(labeller.names, data.vocabulary)
+
+        def votes(means):  # mean tokens [M, C] -> votes [M, K]
+            return labeller.probabilities(means[:, None, :]) @ matrix
+
+    head, figures = train_name_head(data, votes=votes)
     print(f"name head: {len(head.names)} names, {figures}")
     return with_name_head(model.adapter, head)
 

@@ -77,6 +77,7 @@ class SpokenClip:
     features: torch.Tensor  # [1, T, C] Whisper encoder frames
     transcript: str  # Whisper's, decoded as the app decodes
     language: str
+    heard: tuple[str, ...] = ()  # all of Whisper's readings, its transcript first
 
 
 def answer_text(model: LunettesModel, messages: list[Message], options: GenerationOptions) -> str:
@@ -88,7 +89,7 @@ def transcribed(model: LunettesModel, texts: list[str], features: list[torch.Ten
     clips = []
     for text, frames in zip(texts, tqdm(features, desc="transcribe")):
         heard = model.transcriber(frames)
-        clips.append(SpokenClip(text, frames, heard.text, heard.language))
+        clips.append(SpokenClip(text, frames, heard.text, heard.language, heard.alternatives))
     return clips
 
 
@@ -104,7 +105,7 @@ def evaluate_speech(
         if clip.text not in typed:
             typed[clip.text] = answer_text(model, [Message("user", clip.text)], GREEDY)
         speech = Speech(
-            np.zeros(0, np.float32), clip.features, clip.transcript, clip.language
+            np.zeros(0, np.float32), clip.features, clip.transcript, clip.language, heard=clip.heard
         )
         speech.reading = reader(model, speech)
         spoken = answer_text(model, [Message("user", speech=speech)], GREEDY)
@@ -119,7 +120,9 @@ def repeat_wer(model: LunettesModel, clips: list[SpokenClip]) -> float:
     """Word error of "Repeat exactly what I said." with each clip, read as the app reads it."""
     errors, words = 0, 0
     for clip in tqdm(clips, desc="eval repeat"):
-        speech = Speech(np.zeros(0, np.float32), clip.features, clip.transcript, clip.language)
+        speech = Speech(
+            np.zeros(0, np.float32), clip.features, clip.transcript, clip.language, heard=clip.heard
+        )
         said = answer_text(model, [Message("user", REPEAT_PROMPT, speech=speech)], REPEAT)
         reference = normalise_words(clip.text)
         errors += edit_distance(reference, normalise_words(said))

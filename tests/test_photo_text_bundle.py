@@ -1,0 +1,44 @@
+"""Text in view on the real embedded bundle: a sign is read word for word, other questions
+about a photo never run OCR."""
+
+import random
+
+import pytest
+
+from fusion.conversation import user
+from fusion.generate import GenerationOptions
+from fusion.model import Chunk, Stats
+from fusion.training.sign_data import SIGN_QUESTION, available_fonts, reads_every_word, render_sign
+
+pytestmark = pytest.mark.bundle
+
+OPTIONS = GenerationOptions(max_new_tokens=24, repetition_penalty=1.1)  # as the surfaces answer
+
+
+@pytest.fixture(scope="module")
+def model():
+    from fusion.bundle import load_model
+
+    return load_model()
+
+
+def answer(model, message) -> tuple[str, Stats]:
+    events = list(model.stream([message], OPTIONS))
+    return "".join(e.text for e in events if isinstance(e, Chunk)), events[-1]
+
+
+def test_a_sign_is_read_word_for_word(model):
+    sign = render_sign("PLATFORM 4 / Trains to Lyon", available_fonts()[0], random.Random(3))
+    text, stats = answer(model, user(SIGN_QUESTION, photos=[sign.image]))
+    assert reads_every_word(sign.text, text), text
+    assert stats.timings_ms["ocr"] > 0
+
+
+def test_other_questions_about_a_photo_never_run_ocr(model, monkeypatch):
+    def no_reading(image):
+        raise AssertionError("OCR ran for a question that does not ask to read")
+
+    monkeypatch.setattr(model.text_reader, "read", no_reading)
+    sign = render_sign("NO PARKING", available_fonts()[0], random.Random(4))
+    text, stats = answer(model, user("What is in this picture?", photos=[sign.image]))
+    assert text.strip() and stats.timings_ms["ocr"] == 0.0
