@@ -3,11 +3,13 @@
 # ffmpeg (audio formats libsndfile cannot read, e.g. WebM and M4A recordings) and a C compiler
 # (gcc: the decoding kernel, fusion/kernels/gemv.c, is built once per machine).
 # For the tests (LUNETTES_TESTS=1, set by `make test`): chromium (browser tests), flite (the
-# training smoke run and voice tests speak with it) and sox (tempo and pitch changes).
+# training smoke run and voice tests speak with it), sox (tempo and pitch changes) and a
+# font for the rendered signs that OCR reads (fonts-dejavu-core).
 # For adapter training and evaluation (LUNETTES_TRAINING=1, set by `make train` / `make eval`):
 # flite and sox too, images with names (openclipart-png, gnome-backgrounds, Tux Paint's named
 # stamps: tuxpaint-stamps-default), an emoji font for the held-out named images only
-# (fonts-noto-color-emoji), short English sentences and a word list (fortunes-min, wamerican).
+# (fonts-noto-color-emoji), fonts for the held-out signs (fonts-liberation, fonts-freefont-ttf),
+# short English sentences and a word list (fortunes-min, wamerican).
 # Installs the missing ones when running as root with apt-get; otherwise says what to install.
 set -euo pipefail
 missing=()
@@ -17,8 +19,11 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)  # builds the decoding
 if [ "${LUNETTES_TRAINING:-0}" = 1 ] || [ "${LUNETTES_TESTS:-0}" = 1 ]; then
     command -v flite >/dev/null 2>&1 || missing+=(flite)
     command -v sox >/dev/null 2>&1 || missing+=(sox)
+    [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)  # signs for OCR
 fi
 if [ "${LUNETTES_TRAINING:-0}" = 1 ]; then
+    [ -d /usr/share/fonts/truetype/liberation ] || missing+=(fonts-liberation)
+    [ -d /usr/share/fonts/truetype/freefont ] || missing+=(fonts-freefont-ttf)
     [ -d /usr/share/openclipart/png ] || missing+=(openclipart-png)
     [ -d /usr/share/tuxpaint/stamps ] || missing+=(tuxpaint-stamps-default)
     [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
