@@ -57,9 +57,10 @@ def shipped_reader(model: LunettesModel, speech: Speech) -> list[int]:
     return model.read_speech(speech, model.lm.get_input_embeddings().weight)
 
 
+ADAPTER_ALONE = "adapter's CTC reading alone"
 READERS: dict[str, Reader] = {
     "Whisper's transcript alone": whisper_reader,
-    "adapter's CTC reading alone": adapter_reader,
+    ADAPTER_ALONE: adapter_reader,
     "shipped reading": shipped_reader,
 }
 

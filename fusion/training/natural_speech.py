@@ -10,6 +10,8 @@ halves by a hash of the text: "tune" (choosing settings such as how a clip is re
 - one robotic held-out espeak-ng voice (en-us+m5), at a random speed and pitch.
 
 Each clip keeps its waveform (16-bit, 16 kHz), so Whisper can be run on it in any way.
+Piper samples noise as it speaks (VITS), so a set built again sounds slightly different: the
+cached set is the one every reader and every run of `lunettes eval` hears.
 """
 
 import hashlib
