@@ -53,7 +53,7 @@ def test_cli_photo_json_reports_answer_adapter_and_timings():
     report = json.loads(result.stdout)
     assert report["answer"].strip()
     assert report["adapter"]["trained"] is True  # the shipped adapter, with its figures
-    assert report["adapter"]["metrics"]["vision_naming"] > 0
+    assert report["adapter"]["metrics"]["named_images"] > 0
     # the 7x7 EfficientNet-Lite0 feature map, then its top ImageNet label's words
     assert 49 < report["prompt_tokens"]["image"] <= 49 + 12
     assert "transcript" not in report and "read_as" not in report
