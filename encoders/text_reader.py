@@ -14,6 +14,7 @@ Units: boxes and heights in pixels of the image given; angles in radians.
 
 import math
 import statistics
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +55,7 @@ class TextReader:
         self.min_confidence = min_confidence
         self.threads = threads
         self._engine = None
+        self._building = threading.Lock()  # sessions share one model: build the engine once
 
     def read(self, image: Image.Image) -> list[TextLine]:
         """RGB image -> its lines of text in reading order ([] when none is legible)."""
@@ -71,8 +73,9 @@ class TextReader:
 
     @property
     def engine(self):
-        if self._engine is None:
-            self._engine = build_engine(self.min_confidence, self.threads)
+        with self._building:
+            if self._engine is None:
+                self._engine = build_engine(self.min_confidence, self.threads)
         return self._engine
 
 
