@@ -111,6 +111,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="let API requests give photos as http(s) URLs, fetched by the server "
         "(default: data: URLs only)",
     )
+    secure = serve.add_argument_group("HTTPS (phones give the camera and microphone only to it)")
+    secure.add_argument(
+        "--https",
+        action="store_true",
+        help="serve over HTTPS with this machine's own certificate authority, made once and "
+        "kept in the data folder; a phone trusts it once (the page says how)",
+    )
+    secure.add_argument(
+        "--ssl-certfile", type=Path, metavar="PEM", help="serve over HTTPS with this certificate"
+    )
+    secure.add_argument("--ssl-keyfile", type=Path, metavar="PEM", help="... and this key")
+    secure.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where the certificates are kept (default: $LUNETTES_DATA or ~/.local/share/lunettes)",
+    )
     serve.add_argument(
         "--max-waiting",
         type=int,
@@ -289,8 +305,25 @@ def run_serve(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         raise InputError(str(error)) from None
-    serve(load_model(bundle_spec(args)), args.host, args.port, api, args.auth)
+    tls = tls_files(args)
+    serve(load_model(bundle_spec(args)), args.host, args.port, api, args.auth, tls)
     return 0
+
+
+def tls_files(args: argparse.Namespace):
+    """The certificate to serve with: the one given, the local CA's (--https), or None."""
+    from app.certificates import given_certificate, local_certificate
+    from app.data_dir import default_data_dir
+    from app.phone import served_names
+
+    if args.ssl_certfile or args.ssl_keyfile:
+        if not (args.ssl_certfile and args.ssl_keyfile):
+            raise InputError("--ssl-certfile and --ssl-keyfile go together")
+        return given_certificate(args.ssl_certfile, args.ssl_keyfile)
+    if args.https:
+        folder = (args.data_dir or default_data_dir()) / "https"
+        return local_certificate(folder, *served_names(args.host))
+    return None
 
 
 def run_prepare(args: argparse.Namespace) -> int:

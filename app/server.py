@@ -1,33 +1,51 @@
-"""The HTTP server: the OpenAI-compatible API (/v1) and the web app (Gradio, at /), one port.
+"""The HTTP(S) server: the OpenAI-compatible API (/v1) and the web app (Gradio, at /), one port.
 
 The API's gate and the web app's queue share the model through one worker: a web chat and
-an API request never compute at the same time.
+an API request never compute at the same time. With TLS files (certificates.py) both are
+served over HTTPS on the same port; the page is installable as an app (Gradio's web app
+manifest, with the Lunettes icon) and offers the local CA to phones at phone.CA_PATH.
 """
 
-import ipaddress
 import sys
+from pathlib import Path
 
 import gradio as gr
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
 
+from app.certificates import TlsFiles
 from app.openai_api.config import ApiConfig
 from app.openai_api.install import install_api
+from app.phone import CA_PATH, PhoneAccess, is_loopback, phone_access, terminal_lines
 from app.web import build_app
 from fusion.model import LunettesModel
 
 DEFAULT_API = ApiConfig()  # frozen: safe to share
+ICON = Path(__file__).resolve().parent / "static" / "icon.png"  # 512 x 512, the home-screen icon
+NO_PHONE = PhoneAccess(url=None, https=False)
 
 
 def build_server(
     model: LunettesModel,
     api: ApiConfig = DEFAULT_API,
     ui_login: tuple[str, str] | None = None,
+    phone: PhoneAccess = NO_PHONE,
+    tls: TlsFiles | None = None,
 ) -> FastAPI:
     server = FastAPI(
         title="Lunettes", docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json"
     )
     worker = install_api(server, model, api)
-    blocks = build_app(worker.shared_model()).queue(default_concurrency_limit=1)
+    if tls is not None and tls.ca_file is not None:
+        ca_file = tls.ca_file  # public: what a phone installs to trust this server
+
+        @server.get(CA_PATH, include_in_schema=False)
+        def local_ca() -> FileResponse:
+            return FileResponse(
+                ca_file, media_type="application/x-x509-ca-cert", filename="lunettes-ca.crt"
+            )
+
+    blocks = build_app(worker.shared_model(), phone).queue(default_concurrency_limit=1)
     return gr.mount_gradio_app(
         server,
         blocks,
@@ -36,7 +54,19 @@ def build_server(
         max_file_size=api.max_body_bytes,
         run_history=False,  # nothing a person sent is kept or offered for upload
         footer_links=[],
+        pwa=True,  # "Add to Home screen" opens it full screen, like an app
+        favicon_path=ICON,
+        head=APP_HEAD,
     )
+
+
+APP_HEAD = """
+<meta name="theme-color" content="#1e3a8a">
+<meta name="apple-mobile-web-app-capable" content="yes">
+<meta name="mobile-web-app-capable" content="yes">
+<meta name="apple-mobile-web-app-title" content="Lunettes">
+<link rel="apple-touch-icon" href="/pwa_icon/180">
+"""  # the phone's home-screen name, icon and bar colour (iPhone reads only these tags)
 
 
 def serve(
@@ -45,42 +75,57 @@ def serve(
     port: int,
     api: ApiConfig = DEFAULT_API,
     ui_login: tuple[str, str] | None = None,
+    tls: TlsFiles | None = None,
 ) -> None:
     import uvicorn
 
-    for warning in exposure_warnings(host, api, ui_login):
+    access = phone_access(host, port, tls)
+    for warning in exposure_warnings(host, api, ui_login, access):
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-    print(f"Lunettes is serving on http://{host}:{port} (API: http://{host}:{port}/v1)", flush=True)
-    uvicorn.run(build_server(model, api, ui_login), host=host, port=port, log_level="warning")
+    scheme = "https" if tls else "http"
+    print(
+        f"Lunettes is serving on {scheme}://{host}:{port} (API: {scheme}://{host}:{port}/v1)",
+        flush=True,
+    )
+    print("\n".join(terminal_lines(access, tls)), flush=True)
+    uvicorn.run(
+        build_server(model, api, ui_login, access, tls),
+        host=host,
+        port=port,
+        log_level="warning",
+        ssl_certfile=tls.certfile if tls else None,
+        ssl_keyfile=tls.keyfile if tls else None,
+    )
 
 
-def exposure_warnings(host: str, api: ApiConfig, ui_login: tuple[str, str] | None) -> list[str]:
-    """What is open to the network when serving on a non-loopback address."""
+def exposure_warnings(
+    host: str,
+    api: ApiConfig,
+    ui_login: tuple[str, str] | None,
+    access: PhoneAccess = NO_PHONE,
+) -> list[str]:
+    """What is open to the network when serving on a non-loopback address, plainly."""
     if is_loopback(host):
         return []
+    where = access.url or f"{host}"
     warnings = []
     if api.api_key is None:
         warnings.append(
-            f"serving on {host} without an API key: anyone who can reach this address can use "
-            "the API (set --api-key or LUNETTES_API_KEY)"
+            f"serving on {host} without an API key: anyone who can reach {where} can use "
+            "the API: ask questions, send photos and recordings (set --api-key or "
+            "LUNETTES_API_KEY)"
         )
     if ui_login is None:
         warnings.append(
-            f"serving on {host} without a login for the web app: anyone who can reach this "
-            "address can use it (set --auth USER:PASSWORD or LUNETTES_AUTH)"
+            f"serving on {host} without a login for the web app: anyone who can reach "
+            f"{where} can use it, its camera and microphone questions included (set --auth "
+            "USER:PASSWORD or LUNETTES_AUTH)"
         )
+    if access.https and warnings:
+        warnings.append("--https encrypts the connection; it does not choose who may connect")
     if api.allow_remote_media:
         warnings.append(
             "--allow-remote-media: clients can make this machine fetch any http(s) URL, "
             "including addresses on your local network"
         )
     return warnings
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything

@@ -16,6 +16,7 @@ from functools import partial
 import gradio as gr
 
 from app import web_actions as act
+from app.phone import PhoneAccess, page_html
 from app.web_format import KEYBOARD_HELP, header_markdown, status_html
 from app.web_page import PAGE_SCRIPT, PAGE_STYLE
 from app.web_session import WebSession, files_root
@@ -33,7 +34,7 @@ STATUS_TEMPLATE = '<p class="lunettes-status" role="status" aria-live="polite">$
 QUICK = {"concurrency_limit": None, "show_progress": "hidden"}  # light handlers never wait
 
 
-def build_app(model: LunettesModel) -> gr.Blocks:
+def build_app(model: LunettesModel, phone: PhoneAccess | None = None) -> gr.Blocks:
     files = files_root()  # the sessions' photos, recordings and voices
     with gr.Blocks(title="Lunettes", analytics_enabled=False, delete_cache=(3600, 7200)) as app:
         ui = Controls(
@@ -44,6 +45,8 @@ def build_app(model: LunettesModel) -> gr.Blocks:
             ),
         )
         gr.Markdown(header_markdown(model.describe()), elem_id="header")
+        with gr.Accordion("📱 Open on your phone", open=False, elem_id="phone"):
+            gr.HTML(page_html(phone or PhoneAccess(url=None, https=False)))
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=320):
                 glasses_panel(ui)

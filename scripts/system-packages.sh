@@ -2,7 +2,8 @@
 # Debian packages Lunettes uses: espeak-ng (speech synthesis: test clips, spoken answers),
 # ffmpeg (audio formats libsndfile cannot read, e.g. WebM and M4A recordings) and a C compiler
 # (gcc: the decoding kernel, fusion/kernels/gemv.c, is built once per machine).
-# For the tests (LUNETTES_TESTS=1, set by `make test`): chromium (browser tests), flite (the
+# For the tests (LUNETTES_TESTS=1, set by `make test`): chromium (browser tests), certutil
+# (libnss3-tools: the phone test's Chromium trusts the local HTTPS authority), flite (the
 # training smoke run and voice tests speak with it), sox (tempo and pitch changes) and a
 # font for the rendered signs that OCR reads (fonts-dejavu-core).
 # For adapter training and evaluation (LUNETTES_TRAINING=1, set by `make train` / `make eval`):
@@ -33,6 +34,7 @@ if [ "${LUNETTES_TRAINING:-0}" = 1 ]; then
 fi
 if [ "${LUNETTES_TESTS:-0}" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -74,14 +74,21 @@ def api_app(model, **config) -> FastAPI:
 
 
 class LiveServer:
-    """uvicorn serving `app` on 127.0.0.1 at a free port, in a thread; a context manager."""
+    """uvicorn serving `app` on 127.0.0.1 at a free port, in a thread; a context manager.
+    With `tls` (app.certificates.TlsFiles) it serves HTTPS."""
 
-    def __init__(self, app):
+    def __init__(self, app, tls=None):
         self.socket = socket.socket()
         self.socket.bind(("127.0.0.1", 0))
         self.port = self.socket.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+            ssl_certfile=tls.certfile if tls else None,
+            ssl_keyfile=tls.keyfile if tls else None,
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]})
 

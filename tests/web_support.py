@@ -7,15 +7,12 @@ package); without it the browser tests are skipped, saying so.
 
 import os
 import shutil
-import socket
 import struct
 import subprocess
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Self
 
 import numpy as np
 import pytest
@@ -24,6 +21,7 @@ import soundfile
 from encoders.audio_io import resample
 from fusion.generate import GenerationOptions
 from fusion.model import Chunk
+from tests.api_support import LiveServer as ApiServer
 from tests.tiny import tone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,36 +109,15 @@ class PacedModel:
             yield event
 
 
-class LiveServer:
-    """`app.server.build_server(model)` served by uvicorn in a thread on a free loopback port."""
+class LiveServer(ApiServer):
+    """`app.server.build_server(model)` (the API and the web app) served by uvicorn in a
+    thread on a free loopback port; over HTTPS with `tls`, telling phones `phone`."""
 
-    def __init__(self, model):
-        import uvicorn
+    def __init__(self, model, tls=None, phone=None):
+        from app.server import NO_PHONE, build_server
 
-        from app.server import build_server
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/"
-        config = uvicorn.Config(
-            build_server(model), host="127.0.0.1", port=port, log_level="warning"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        super().__init__(build_server(model, phone=phone or NO_PHONE, tls=tls), tls)
+        self.url += "/"
 
 
 # -- the browser -------------------------------------------------------------------------------
@@ -148,10 +125,30 @@ class LiveServer:
 
 def launch_chromium(playwright, microphone_wav: Path | None = None):
     """Debian's Chromium, headless, with a fake camera and (when given) the WAV as microphone."""
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), args=chromium_args(microphone_wav)
+    )
+
+
+def launch_phone(playwright, profile: Path, device: str, microphone_wav: Path, home: Path):
+    """Debian's Chromium as a phone (`device`, one of Playwright's descriptors) with a profile
+    of its own, as an installed browser has (a fresh context is incognito: nothing installs
+    there); HOME holds its certificate store. Returns the browser context."""
+    emulated = {k: v for k, v in playwright.devices[device].items() if k != "default_browser_type"}
+    return playwright.chromium.launch_persistent_context(
+        profile,
+        executable_path=str(CHROMIUM),
+        args=chromium_args(microphone_wav),
+        env={**os.environ, "HOME": str(home)},
+        **emulated,
+    )
+
+
+def chromium_args(microphone_wav: Path | None) -> list[str]:
     args = list(CHROMIUM_ARGS)
     if microphone_wav is not None:
         args.append(f"--use-file-for-fake-audio-capture={microphone_wav}%noloop")
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+    return args
 
 
 def open_app(context, url: str):
