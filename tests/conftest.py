@@ -45,3 +45,11 @@ def timm_encoder():
 def model(tokenizer, lm, clip_encoder, audio_encoder):
     """The composed LunettesModel: tiny Llama, ViT tower, tiny Whisper, untrained adapter."""
     return tiny.tiny_lunettes(tokenizer, lm, clip_encoder, audio_encoder)
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory):
+    """`serve --https`'s certificate authority and a certificate for localhost and 127.0.0.1."""
+    from app.certificates import local_certificate
+
+    return local_certificate(tmp_path_factory.mktemp("data") / "https", ["localhost", "127.0.0.1"])

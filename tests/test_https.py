@@ -24,11 +24,6 @@ PHONE_URL = "https://192.168.1.20:7860/"
 
 
 @pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    return local_certificate(tmp_path_factory.mktemp("data") / "https", ["localhost", "127.0.0.1"])
-
-
-@pytest.fixture(scope="module")
 def server(model, tls):
     phone = PhoneAccess(PHONE_URL, https=True, fingerprint=tls.fingerprint, offers_ca=True)
     with LiveServer(model, tls, phone) as live:
@@ -120,7 +115,9 @@ def test_what_serve_prints_and_warns(tmp_path, monkeypatch):
     assert "camera and microphone" in warnings[1]
     assert "does not choose who may connect" in warnings[2]
     assert exposure_warnings("0.0.0.0", ApiConfig(api_key="k"), ("a", "b"), access) == []
-    assert exposure_warnings("127.0.0.1", ApiConfig(), None, phone_access("127.0.0.1", 1, tls)) == []
+    assert (
+        exposure_warnings("127.0.0.1", ApiConfig(), None, phone_access("127.0.0.1", 1, tls)) == []
+    )
 
 
 def test_serve_makes_or_takes_a_certificate(tmp_path, tls):

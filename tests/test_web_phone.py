@@ -6,10 +6,10 @@ answer arrives; the page is installable as an app. Tiny model: the answer is noi
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from app.certificates import local_certificate
 from app.phone import PhoneAccess
 from tests.web_support import (
     WAIT_MS,
@@ -36,11 +36,6 @@ pytestmark = [
     ),
 ]
 PHONE = "Pixel 7"
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    return local_certificate(tmp_path_factory.mktemp("data") / "https", ["localhost", "127.0.0.1"])
 
 
 @pytest.fixture(scope="module")
@@ -116,5 +111,5 @@ def test_the_page_installs_as_an_app_and_offers_the_ca(phone, server, tls):
     section.get_by_text(tls.fingerprint).wait_for(timeout=WAIT_MS)
     with page.expect_download() as download:
         section.get_by_role("link", name="download it").tap()
-    assert open(download.value.path(), "rb").read() == tls.ca_file.read_bytes()
+    assert Path(download.value.path()).read_bytes() == tls.ca_file.read_bytes()
     assert download.value.suggested_filename == "lunettes-ca.crt"
