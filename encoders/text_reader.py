@@ -3,7 +3,7 @@
 rapidocr runs PaddleOCR's PP-OCRv6 small text detector and recogniser, and a text direction
 classifier, with onnxruntime. The three models ship inside rapidocr's wheel and are named here
 by path, so it never looks for (or downloads) anything else. Nothing loads at import or on
-construction; the ONNX sessions load on the first image (~0.3 s).
+construction; the ONNX sessions load on the first image (that one takes ~1.2 s on 2 cores).
 
 Pieces of text come back as boxes; reading_order sorts them top-to-bottom and left-to-right
 along the text's own slant (a sign held at 10 degrees still reads line by line) and merges the
@@ -28,8 +28,9 @@ MODEL_FILES = {
 MIN_CONFIDENCE = 0.6  # recogniser's mean character probability below which a piece is junk
 THREADS = 2  # onnxruntime threads per session: the whole of a 2-core machine, as torch uses
 # The detector sees the photo with its longer side at most this (a 640 x 480 frame as it is):
-# on 120 rendered signs (sign_data.py) every word was read at 640 and at 480, in a median
-# 370 / 250 ms on 2 cores; rapidocr's default (shorter side 736) took 640 ms.
+# on 120 rendered signs (sign_data.py) every word was read at 640 and at 480 alike; 40 of
+# them took a median 180 / 120 ms on 2 idle cores, 270 ms at rapidocr's default (shorter side
+# 736). 640 keeps the detail of smaller text in larger photos.
 DETECTOR_SIDE = 640
 SAME_LINE = 0.5  # pieces share a line when their centres, across it, differ by < this x height
 

@@ -22,7 +22,7 @@ from fusion.conversation import Message, Photo, Speech
 from fusion.generate import GenerationOptions, IncrementalText, generate_tokens
 from fusion.name_head import class_vote_matrix
 from fusion.photo_text.prompt import text_in_photos
-from fusion.photo_text.request import photos_to_read
+from fusion.photo_text.request import asks_for_words, photos_to_read, question_words
 from fusion.placeholders import expand_placeholders, new_marker
 from fusion.prompt_layout import PromptLayout, Scope, layout
 from fusion.speech_reading import DEFAULT_READING, ReadingOptions, choose_reading, lm_log_probs
@@ -120,7 +120,9 @@ class LunettesModel:
         return {
             "text": "its own tokens, through the chat template",
             "photo": f"{self.vision.num_tokens} projected vision tokens, then the words of "
-            f"{naming}; when the message asks to read, the text OCR found in it, in reading order",
+            f"{naming}; when the message asks about text in view, the text OCR found in it, "
+            "in reading order; when it asks for the words themselves ('what does it say?') "
+            "and OCR found some, only that text",
             "speech": speech
             + (", between two learned cue vectors" if self.adapter.audio_cues is not None else ""),
         }
@@ -183,7 +185,17 @@ class LunettesModel:
             if marker in message.text:  # a fresh random marker: only a collision could do this
                 raise InputError("message text collides with the media marker; please resend")
             parts = []
+            # The question being answered asks for the words: the text read stands for each
+            # photo that has some, as the photo's tokens pull this small LM towards naming the
+            # photo (photo_text/prompt.py). Earlier turns keep their photos, for follow-ups.
+            words_only = (
+                index == len(messages) - 1
+                and index in to_read
+                and asks_for_words(question_words(message))
+            )
             for photo in message.photos:
+                if words_only and photo.text_lines:
+                    continue
                 parts.append(marker)
                 media.append(("image", photo))
             if index in to_read and (read := text_in_photos(to_read[index])):

@@ -11,7 +11,7 @@ import fusion.model
 from encoders.text_reader import TextLine, TextPiece, TextReader, reading_order
 from fusion.conversation import Message, Speech, user
 from fusion.photo_text.prompt import NOTHING_READ, text_in_photos
-from fusion.photo_text.request import asks_to_read, photos_to_read
+from fusion.photo_text.request import asks_for_words, asks_to_read, photos_to_read
 from fusion.training.sign_data import available_fonts
 from tests.tiny import photo
 
@@ -65,6 +65,21 @@ def test_reading_questions_are_recognised(question):
 )  # fmt: skip
 def test_other_questions_do_not_read(question):
     assert not asks_to_read(question)
+
+
+@pytest.mark.parametrize(
+    "question, for_words",
+    [
+        ("What does this sign say?", True), ("Can you read this for me?", True),
+        ("What is written here?", True), ("Read it out to me, please.", True),
+        ("What words are on the banner?", True), ("Spell it out", True),
+        ("What colour is this sign?", False), ("How much is the coffee on the menu?", False),
+        ("What brand is this?", False), ("Which platform number is it?", False),
+    ],
+)  # fmt: skip
+def test_questions_for_the_words_themselves(question, for_words):
+    assert asks_to_read(question)  # every one runs OCR
+    assert asks_for_words(question) == for_words  # only these get the text in place of the photo
 
 
 def test_a_follow_up_reads_the_photo_before_and_speech_asks_too():
@@ -148,16 +163,28 @@ def prompt_of(model, messages, monkeypatch) -> tuple[str, str]:
 
 
 def test_read_lines_follow_the_photo_tokens_before_the_question(model, reader, monkeypatch):
-    message = user("What does this sign say?", photos=[photo(seed=5)])
+    question = "How much is the coffee on this menu?"  # about a thing with text on it
+    message = user(question, photos=[photo(seed=5)])
     timings = model.encode_media([message])
     assert reader.calls == 1 and timings["ocr"] > 0
     prompt, marker = prompt_of(model, [message], monkeypatch)
-    expected = 'Text in the photo: "PLATFORM 4 / Trains to Lyon"'
-    assert f"{marker}\n{expected}\nWhat does this sign say?" in prompt
+    expected = 'The text in the photo says: "PLATFORM 4 Trains to Lyon"'
+    assert f"{marker}\n{expected}\n{question}" in prompt
     plain = model.build_inputs([Message("user", "What is in this picture?", message.photos)])
     with_text = model.build_inputs([message]).prompt_tokens
-    assert with_text["image"] == plain.prompt_tokens["image"]  # the text counts as text
+    assert with_text["image"] == plain.prompt_tokens["image"] > 0  # the text counts as text
     assert with_text["text"] > plain.prompt_tokens["text"]
+
+
+def test_asked_for_the_words_the_text_stands_for_the_photo(model, reader, monkeypatch):
+    message = user("Can you read this for me?", photos=[photo(seed=9)])
+    model.encode_media([message])
+    prompt, marker = prompt_of(model, [message], monkeypatch)
+    assert marker not in prompt  # no photo tokens, no name: the text read alone
+    assert 'The text in the photo says: "PLATFORM 4 Trains to Lyon"\nCan you read this for me?' in prompt
+    assert model.build_inputs([message]).prompt_tokens["image"] == 0
+    follow_up = [message, Message("assistant", "It says PLATFORM 4."), user("What colour is it?")]
+    assert model.build_inputs(follow_up).prompt_tokens["image"] == model.vision.num_tokens
 
 
 def test_other_questions_never_run_ocr(model, reader, monkeypatch):
@@ -166,7 +193,7 @@ def test_other_questions_never_run_ocr(model, reader, monkeypatch):
     assert reader.calls == 0 and timings["ocr"] == 0.0
     assert message.photos[0].text_lines is None
     prompt, _ = prompt_of(model, [message], monkeypatch)
-    assert "Text in" not in prompt and NOTHING_READ not in prompt
+    assert "The text in" not in prompt and NOTHING_READ not in prompt
 
 
 def test_a_photo_is_read_once_across_follow_ups(model, reader):
@@ -190,7 +217,7 @@ def test_several_photos_are_named_in_turn():
     first, second = user(photos=[photo(seed=1), photo(seed=2)]).photos
     first.text_lines, second.text_lines = SIGN[:1], []
     assert text_in_photos([first, second]) == (
-        'Text in photo 1: "PLATFORM 4"\nNo text could be read in photo 2.'
+        'The text in photo 1 says: "PLATFORM 4"\nNo text could be read in photo 2.'
     )
     second.text_lines = None
     assert text_in_photos([first, second]) == ""  # not read yet: nothing is said

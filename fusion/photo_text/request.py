@@ -3,6 +3,11 @@
 Only such messages run OCR (~0.4 s a photo on 2 cores); every other question about a photo
 keeps its speed. The test is on words, typed or said: "What does this sign say?", "read it",
 "what's written here", "how much is the coffee on the menu", "what brand is this".
+
+A narrower test, asks_for_words, tells a message that asks for the words themselves ("read it
+to me", "what does it say", "what is written here") from one that asks about a thing with text
+on it ("what colour is this sign?"): for the first, the text read stands for the photo
+(model.py, photo_text/prompt.py).
 """
 
 import re
@@ -22,11 +27,31 @@ READING_PATTERNS = [
     r"\btranslat(e|es|ion)\b",
 ]
 READING = re.compile("|".join(READING_PATTERNS), re.IGNORECASE)
+WORDS_PATTERNS = [
+    r"\bread(s|ing)?\b",
+    r"\b(text|wording|written|writing|inscription|caption|lettering)\b",
+    r"\b(does|do)\b(?!\s+(i|you|we)\b)[^.?!]*\bsay\b",
+    r"\bsays\b",
+    r"\b(spell|spelled|spelt|spelling)\b",
+    r"\bwhat\b[^.?!]*\b(words?|letters?)\b",
+]
+WORDS = re.compile("|".join(WORDS_PATTERNS), re.IGNORECASE)
 
 
 def asks_to_read(words: str) -> bool:
     """Whether a question (typed, or a transcript of what was said) is about text in view."""
     return READING.search(words) is not None
+
+
+def asks_for_words(words: str) -> bool:
+    """Whether a question asks for the words in view themselves, to be said back."""
+    return WORDS.search(words) is not None
+
+
+def question_words(message: Message) -> str:
+    """A message's question: its text and what was heard in its clip, if transcribed."""
+    said = message.speech.transcript if message.speech and message.speech.transcript else ""
+    return f"{message.text}\n{said}"
 
 
 def photos_to_read(messages: Sequence[Message]) -> dict[int, list[Photo]]:
@@ -36,7 +61,6 @@ def photos_to_read(messages: Sequence[Message]) -> dict[int, list[Photo]]:
     found, latest = {}, []
     for index, message in enumerate(messages):
         latest = message.photos or latest
-        said = message.speech.transcript if message.speech and message.speech.transcript else ""
-        if message.role == "user" and latest and asks_to_read(f"{message.text}\n{said}"):
+        if message.role == "user" and latest and asks_to_read(question_words(message)):
             found[index] = latest
     return found

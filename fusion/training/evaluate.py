@@ -13,8 +13,8 @@ Images:
 - template images (vision_data.py): share whose answer names one of the tower's own top-5
   ImageNet classes (the labels it was trained on).
 
-Signs (sign_data.py): share of signs whose answer to "What does this sign say?" holds every
-word of the sign.
+Signs (sign_data.py): share of signs whose answer holds every word of the sign, each asked one
+of four phrasings in turn ("What does this sign say?", "Can you read this for me?", ...).
 """
 
 import re

@@ -78,8 +78,8 @@ def table(results: EvalResults, notes: str) -> str:
             f"{results.template_images_named:.1%}"
         ),
         (
-            f"signs ({results.signs}), every word read: OCR lines alone "
-            f"{results.signs_read_by_ocr:.1%}, answer {results.signs_read:.1%}"
+            f"signs ({results.signs}, asked four ways in turn), every word read: OCR lines "
+            f"alone {results.signs_read_by_ocr:.1%}, answer {results.signs_read:.1%}"
         ),
         (
             "targets: neural voice answered as typed >= 90%, its reading word error <= Whisper's "

@@ -10,6 +10,7 @@ Score, "every word read": all words of the sign (case and punctuation ignored) a
 the words of the answer, or of the lines OCR read (text_reader.py) for the OCR-alone figure.
 """
 
+import itertools
 import random
 import re
 from collections.abc import Callable
@@ -25,7 +26,15 @@ from fusion.generate import GenerationOptions
 from fusion.model import Chunk, LunettesModel
 
 SIGN_QUESTION = "What does this sign say?"
-ANSWER = GenerationOptions(max_new_tokens=48)
+# The evaluation asks each sign one of these in turn: the first three were used in tuning how
+# the text reaches the LM (photo_text/prompt.py), the last never was.
+SIGN_QUESTIONS = (
+    SIGN_QUESTION,
+    "Can you read this for me?",
+    "What is written here?",
+    "Read it out to me, please.",
+)
+ANSWER = GenerationOptions(max_new_tokens=48, repetition_penalty=1.1)  # as the surfaces answer
 IMAGE_SIZE = (640, 480)  # width, height in pixels: a glasses camera frame, downscaled
 MAX_ROTATION = 10.0  # degrees, either way
 MAX_BLUR = 1.5  # Gaussian blur radius in pixels
@@ -160,10 +169,12 @@ def reads_every_word(sign_text: str, answer: str) -> bool:
 
 
 def evaluate_signs(model: LunettesModel, examples: list[SignExample]) -> float:
-    """Share of signs whose answer to SIGN_QUESTION holds every word of the sign."""
+    """Share of signs whose answer holds every word of the sign, asked SIGN_QUESTIONS in turn."""
     return sum(
-        reads_every_word(example.text, sign_answer(model, example))
-        for example in tqdm(examples, desc="eval signs")
+        reads_every_word(example.text, sign_answer(model, example, question))
+        for example, question in zip(
+            tqdm(examples, desc="eval signs"), itertools.cycle(SIGN_QUESTIONS)
+        )
     ) / max(1, len(examples))
 
 
@@ -175,6 +186,6 @@ def evaluate_reader(read: Callable[[Image.Image], list], examples: list[SignExam
     ) / max(1, len(examples))
 
 
-def sign_answer(model: LunettesModel, example: SignExample) -> str:
-    messages = [Message("user", SIGN_QUESTION, photos=[Photo(example.image)])]
+def sign_answer(model: LunettesModel, example: SignExample, question: str = SIGN_QUESTION) -> str:
+    messages = [Message("user", question, photos=[Photo(example.image)])]
     return "".join(e.text for e in model.stream(messages, ANSWER) if isinstance(e, Chunk)).strip()
