@@ -93,14 +93,6 @@ def terminal_lines(access: PhoneAccess, tls: TlsFiles | None) -> list[str]:
         lines += [
             f"HTTPS with this machine's own certificate authority, kept in {tls.ca_file.parent}",
             f"  certificate for: {', '.join(tls.names)}",
-            *(
-                [
-                    f"  left out: {', '.join(tls.left_out)} (the authority was made before "
-                    "this address; remove the folder to make a new one, and trust it again)"
-                ]
-                if tls.left_out
-                else []
-            ),
             f"  CA fingerprint (SHA-256): {tls.fingerprint}",
             (
                 "  a phone trusts it once: open the page, 'Open on your phone', download the "
@@ -108,6 +100,11 @@ def terminal_lines(access: PhoneAccess, tls: TlsFiles | None) -> list[str]:
                 "Android and iPhone); check that the phone shows this fingerprint"
             ),
         ]
+    if tls is not None and tls.left_out:
+        lines.append(
+            f"  left out: {', '.join(tls.left_out)} (the authority was made before this "
+            "address; remove its folder to make a new one, and trust that one again)"
+        )
     if access.url is None:
         lines.append(
             "no phone can reach this address; for a phone on your network: lunettes serve "
