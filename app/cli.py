@@ -214,6 +214,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="converted weights (default: $LUNETTES_CACHE or ~/.cache/lunettes)",
     )
+    group.add_argument(
+        "--dtype",
+        choices=["fp32", "int4"],
+        default="fp32",
+        help="the language model's linear layers: float32, or the embedded GGUF's own 4-bit "
+        "weights on torch's int4 kernel (default: fp32)",
+    )
 
 
 def bundle_spec(args: argparse.Namespace):
@@ -225,6 +232,7 @@ def bundle_spec(args: argparse.Namespace):
         audio=args.audio_model,
         adapter=args.adapter,
         cache_dir=args.cache_dir,
+        dtype=args.dtype,
     )
 
 

@@ -11,6 +11,10 @@ Rows (a benchmark, not a test: it never fails the run, it reports PASS/MISS per 
    first token, which includes audio encoding and transcription; same protocol;
 4. greedy decoding speed as a fraction of the memory-bandwidth bound.
 
+Then, on the same model in the same run, the LM's linear layers on the embedded GGUF's own
+4-bit weights (torch's int4 kernel, `--dtype int4`): decoding speed side by side with float32,
+and the bound on the bytes those weights really take.
+
 The 'other load' column is the CPU that other processes used while a row ran: with torch's
 threads on every core, a busy neighbour slows the in-process rows far more than its share.
 
@@ -218,13 +222,18 @@ def measure_first_token(model, make_messages, runs: int = FIRST_TOKEN_RUNS) -> d
 def lm_bytes_per_token(lm: torch.nn.Module) -> int:
     """Bytes of LM weights read to generate one token.
 
-    Sum of numel * element_size over the LM's parameters; `parameters()` yields a tied
+    Sum of numel * element_size over the LM's parameters and its int4 layers' buffers (packed
+    codes, scales and zeros: the bytes really read); `parameters()` yields a tied
     input/output embedding once, which is right: the output projection reads the whole matrix
     every step, while the input lookup reads one row (negligible). Not counted: the KV cache
     (30 layers x 3 kv-heads x 64 x 2 x 4 B = 46 KB per past token for SmolLM2-135M, under 2 %
     of the weights even at 200 tokens) and activations.
     """
-    return sum(p.numel() * p.element_size() for p in lm.parameters())
+    from fusion.int4_linear import Int4Linear
+
+    weights = list(lm.parameters())
+    weights += [b for m in lm.modules() if isinstance(m, Int4Linear) for b in m.buffers()]
+    return sum(w.numel() * w.element_size() for w in weights)
 
 
 ADAPTER_LOAD_RUNS = 5
@@ -319,6 +328,19 @@ def measure_decoding(model) -> dict:
         "runs_tokens_per_s": [s.tokens_per_s for s in runs],
         "new_tokens": [s.new_tokens for s in runs],
     }
+
+
+def measure_int4_decoding(model, cache_dir: Path | None) -> dict | None:
+    """measure_decoding after swapping the LM's linear layers for the embedded GGUF's own
+    4-bit weights (as --dtype int4 loads them); None for an LM without that file."""
+    from encoders.cache import default_cache_dir
+    from fusion.language_model import EMBEDDED, use_int4_weights
+
+    if model.lm_name is None or "embedded" not in model.lm_name:
+        return None
+    layers = use_int4_weights(model.lm, EMBEDDED, cache_dir or default_cache_dir())
+    measured = measure_decoding(model)
+    return {**measured, "layers": layers, "bytes_per_token": lm_bytes_per_token(model.lm)}
 
 
 # ----------------------------------------------------------------------------- contention
@@ -584,6 +606,18 @@ def main(argv=None) -> int:
         f"loaded ({ceiling['layer_type']}) vs {ceiling['torch_read_gb_s']:.1f} GB/s through "
         f"torch's F.linear: {ceiling['read_gb_s'] / ceiling['torch_read_gb_s']:.2f}x"
     )
+    print("int4 weights: the same decoding on the GGUF's own 4-bit weights ...", flush=True)
+    int4 = measure_int4_decoding(model, args.cache_dir)
+    if int4 is not None:
+        int4_bound = bandwidth["read_gb_s"] * 1e9 / int4["bytes_per_token"]
+        print(
+            f"decoding, int4 (--dtype int4): {int4['tokens_per_s']:.1f} tok/s (runs "
+            f"{int4['runs_tokens_per_s']}) vs float32 {decoding['tokens_per_s']:.1f} tok/s = "
+            f"{int4['tokens_per_s'] / decoding['tokens_per_s']:.2f}x; "
+            f"{int4['bytes_per_token'] / 1e6:.1f} MB of LM weights per token, bound "
+            f"{int4_bound:.1f} tok/s, {int4['tokens_per_s'] / int4_bound:.2f} of it; "
+            f"{int4['layers']} int4 layers"
+        )
     adapter = measure_adapter_load(model)
     if adapter:
         print(

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from encoders.audio import AudioEncoder
 from encoders.cache import default_cache_dir
+from encoders.errors import InputError
 from encoders.fingerprint import fingerprint
 from encoders.vision_models import load_vision_encoder
 from encoders.whisper_model import load_whisper
 from fusion.adapter import Adapter, AdapterConfig, AdapterMismatchError
 from fusion.gemv import load_gemv
-from fusion.language_model import load_language_model
+from fusion.language_model import load_language_model, use_int4_weights
 from fusion.model import LunettesModel
 from fusion.packed_linear import pack_linears
 from fusion.row_linear import use_row_kernel
@@ -41,13 +42,18 @@ class BundleSpec:
     audio: str = "embedded"  # "embedded", a Whisper size ("base", ...) or a checkpoint path
     adapter: str = AUTO  # "auto": the shipped adapter when it fits; "untrained"; or a directory
     cache_dir: Path | None = None  # converted weights; None: $LUNETTES_CACHE or ~/.cache/lunettes
+    dtype: str = "fp32"  # the LM's linear layers: "fp32", or "int4" (the embedded GGUF's own)
 
 
 def load_model(spec: BundleSpec = BundleSpec()) -> LunettesModel:
     cache_dir = spec.cache_dir or default_cache_dir()
     lm, tokenizer, lm_name = load_language_model(spec.lm, cache_dir)
-    lm_fingerprint = fingerprint(lm)
-    speed_up_decoding(lm, cache_dir)
+    lm_fingerprint = fingerprint(lm)  # of the float weights, whatever runs them
+    if spec.dtype == "int4":
+        use_int4_weights(lm, spec.lm, cache_dir)
+    elif spec.dtype != "fp32":
+        raise InputError(f"dtype must be fp32 or int4, not {spec.dtype!r}")
+    speed_up_decoding(lm, cache_dir)  # the layers still nn.Linear (all, or the output head)
     vision = load_vision_encoder(spec.vision)
     whisper, whisper_name = load_whisper(spec.audio, cache_dir)
     audio = AudioEncoder(whisper, whisper_name)

@@ -41,6 +41,19 @@ def embedded_cache_path(cache_dir: Path) -> Path:
     return cache_dir / "smollm2-135m-instruct"
 
 
+def use_int4_weights(lm, spec: str, cache_dir: Path) -> int:
+    """Run the embedded LM's linear layers on the GGUF's own 4-bit weights (int4_linear.py);
+    returns how many layers. Other LMs have no 4-bit file here: an InputError says so."""
+    from encoders.errors import InputError
+    from fusion.int4_linear import int4_linears
+
+    if spec != EMBEDDED:
+        raise InputError(f"int4 weights come from the embedded LM's GGUF file; {spec!r} has none")
+    gguf_file = packaged_path(_GGUF_PACKAGE, _GGUF_FILE)
+    packed = cache_dir / f"smollm2-135m-int4-torch{torch.__version__}.safetensors"
+    return int4_linears(lm, gguf_file, packed)
+
+
 def _convert_gguf(out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -124,3 +124,12 @@ def test_packaged_path_says_how_to_install(tmp_path):
         packaged_path("no_such_weights_package", "model.bin")
     with pytest.raises(FileNotFoundError, match="missing.bin is missing from the package encoders"):
         packaged_path("encoders", "missing.bin")
+
+
+def test_int4_needs_the_embedded_gguf(checkpoints):
+    from encoders.errors import InputError
+
+    with pytest.raises(InputError, match="int4 weights come from the embedded LM's GGUF"):
+        load_model(spec(checkpoints, dtype="int4"))
+    with pytest.raises(InputError, match="fp32 or int4"):
+        load_model(spec(checkpoints, dtype="fp16"))
