@@ -100,13 +100,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also the row of the adapter's own CTC reading alone (a third longer)",
     )
+    evaluate.add_argument(
+        "--dtype",
+        choices=["fp32", "int4"],
+        default="fp32",
+        help="the LM's linear layers, as `lunettes --dtype` (int4: the quality check; the "
+        "saved figures stay fp32's)",
+    )
     args = parser.parse_args(argv)
     if getattr(args, "smoke", False):
         args.limit, args.steps, args.batch_size, args.align_steps = 3, 3, 2, 2
         args.cue_steps, args.align_clips, args.vocab_clips, args.slot_clips = 2, 4, 3, 3
 
     cache = args.data_dir or (args.cache_dir or default_cache_dir()) / "training"
-    model = load_model(BundleSpec(cache_dir=args.cache_dir, adapter=UNTRAINED))
+    dtype = getattr(args, "dtype", "fp32")  # training needs float weights (gradients)
+    model = load_model(BundleSpec(cache_dir=args.cache_dir, adapter=UNTRAINED, dtype=dtype))
     if args.command == "names":
         model.adapter = Adapter.load(args.adapter, model.adapter.info.identities)
         model.adapter = train_names(model, cache, args.limit)
@@ -311,12 +319,13 @@ def run_eval(model, sets: dict, args) -> int:
         signs=len(signs),
     )
     print(report.table(results, model.adapter.info.notes))
-    if args.speech_limit is None and args.vision_limit == FULL_VISION and args.sign_limit == FULL_SIGNS:
+    full = args.speech_limit is None and args.vision_limit == FULL_VISION
+    if full and args.sign_limit == FULL_SIGNS and args.dtype == "fp32":
         model.adapter.info.metrics = report.metrics(results)
         model.adapter.save_info(args.adapter)  # every surface shows these figures
         print(f"figures saved with the adapter in {args.adapter}")
     else:
-        print("a partial run: the adapter's saved figures are left as they were")
+        print("a partial or int4 run: the adapter's saved figures are left as they were")
     return 0
 
 
