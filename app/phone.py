@@ -28,6 +28,9 @@ class PhoneAccess:
 def phone_access(host: str, port: int, tls: TlsFiles | None) -> PhoneAccess:
     scheme = "https" if tls else "http"
     address = phone_address(host, tls.names if tls else None)
+    if address is None and tls is not None and tls.ca_file is None and not is_loopback(host):
+        named = [n for n in tls.names if n not in LOOPBACK_NAMES and "*" not in n]
+        address = named[0] if named else None  # a certificate given for a name: that name
     url = None if address is None else f"{scheme}://{_in_url(address)}:{port}/"
     local_ca = tls is not None and tls.ca_file is not None
     return PhoneAccess(url, tls is not None, tls.fingerprint if tls else None, local_ca)

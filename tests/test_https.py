@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from app import cli
-from app.certificates import local_certificate
+from app.certificates import TlsFiles, local_certificate
 from app.openai_api.config import ApiConfig
 from app.phone import CA_PATH, PhoneAccess, page_html, phone_access, qr_text, terminal_lines
 from app.server import exposure_warnings
@@ -115,6 +115,8 @@ def test_what_serve_prints_and_warns(tmp_path, monkeypatch):
     assert "camera and microphone" in warnings[1]
     assert "does not choose who may connect" in warnings[2]
     assert exposure_warnings("0.0.0.0", ApiConfig(api_key="k"), ("a", "b"), access) == []
+    given = TlsFiles(tls.certfile, tls.keyfile, None, "", ("localhost", "lunettes.example.org"))
+    assert phone_access("0.0.0.0", 443, given).url == "https://lunettes.example.org:443/"
     assert (
         exposure_warnings("127.0.0.1", ApiConfig(), None, phone_access("127.0.0.1", 1, tls)) == []
     )
