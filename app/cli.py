@@ -216,7 +216,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--dtype",
-        choices=["fp32", "int4"],
+        choices=["fp32", "int4"],  # fusion.bundle.DTYPES, not imported: --help stays light
         default="fp32",
         help="the language model's linear layers: float32, or the embedded GGUF's own 4-bit "
         "weights on torch's int4 kernel (default: fp32)",

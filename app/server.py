@@ -23,6 +23,13 @@ from fusion.model import LunettesModel
 DEFAULT_API = ApiConfig()  # frozen: safe to share
 ICON = Path(__file__).resolve().parent / "static" / "icon.png"  # 512 x 512, the home-screen icon
 NO_PHONE = PhoneAccess(url=None, https=False)
+APP_HEAD = """
+<meta name="theme-color" content="#1e3a8a">
+<meta name="apple-mobile-web-app-capable" content="yes">
+<meta name="mobile-web-app-capable" content="yes">
+<meta name="apple-mobile-web-app-title" content="Lunettes">
+<link rel="apple-touch-icon" href="/pwa_icon/180">
+"""  # the phone's home-screen name, icon and bar colour (iPhone reads only these tags)
 
 
 def build_server(
@@ -58,15 +65,6 @@ def build_server(
         favicon_path=ICON,
         head=APP_HEAD,
     )
-
-
-APP_HEAD = """
-<meta name="theme-color" content="#1e3a8a">
-<meta name="apple-mobile-web-app-capable" content="yes">
-<meta name="mobile-web-app-capable" content="yes">
-<meta name="apple-mobile-web-app-title" content="Lunettes">
-<link rel="apple-touch-icon" href="/pwa_icon/180">
-"""  # the phone's home-screen name, icon and bar colour (iPhone reads only these tags)
 
 
 def serve(

@@ -31,6 +31,7 @@ AUDIO_CONTEXT_LAYERS = 2  # see fusion/projector.py
 # 53% snapping runs read with >= 0.3 confidence, 7% never snapping.
 AUDIO_SNAP = 0.0
 UNTRAINED = "untrained"
+DTYPES = ("fp32", "int4")  # the LM's linear layers: float32, or the embedded GGUF's own 4-bit
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,8 @@ def load_model(spec: BundleSpec = BundleSpec()) -> LunettesModel:
     lm_fingerprint = fingerprint(lm)  # of the float weights, whatever runs them
     if spec.dtype == "int4":
         use_int4_weights(lm, spec.lm, cache_dir)
-    elif spec.dtype != "fp32":
-        raise InputError(f"dtype must be fp32 or int4, not {spec.dtype!r}")
+    elif spec.dtype not in DTYPES:
+        raise InputError(f"dtype must be {' or '.join(DTYPES)}, not {spec.dtype!r}")
     speed_up_decoding(lm, cache_dir)  # the layers still nn.Linear (all, or the output head)
     vision = load_vision_encoder(spec.vision)
     whisper, whisper_name = load_whisper(spec.audio, cache_dir)

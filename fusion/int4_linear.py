@@ -16,8 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from encoders.cache import cached_dir
+
 GROUP = 32  # weights per Q4_1 block, and per int4 group
 BLOCK_BYTES = 20  # d (fp16), m (fp16), 16 bytes of two 4-bit codes each
+PACKED_FILE = "int4.safetensors"  # inside the cache entry int4_linears is given
 INNER_K_TILES = 2  # the packing's tile of the input dimension (torch accepts 2, 4 or 8)
 
 
@@ -78,22 +81,21 @@ def q4_1_blocks(raw: np.ndarray, columns: int) -> tuple[torch.Tensor, ...]:
     return torch.from_numpy(codes), torch.from_numpy(scale), torch.from_numpy(minimum)
 
 
-def int4_linears(lm: nn.Module, gguf_file: Path, packed_file: Path) -> int:
+def int4_linears(lm: nn.Module, gguf_file: Path, packed_dir: Path) -> int:
     """Swap each of a llama-style transformers LM's nn.Linear layers that `gguf_file` holds in
     Q4_1 for an Int4Linear of those blocks; returns how many were swapped. The packed weights
-    are kept in `packed_file` (safetensors, ~70 MB) on the first call (~7 s), read from it on
-    later ones (well under a second)."""
+    are kept in the cache entry `packed_dir` (safetensors, ~70 MB) on the first call (~7 s),
+    read from it on later ones (well under a second)."""
     from safetensors.torch import load_file, save_file
 
-    if not packed_file.is_file():
+    def pack(out: Path) -> None:
         layers = dict(_q4_1_layers(lm, gguf_file))
         packed = {
             f"{name}.{key}": t for name, layer in layers.items() for key, t in _buffers(layer)
         }
-        packed_file.parent.mkdir(parents=True, exist_ok=True)
-        staging = packed_file.with_suffix(".partial")
-        save_file(packed, staging)
-        staging.rename(packed_file)  # whole or not at all
+        save_file(packed, out / PACKED_FILE)
+
+    packed_file = cached_dir(packed_dir, pack) / PACKED_FILE  # whole or not at all
     tensors = load_file(packed_file)
     names = sorted({key.rpartition(".")[0] for key in tensors})
     for name in names:
@@ -104,7 +106,7 @@ def int4_linears(lm: nn.Module, gguf_file: Path, packed_file: Path) -> int:
             tensors[f"{name}.packed"], tensors[f"{name}.scales_and_zeros"], linear.bias
         )
         if (layer.out_features, layer.in_features) != (linear.out_features, linear.in_features):
-            raise ValueError(f"{packed_file}: {name} does not fit {linear}; remove the file")
+            raise ValueError(f"{packed_file}: {name} does not fit {linear}; remove its folder")
         setattr(owner, child, layer)
     return len(names)
 

@@ -50,8 +50,7 @@ def use_int4_weights(lm, spec: str, cache_dir: Path) -> int:
     if spec != EMBEDDED:
         raise InputError(f"int4 weights come from the embedded LM's GGUF file; {spec!r} has none")
     gguf_file = packaged_path(_GGUF_PACKAGE, _GGUF_FILE)
-    packed = cache_dir / f"smollm2-135m-int4-torch{torch.__version__}.safetensors"
-    return int4_linears(lm, gguf_file, packed)
+    return int4_linears(lm, gguf_file, cache_dir / f"smollm2-135m-int4-torch{torch.__version__}")
 
 
 def _convert_gguf(out: Path) -> None:

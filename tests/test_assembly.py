@@ -133,3 +133,12 @@ def test_int4_needs_the_embedded_gguf(checkpoints):
         load_model(spec(checkpoints, dtype="int4"))
     with pytest.raises(InputError, match="fp32 or int4"):
         load_model(spec(checkpoints, dtype="fp16"))
+
+
+def test_the_cli_offers_every_dtype_the_bundle_loads():
+    from app import cli
+    from fusion.bundle import DTYPES
+
+    for dtype in DTYPES:
+        args = cli.build_parser().parse_args(["ask", "--dtype", dtype, "hello"])
+        assert cli.bundle_spec(args).dtype == dtype

@@ -84,8 +84,8 @@ def test_a_gguf_file_runs_a_model_as_its_dequantized_weights(tokenizer, tmp_path
     writer.write_tensors_to_file()
     writer.close()
 
-    packed = tmp_path / "packed.safetensors"
-    assert int4_linears(lm, path, packed) == 14 and packed.is_file()
+    packed = tmp_path / "packed"
+    assert int4_linears(lm, path, packed) == 14 and (packed / "int4.safetensors").is_file()
     ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
     expected = reference(ids).logits
     got = lm(ids).logits

@@ -8,7 +8,7 @@ import torch
 
 from encoders.cache import default_cache_dir
 from fusion.adapter import Adapter
-from fusion.bundle import ASSETS_DIR, UNTRAINED, BundleSpec, load_model
+from fusion.bundle import ASSETS_DIR, DTYPES, UNTRAINED, BundleSpec, load_model
 
 DEFAULT_OUTPUT = ASSETS_DIR / "adapter"
 FULL_VISION, FULL_SIGNS = 200, 120  # the full held-out image and sign sets of `lunettes eval`
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     evaluate.add_argument(
         "--dtype",
-        choices=["fp32", "int4"],
+        choices=DTYPES,
         default="fp32",
         help="the LM's linear layers, as `lunettes --dtype` (int4: the quality check; the "
         "saved figures stay fp32's)",
