@@ -34,7 +34,8 @@ class VisionEncoder(torch.nn.Module):
         labeller: ImageLabeller | None = None,
     ):
         super().__init__()
-        self.tower = tower.eval().requires_grad_(False)
+        # channels-last: torch's CPU convolutions (depthwise ones above all) run ~2x faster
+        self.tower = tower.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.preprocess = preprocess
         self.name = name
         self.labeller = labeller  # the tower's own ImageNet head, when it has one
@@ -46,7 +47,7 @@ class VisionEncoder(torch.nn.Module):
     @torch.inference_mode()
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels [B, C, H, W] (already preprocessed) -> tokens [B, N, D]."""
-        return patch_tokens(self.tower, pixels)
+        return patch_tokens(self.tower, pixels.contiguous(memory_format=torch.channels_last))
 
     def encode(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """RGB images -> tokens [B, N, D], N == self.num_tokens for every image."""

@@ -231,7 +231,7 @@ def train_names(model, cache: Path, limit: int | None):
     from fusion.training.train_names import train_name_head, with_name_head
 
     suffix = f"-limit{limit}" if limit else ""
-    data = build_name_set(model, cache / f"named-drawings{suffix}.pt", limit=limit)
+    data = build_name_set(model, cache / f"named-drawing-views{suffix}.pt", limit=limit)
     if not data.vocabulary:
         print("name head: no named drawings (tuxpaint-stamps-default, openclipart-png); skipped")
         return model.adapter

@@ -7,11 +7,16 @@ Sources, all Debian packages, none of them emoji:
 - openclipart-png: ~8,000 drawings whose file names carry their title, then their author
   ("full_moon_dan_gerhards_01.png"), in category folders ("science/astronomy").
 
-A drawing's names are the words of its sentence, title and innermost folder that are plain
-English words (the system word list, lower case), less style words, colours and function
-words (NOT_NAMES). The name vocabulary is every such word that at least MIN_SOURCES drawings
-carry, built from the training split alone. A drawing's split is decided by a hash of its
-path, as for the other vision sets (vision_data.is_held_out).
+A drawing's names are the words of its sentence and title that are plain English words (the
+system word list, lower case), less style words, colours and function words (NOT_NAMES),
+then the word of its innermost folder ("animals/birds": "bird") unless that word is a kind
+or a topic (CATEGORIES: "mammal", "food", "application"), which people do not call one thing
+by. The name vocabulary is every such word that at least MIN_SOURCES drawings carry, built
+from the training split alone. A drawing's split is decided by a hash of its path, as for
+the other vision sets (vision_data.is_held_out).
+
+The views' mean tokens are cached with their drawings' paths, and the names are worked out
+from the paths when the set is loaded, so that a change of naming needs no new encoding.
 """
 
 import random
@@ -42,8 +47,21 @@ _NOT_NAMES_TEXT = """a an the and with for from into onto over under this that i
     remix variant style design happy sad funny cute angry us european canadian american
     victor franc matt mike martin gerhards architetto dan jean john peter anthony andrew
     gnome tango etiquette mime stock crystal oxygen ark tux open closed empty single double
-    number letter text"""
+    number letter text step filled"""
 NOT_NAMES = frozenset(_NOT_NAMES_TEXT.split())
+# Folder words that are kinds or topics, not what anyone calls one thing: a drawing in
+# "food/fruit" is an apple or a pear to people, not "a fruit" (titles may still say it).
+_CATEGORIES_TEXT = """action application app computer office tool gradients geography theme
+    music mammal sport transportation food fruit dessert shape device party vehicle lowercase
+    uppercase hardware bug animal plant beverage toy weapon education united meat vegetable
+    weather holiday carbs astronomy flowchart electronic decoration clothing clothe religion
+    state building recreation bovine container miscellany alcohol historic math operator
+    furniture insect household science kingdom money rodent logo special string connector
+    aquatic medical equine dishes auto diagram network dairy award navy hazard amphibian
+    marsupial percussion military space emergency fantasy thanksgiving medicine duplicate
+    shellfish hobbies utensil monument town construction jewelry body parts plastic seasonal
+    cycle emblem generic player disability certificate game people map"""
+CATEGORIES = frozenset(_CATEGORIES_TEXT.split())
 
 
 @dataclass(frozen=True)
@@ -58,19 +76,26 @@ def dictionary() -> set[str]:
 
 def drawings(words: set[str]) -> list[NamedDrawing]:
     """Every stamp and clip-art drawing with at least one name word, sorted by path."""
+    return [drawing for path in drawing_paths() if (drawing := named_drawing(path, words))]
+
+
+def drawing_paths() -> list[Path]:
+    """The stamps' and clip art's PNG drawings, sorted."""
     found = []
-    for path in sorted(STAMPS_DIR.rglob("*.png")) if STAMPS_DIR.is_dir() else []:
-        sentence = path.with_suffix(".txt")
-        text = sentence.read_text(errors="ignore").splitlines()[0] if sentence.is_file() else ""
-        found.append((path, [text, path.stem, path.parent.name]))
-    for path in sorted(CLIPART_DIR.rglob("*.png")) if CLIPART_DIR.is_dir() else []:
-        found.append((path, [path.stem, path.parent.name]))
-    named = []
-    for path, texts in found:
-        names = tuple(dict.fromkeys(w for text in texts for w in name_words(text, words)))
-        if names:
-            named.append(NamedDrawing(path, names))
-    return named
+    for directory in (STAMPS_DIR, CLIPART_DIR):
+        found += sorted(directory.rglob("*.png")) if directory.is_dir() else []
+    return found
+
+
+def named_drawing(path: Path, words: set[str]) -> NamedDrawing | None:
+    """A drawing's names: its sentence's (stamps) and title's words, then its folder's word
+    unless that is a category; None when it has no name."""
+    sentence = path.with_suffix(".txt")
+    text = sentence.read_text(errors="ignore").splitlines()[:1] if sentence.is_file() else []
+    own = name_words(" ".join(text), words) + name_words(path.stem, words)
+    folder = [w for w in name_words(path.parent.name, words) if w not in CATEGORIES]
+    names = tuple(dict.fromkeys(own + folder))
+    return NamedDrawing(path, names) if names else None
 
 
 def name_words(text: str, words: set[str]) -> list[str]:
@@ -96,7 +121,7 @@ def vocabulary(named: list[NamedDrawing], min_sources: int = MIN_SOURCES) -> lis
     return sorted(name for name, count in counts.items() if count >= min_sources)
 
 
-VIEWS = 2  # random placements of each drawing
+VIEWS = 4  # random placements of each drawing
 IMAGE_SIZE = 224
 
 
@@ -109,44 +134,59 @@ class NameSet:
 
 
 def build_name_set(model, path: Path, seed: int = 0, limit: int | None = None) -> NameSet:
-    """Load the cached set at `path`, or place, encode and cache every named drawing."""
+    """The named views: their mean tokens from the cache at `path` (placed and encoded on
+    the first call), their names from the drawings' paths (named_drawing)."""
     if path.is_file():
-        return NameSet(**torch.load(path, weights_only=False))
-    named = drawings(dictionary())[:limit] if WORDS_FILE.is_file() else []
-    vocab = vocabulary(named, min_sources=1 if limit else MIN_SOURCES)
+        views = torch.load(path, weights_only=False)
+    else:
+        views = encode_views(model, drawing_paths()[:limit], seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(views, path)
+    words = dictionary() if WORDS_FILE.is_file() else set()
+    named = {p: named_drawing(Path(p), words) for p in dict.fromkeys(views["paths"])}
+    rows = [row for row, p in enumerate(views["paths"]) if named[p]]
+    by_path = [named[p] for p in dict.fromkeys(views["paths"]) if named[p]]
+    vocab = vocabulary(by_path, min_sources=1 if limit else MIN_SOURCES)
     index = {name: i for i, name in enumerate(vocab)}
+    ids = [tuple(index[n] for n in named[views["paths"][row]].names if n in index) for row in rows]
+    keep = [k for k, i in enumerate(ids) if i]
+    return NameSet(
+        features=views["features"][[rows[k] for k in keep]],
+        names=[ids[k] for k in keep],
+        held_out=[is_held_out(views["paths"][rows[k]]) for k in keep],
+        vocabulary=vocab,
+    )
+
+
+def encode_views(model, paths: list[Path], seed: int) -> dict:
+    """VIEWS random placements of each drawing, encoded -> {"features": [M, C] float16 mean
+    tokens, "paths": [M] the drawing of each view}."""
     rng = random.Random(seed)
-    features, names, held_out, batch = [], [], [], []
+    features, view_paths, batch = [], [], []
 
     def flush():
-        tokens = model.vision.encode([image for image, _, _ in batch])  # B, N, C
+        tokens = model.vision.encode([image for image, _ in batch])  # B, N, C
         features.append(tokens.float().mean(dim=1).to(torch.float16))  # B, C
-        names.extend(ids for _, ids, _ in batch)
-        held_out.extend(h for _, _, h in batch)
+        view_paths.extend(p for _, p in batch)
         batch.clear()
 
-    for drawing in tqdm(named, desc="named drawings"):
-        ids = tuple(index[n] for n in drawing.names if n in index)
-        if not ids:
-            continue
+    for path in tqdm(paths, desc="named drawings"):
         try:
-            with Image.open(drawing.path) as raw:
+            with Image.open(path) as raw:
                 if raw.width * raw.height > 40_000_000:
                     continue
                 art = raw.convert("RGBA")
         except (OSError, Image.DecompressionBombError):
             continue  # unreadable drawings are skipped: training data, not a user's photo
-        for _ in range(VIEWS):
-            batch.append((placed(art, rng), ids, is_held_out(str(drawing.path))))
-        if len(batch) >= 32:
+        art = art.crop(art.getbbox() or (0, 0, art.width, art.height))
+        art.thumbnail((IMAGE_SIZE, IMAGE_SIZE))  # once, not for every view: the views shrink it
+        batch += [(placed(art, rng), str(path)) for _ in range(VIEWS)]
+        if len(batch) >= 64:
             flush()
     if batch:
         flush()
-    width = model.vision.dim
-    result = NameSet(torch.cat(features) if features else torch.zeros(0, width), names, held_out, vocab)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(vars(result), path)
-    return result
+    empty = torch.zeros(0, model.vision.dim, dtype=torch.float16)
+    return {"features": torch.cat(features) if features else empty, "paths": view_paths}
 
 
 def placed(art: Image.Image, rng: random.Random) -> Image.Image:
