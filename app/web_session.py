@@ -14,6 +14,7 @@ import atexit
 import logging
 import mimetypes
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -87,6 +88,8 @@ class WebSession:
     root: Path | None = None  # where the folder is made (None: the system's temp folder)
     folder: Path | None = None  # files shown in the chat or played; made on first use
     saved: int = 0  # files saved so far (names them)
+    # whose media cache entries its turns may use (fusion/media_cache.py): this tab's only
+    owner: str = field(default_factory=lambda: f"web:{secrets.token_hex(8)}")
 
     # -- questions -------------------------------------------------------------------------
 
@@ -255,7 +258,8 @@ def answer_next(
         return turn.state == "answering" and turn.attempt == attempt
 
     try:
-        for event in model.stream(session.conversation(turn, system_prompt), options):
+        conversation = session.conversation(turn, system_prompt)
+        for event in model.stream(conversation, options, owner=session.owner):
             if not current():
                 return
             if isinstance(event, Chunk):

@@ -20,6 +20,7 @@ from encoders.vision import VisionEncoder
 from fusion.adapter import Adapter
 from fusion.conversation import Message, Photo, Speech
 from fusion.generate import GenerationOptions, IncrementalText, generate_tokens
+from fusion.media_cache import MediaCache
 from fusion.name_head import class_vote_matrix
 from fusion.photo_text.prompt import text_in_photos
 from fusion.photo_text.request import asks_for_words, photos_to_read, question_words
@@ -88,6 +89,7 @@ class LunettesModel:
         self.text_reader = text_reader or TextReader()  # OCR, loaded when first asked to read
         self.context_length = getattr(lm.config, "max_position_embeddings", 2048)
         self.stop_ids = _stop_ids(lm, tokenizer)
+        self.media_cache = MediaCache()  # what each photo and clip gave, by content and owner
 
     def describe(self) -> dict:
         """What is loaded, for every surface (CLI JSON, web app)."""
@@ -127,16 +129,18 @@ class LunettesModel:
             + (", between two learned cue vectors" if self.adapter.audio_cues is not None else ""),
         }
 
-    def encode_media(self, messages: Sequence[Message]) -> dict[str, float]:
+    def encode_media(self, messages: Sequence[Message], owner: str = "") -> dict[str, float]:
         """Encode every photo and clip that has no features yet; transcribe and read (as LM
         tokens, read_speech) new speech; read the text in the photos that a message asks to
-        read (photo_text/request.py), once per photo.
+        read (photo_text/request.py), once per photo. What `owner` (an API key, a session)
+        sent before comes from the media cache instead (media_cache.py).
 
         Returns the time spent, in milliseconds, under encode_image / encode_audio /
         transcribe / read_speech / ocr.
         """
         timings = {"encode_image": 0.0, "encode_audio": 0.0, "transcribe": 0.0, "read_speech": 0.0}
         timings["ocr"] = 0.0
+        self.media_cache.restore(messages, owner)
         new_photos = [p for m in messages for p in m.photos if p.features is None]
         if new_photos:
             start = time.perf_counter()
@@ -171,6 +175,7 @@ class LunettesModel:
             for photo in unread.values():
                 photo.text_lines = self.text_reader.read(photo.image)
             timings["ocr"] = _ms_since(start)
+        self.media_cache.keep(messages, owner)
         return timings
 
     def build_inputs(self, messages: Sequence[Message]) -> PromptInputs:
@@ -311,21 +316,19 @@ class LunettesModel:
             log_probs = (
                 self.adapter.audio_log_probs(features, vocabulary) if options.adapter_beam else None
             )
-            speech.reading = choose_reading(
-                log_probs, heard, self.tokenizer.decode, judge, options
-            )
+            speech.reading = choose_reading(log_probs, heard, self.tokenizer.decode, judge, options)
         return speech.reading
 
     @torch.inference_mode()
     def stream(
-        self, messages: Sequence[Message], options: GenerationOptions | None = None
+        self, messages: Sequence[Message], options: GenerationOptions | None = None, owner: str = ""
     ) -> Iterator[Heard | Chunk | Stats]:
         """Answer the conversation: yields Heard for each new transcript, Chunk pieces of the
-        answer, then one Stats."""
+        answer, then one Stats. owner: whose media cache entries it may use (encode_media)."""
         options = options or GenerationOptions()
         start = time.perf_counter()
         new_speech = [m.speech for m in messages if m.speech and m.speech.features is None]
-        timings = self.encode_media(messages)
+        timings = self.encode_media(messages, owner)
         for speech in new_speech:
             yield Heard(speech.transcript)
         inputs = self.build_inputs(messages)

@@ -120,11 +120,11 @@ class SlowModel:
     def __getattr__(self, name: str):
         return getattr(self._model, name)
 
-    def stream(self, messages, options=None) -> Iterator:
+    def stream(self, messages, options=None, owner: str = "") -> Iterator:
         self.started += 1
         ended = False
         try:
-            for event in self._model.stream(messages, options):
+            for event in self._model.stream(messages, options, owner):
                 if isinstance(event, Chunk):
                     time.sleep(self.pause_s)
                     self.chunks += 1

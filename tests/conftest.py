@@ -47,6 +47,13 @@ def model(tokenizer, lm, clip_encoder, audio_encoder):
     return tiny.tiny_lunettes(tokenizer, lm, clip_encoder, audio_encoder)
 
 
+@pytest.fixture(autouse=True)
+def _empty_media_cache(request):
+    """Each test starts with the shared model's media cache empty, as a new server would."""
+    if "model" in request.fixturenames:
+        request.getfixturevalue("model").media_cache.clear()
+
+
 @pytest.fixture(scope="session")
 def tls(tmp_path_factory):
     """`serve --https`'s certificate authority and a certificate for localhost and 127.0.0.1."""

@@ -97,13 +97,15 @@ class PacedModel:
     def __getattr__(self, name: str):
         return getattr(self.model, name)
 
-    def stream(self, messages, options: GenerationOptions | None = None) -> Iterator:
+    def stream(
+        self, messages, options: GenerationOptions | None = None, owner: str = ""
+    ) -> Iterator:
         options = options or GenerationOptions()
         if self.FAIL_MARK in messages[-1].text:
             raise RuntimeError("a model failure on purpose")
         capped = min(options.max_new_tokens, self.max_tokens)
         kept = {**options.__dict__, "max_new_tokens": capped}
-        for event in self.model.stream(messages, GenerationOptions(**kept)):
+        for event in self.model.stream(messages, GenerationOptions(**kept), owner):
             if isinstance(event, Chunk):
                 time.sleep(self.pace_s)
             yield event

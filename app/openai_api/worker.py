@@ -89,7 +89,8 @@ class ModelWorker:
         """Wait for the turn, then run up to the first piece of the answer, so that a refused
         conversation (too long for the context) is an error response, not a broken stream."""
         await self.turns.acquire()
-        generation = Generation(self, self.model.stream(messages, options))
+        # every API client holds the same key (or none): one owner in the media cache
+        generation = Generation(self, self.model.stream(messages, options, owner="api"))
         try:
             while True:
                 event = await generation.pull()
@@ -163,9 +164,9 @@ class SharedModel:
         return getattr(self._model, name)
 
     def stream(
-        self, messages: Sequence[Message], options: GenerationOptions | None = None
+        self, messages: Sequence[Message], options: GenerationOptions | None = None, owner: str = ""
     ) -> Iterator[Event]:
-        events = self._model.stream(messages, options)
+        events = self._model.stream(messages, options, owner)
         try:
             while True:
                 with self._lock:

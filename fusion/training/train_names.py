@@ -58,7 +58,8 @@ def train_name_head(
         weights = torch.ones_like(weights)
     test_first = first[held] if held.any() else first
     mean = train_x.mean(0)
-    std = train_x.std(0).nan_to_num(1.0).clamp_min(1e-6)  # one row has no spread  # folded into the head below
+    # one row has no spread; both are folded into the head below
+    std = train_x.std(0).nan_to_num(1.0).clamp_min(1e-6)
     head = NameHead(features.shape[1], data.vocabulary, sure_above=0.0)
     optimizer = torch.optim.AdamW(
         head.linear.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
