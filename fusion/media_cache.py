@@ -102,12 +102,14 @@ class MediaCache:
 
 
 def _media(messages: list[Message]) -> list[Photo | Speech]:
-    """The conversation's photos and clips that still hold their content."""
+    """The conversation's photos and clips that hold their content (evaluation passes clips
+    as encoder frames alone, with no samples: those are not kept)."""
     found = []
     for message in messages:
         found += [photo for photo in message.photos if photo.image is not None]
-        if message.speech is not None and message.speech.waveform is not None:
-            found.append(message.speech)
+        speech = message.speech
+        if speech is not None and speech.waveform is not None and speech.waveform.size:
+            found.append(speech)
     return found
 
 

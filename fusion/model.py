@@ -140,6 +140,8 @@ class LunettesModel:
         """
         timings = {"encode_image": 0.0, "encode_audio": 0.0, "transcribe": 0.0, "read_speech": 0.0}
         timings["ocr"] = 0.0
+        # a clip's reading depends on the adapter and the reading settings as well
+        owner = f"{owner}\0{id(self.adapter)}\0{self.speech_reading!r}"
         self.media_cache.restore(messages, owner)
         new_photos = [p for m in messages for p in m.photos if p.features is None]
         if new_photos:

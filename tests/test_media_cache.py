@@ -77,12 +77,32 @@ def test_the_budget_drops_the_least_recently_used(model):
     assert cache.restore([user(photos=[photo(seed=0)]), user(photos=[photo(seed=2)])], "api") == 2
 
 
-def test_a_clip_is_keyed_by_its_samples(model):
+def test_a_clip_is_keyed_by_its_samples(model, monkeypatch):
+    transcribe = Counting(monkeypatch, model, "transcriber")
     clip = tone(1.0, 440.0)
     model.encode_media([user(speech=clip)], "api")
-    louder = user(speech=(clip * 0.5).astype(np.float32))
-    assert model.media_cache.restore([louder], "api") == 0
+    model.encode_media([user(speech=(clip * 0.5).astype(np.float32))], "api")  # quieter
+    assert transcribe.calls == 2
     same = user(speech=clip.copy())
-    assert model.media_cache.restore([same], "api") == 1
+    model.encode_media([same], "api")
+    assert transcribe.calls == 2
     assert same.speech.features is not None and same.speech.transcript is not None
 
+
+def test_other_reading_settings_read_the_clip_again(model, monkeypatch):
+    from dataclasses import replace
+
+    transcribe = Counting(monkeypatch, model, "transcriber")
+    model.encode_media([user(speech=tone(1.0, 440.0))], "api")
+    monkeypatch.setattr(model, "speech_reading", replace(model.speech_reading, lm_weight=0.5))
+    model.encode_media([user(speech=tone(1.0, 440.0))], "api")
+    assert transcribe.calls == 2
+
+
+def test_a_clip_without_samples_is_not_kept(model):
+    speech = user(speech=tone(1.0, 440.0)).speech
+    model.encode_media([Message("user", speech=speech)], "api")
+    frames_only = Message("user", speech=type(speech)(np.zeros(0, np.float32), speech.features))
+    model.media_cache.clear()
+    model.encode_media([frames_only], "api")
+    assert len(model.media_cache) == 0
