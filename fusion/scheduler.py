@@ -1,0 +1,219 @@
+"""One thread owns the language model's decoding; every answer, from any surface, joins it.
+
+Continuous batching on a BatchDecoder (batch_decoder.py): between two decode steps the
+scheduler takes the next waiting answer (first come, first served), prefills it and adds its
+row; it then runs one step for every row and hands each answer its new token. A running
+answer therefore waits at most one prefill between two of its tokens, however many arrive.
+An answer whose reader stops (a client that left, Stop in the web app) leaves the batch at
+the next step, freeing its row.
+
+Rows are bounded by memory, not by a count: an answer is let in while the batch's KV cache,
+counted at the longest row (prompt + max_new_tokens, as the rows are padded to it), stays
+within `kv_budget_bytes`. An answer alone is always let in, however long.
+
+Letters: L prompt length, D LM width.
+"""
+
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from fusion.batch_decoder import BatchDecoder, Row
+from fusion.generate import GenerationOptions
+from fusion.prompt_layout import PromptLayout
+
+DEFAULT_KV_BUDGET_BYTES = 512 * 1024 * 1024
+_END = object()
+
+
+@dataclass(eq=False)
+class _Answer:
+    embeddings: torch.Tensor  # [1, L, D]
+    options: GenerationOptions
+    stop_ids: set[int]
+    layout: PromptLayout | None
+    tokens: deque = field(default_factory=deque)  # new token ids, then _END or an exception
+    ready: threading.Event = field(default_factory=threading.Event)
+    row: Row | None = None
+    sent: int = 0  # tokens of row.generated handed over so far
+    cancelled: bool = False
+
+    @property
+    def columns(self) -> int:
+        """The most cache columns it can need: prompt + every new token."""
+        return self.embeddings.shape[1] + self.options.max_new_tokens
+
+    def put(self, item) -> None:
+        self.tokens.append(item)
+        self.ready.set()
+
+
+class DecodeScheduler:
+    def __init__(self, lm: torch.nn.Module, kv_budget_bytes: int = DEFAULT_KV_BUDGET_BYTES):
+        self.decoder = BatchDecoder(lm)
+        self.kv_budget_bytes = kv_budget_bytes
+        self.kv_bytes_per_column = kv_bytes_per_token(lm)
+        self._waiting: deque[_Answer] = deque()
+        self._running: list[_Answer] = []
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.steps = 0  # decode steps run, and rows summed over them (for the bench)
+        self.row_steps = 0
+
+    def tokens(
+        self,
+        embeddings: torch.Tensor,
+        options: GenerationOptions,
+        stop_ids: set[int],
+        layout: PromptLayout | None = None,
+    ) -> Iterator[int]:
+        """As generate.generate_tokens: embeddings [1, L, D] -> new token ids, decoded in the
+        batch. Closing the iterator cancels the answer."""
+        answer = _Answer(embeddings.detach(), options, set(stop_ids), layout)
+        with self._wake:
+            self._start()
+            self._waiting.append(answer)
+            self._wake.notify()
+        try:
+            while True:
+                answer.ready.wait()
+                while answer.tokens:
+                    item = answer.tokens.popleft()
+                    if item is _END:
+                        return
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+                answer.ready.clear()
+                if answer.tokens:  # put between the drain and the clear
+                    answer.ready.set()
+        finally:
+            with self._wake:
+                answer.cancelled = True
+                if answer in self._waiting:
+                    self._waiting.remove(answer)
+                self._wake.notify()
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def close(self) -> None:
+        """Stop the thread once no answer is left (a new answer starts it again)."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+
+    def _start(self) -> None:
+        self._closed = False
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="decode", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                if not self._turn():
+                    return
+            except BaseException as error:  # never leave a reader waiting on a dead thread
+                with self._wake:
+                    stranded = list(self._running) + list(self._waiting)
+                    self._waiting.clear()
+                self._running.clear()
+                self.decoder = BatchDecoder(self.decoder.lm)
+                for answer in stranded:
+                    answer.put(RuntimeError(f"decoding failed: {error!r}"))
+                if not isinstance(error, Exception):
+                    raise
+
+    def _turn(self) -> bool:
+        """Let in at most one waiting answer (prefilled), then one step for every row ->
+        False when closed and idle."""
+        with self._wake:
+            while not self._waiting and not self._running:
+                if self._closed:
+                    self._thread = None
+                    return False
+                self._wake.wait()
+            admitted = self._next_to_admit()
+            cancelled = [a for a in self._running if a.cancelled]
+        if cancelled:
+            self._finish(cancelled, None)
+        if admitted is not None:
+            self._prefill(admitted)
+        if self._running:
+            self._step()
+        return True
+
+    def _next_to_admit(self) -> "_Answer | None":
+        """The first waiting answer if the batch's cache would stay within the budget with
+        it (or the batch is empty). Called holding the lock."""
+        if not self._waiting:
+            return None
+        candidate = self._waiting[0]
+        rows = [a for a in self._running if not a.cancelled] + [candidate]
+        need = len(rows) * max(a.columns for a in rows) * self.kv_bytes_per_column
+        if len(rows) > 1 and need > self.kv_budget_bytes:
+            return None
+        return self._waiting.popleft()
+
+    def _prefill(self, answer: _Answer) -> None:
+        try:
+            answer.row = self.decoder.prefill(
+                answer.embeddings, answer.options, answer.stop_ids, answer.layout
+            )
+        except Exception as error:  # noqa: BLE001 - this answer's prompt only: the batch goes on
+            answer.put(error)
+            return
+        self._deliver(answer)
+        if not answer.row.finished:
+            self._running.append(answer)
+
+    def _step(self) -> None:
+        try:
+            self.decoder.step()
+        except Exception as error:  # noqa: BLE001 - the batch is lost: every answer hears why
+            self._finish(list(self._running), error)
+            self.decoder = BatchDecoder(self.decoder.lm)
+            return
+        self.steps += 1
+        self.row_steps += len(self._running)
+        for answer in list(self._running):
+            self._deliver(answer)
+            if answer.row.finished:
+                self._running.remove(answer)
+
+    def _deliver(self, answer: _Answer) -> None:
+        """Hand the answer its new tokens, and the end when its row is finished."""
+        row = answer.row
+        for token in row.generated[answer.sent :]:
+            answer.put(token)
+        answer.sent = len(row.generated)
+        if row.finished:
+            answer.put(_END)
+
+    def _finish(self, answers: list[_Answer], error: BaseException | None) -> None:
+        self.decoder.drop([a.row for a in answers if a.row is not None])
+        for answer in answers:
+            if answer in self._running:
+                self._running.remove(answer)
+            answer.put(error if error is not None else _END)
+
+
+def kv_bytes_per_token(lm: torch.nn.Module) -> int:
+    """Bytes of keys and values one token adds to the cache, over all layers."""
+    config = lm.config
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    dtype = next(lm.parameters()).dtype
+    element = torch.finfo(dtype).bits // 8 if dtype.is_floating_point else 4
+    return 2 * config.num_hidden_layers * kv_heads * head_dim * max(element, 2)

@@ -1,0 +1,77 @@
+"""The decode scheduler: answers from many threads share one batch, each gets exactly its
+own tokens; a reader that stops frees its row; the KV budget holds answers back."""
+
+import threading
+
+import torch
+
+from fusion.generate import GenerationOptions
+from fusion.scheduler import DecodeScheduler, kv_bytes_per_token
+from tests.test_batch_decoder import alone, prompt
+
+
+def collect(scheduler, embeddings, options, results, name):
+    try:
+        results[name] = list(scheduler.tokens(embeddings, options, set()))
+    except Exception as error:  # noqa: BLE001 - the test looks at it
+        results[name] = error
+
+
+def answer_together(scheduler, prompts, options):
+    results = {}
+    threads = [
+        threading.Thread(target=collect, args=(scheduler, p, options, results, i))
+        for i, p in enumerate(prompts)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def test_concurrent_answers_share_steps_and_keep_their_tokens(lm):
+    scheduler = DecodeScheduler(lm)
+    options = GenerationOptions(max_new_tokens=16)
+    prompts = [prompt(lm, 4 + 5 * i, 20 + i) for i in range(4)]
+    results = answer_together(scheduler, prompts, options)
+    for i, embeddings in enumerate(prompts):
+        assert results[i] == alone(lm, embeddings, options)
+    assert scheduler.row_steps / scheduler.steps > 1.5  # steps were shared
+    assert scheduler.decoder.rows == [] and scheduler.running == 0
+    scheduler.close()
+
+
+def test_a_reader_that_stops_frees_its_row(lm):
+    scheduler = DecodeScheduler(lm)
+    options = GenerationOptions(max_new_tokens=200)
+    tokens = scheduler.tokens(prompt(lm, 6, 30), options, set())
+    taken = [next(tokens) for _ in range(3)]
+    assert taken == alone(lm, prompt(lm, 6, 30), options)[:3]
+    tokens.close()
+    other = list(scheduler.tokens(prompt(lm, 5, 31), GenerationOptions(max_new_tokens=4), set()))
+    assert len(other) <= 4 and scheduler.running == 0 and scheduler.decoder.rows == []
+    scheduler.close()
+
+
+def test_the_kv_budget_holds_answers_back_until_there_is_room(lm):
+    options = GenerationOptions(max_new_tokens=10)
+    one_row = (8 + 10) * kv_bytes_per_token(lm)
+    scheduler = DecodeScheduler(lm, kv_budget_bytes=one_row)  # room for one row at a time
+    prompts = [prompt(lm, 8, 40 + i) for i in range(3)]
+    results = answer_together(scheduler, prompts, options)
+    for i, embeddings in enumerate(prompts):
+        assert results[i] == alone(lm, embeddings, options)
+    assert scheduler.row_steps == scheduler.steps  # never two rows at once
+    scheduler.close()
+
+
+def test_a_broken_prompt_fails_alone(lm):
+    scheduler = DecodeScheduler(lm)
+    options = GenerationOptions(max_new_tokens=8)
+    good = prompt(lm, 6, 50)
+    broken = torch.zeros(1, 4, 3)  # the wrong width
+    results = answer_together(scheduler, [good, broken, good], options)
+    assert isinstance(results[1], Exception)
+    assert results[0] == results[2] == alone(lm, good, options)
+    scheduler.close()
