@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=ApiConfig.max_waiting,
         metavar="N",
-        help=f"API requests queued behind the one being answered; more are refused with 429 "
+        help=f"API requests let in beside one being answered (answered together in one batch "
+        f"while their memory allows, else waiting); more are refused with 429 "
         f"(default: {ApiConfig.max_waiting})",
     )
     add_model_arguments(serve)

@@ -1,7 +1,7 @@
 """The HTTP(S) server: the OpenAI-compatible API (/v1) and the web app (Gradio, at /), one port.
 
-The API's gate and the web app's queue share the model through one worker: a web chat and
-an API request never compute at the same time. With TLS files (certificates.py) both are
+The API's gate and the web app's queue share the model through one worker, whose decode
+scheduler batches the answers of both (fusion/scheduler.py). With TLS files (certificates.py) both are
 served over HTTPS on the same port; the page is installable as an app (Gradio's web app
 manifest, with the Lunettes icon) and offers the local CA to phones at phone.CA_PATH.
 """
@@ -23,6 +23,8 @@ from fusion.model import LunettesModel
 DEFAULT_API = ApiConfig()  # frozen: safe to share
 ICON = Path(__file__).resolve().parent / "static" / "icon.png"  # 512 x 512, the home-screen icon
 NO_PHONE = PhoneAccess(url=None, https=False)
+WEB_CONCURRENCY = 8  # web events (answers, camera frames, ...) handled at once
+WEB_QUEUE = 64  # web events waiting beyond those
 APP_HEAD = """
 <meta name="theme-color" content="#1e3a8a">
 <meta name="apple-mobile-web-app-capable" content="yes">
@@ -52,7 +54,11 @@ def build_server(
                 ca_file, media_type="application/x-x509-ca-cert", filename="lunettes-ca.crt"
             )
 
-    blocks = build_app(worker.shared_model(), phone).queue(default_concurrency_limit=1)
+    # answers run together in the scheduler's batch; past WEB_QUEUE waiting events the page
+    # says the queue is full (back-pressure) instead of growing without bound
+    blocks = build_app(worker.shared_model(), phone).queue(
+        default_concurrency_limit=WEB_CONCURRENCY, max_size=WEB_QUEUE
+    )
     return gr.mount_gradio_app(
         server,
         blocks,

@@ -6,8 +6,10 @@ The model never branches on model names: the prompt goes through the tokenizer's
 template, media through the placeholder/splice contract, decoding through generate.py.
 """
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 
 import torch
@@ -26,6 +28,7 @@ from fusion.photo_text.prompt import text_in_photos
 from fusion.photo_text.request import asks_for_words, photos_to_read, question_words
 from fusion.placeholders import expand_placeholders, new_marker
 from fusion.prompt_layout import PromptLayout, Scope, layout
+from fusion.scheduler import DecodeScheduler
 from fusion.speech_reading import DEFAULT_READING, ReadingOptions, choose_reading, lm_log_probs
 from fusion.splice import splice
 
@@ -90,6 +93,10 @@ class LunettesModel:
         self.context_length = getattr(lm.config, "max_position_embeddings", 2048)
         self.stop_ids = _stop_ids(lm, tokenizer)
         self.media_cache = MediaCache()  # what each photo and clip gave, by content and owner
+        self.media_lock = threading.Lock()  # one request's encoders at a time
+        # a scheduler.DecodeScheduler when several answers share the model (the server); None:
+        # each answer decodes alone in its caller's thread (the CLI, evaluation)
+        self.decoder = None
 
     def describe(self) -> dict:
         """What is loaded, for every surface (CLI JSON, web app)."""
@@ -140,6 +147,11 @@ class LunettesModel:
         """
         timings = {"encode_image": 0.0, "encode_audio": 0.0, "transcribe": 0.0, "read_speech": 0.0}
         timings["ocr"] = 0.0
+        with self.media_lock:
+            self._encode_media(messages, owner, timings)
+        return timings
+
+    def _encode_media(self, messages: Sequence[Message], owner: str, timings: dict) -> None:
         # a clip's reading depends on the adapter and the reading settings as well
         owner = f"{owner}\0{id(self.adapter)}\0{self.speech_reading!r}"
         self.media_cache.restore(messages, owner)
@@ -178,7 +190,6 @@ class LunettesModel:
                 photo.text_lines = self.text_reader.read(photo.image)
             timings["ocr"] = _ms_since(start)
         self.media_cache.keep(messages, owner)
-        return timings
 
     def build_inputs(self, messages: Sequence[Message]) -> PromptInputs:
         """Messages with encoded media -> input embeddings [1, L, D] for the LM."""
@@ -343,23 +354,24 @@ class LunettesModel:
         text = IncrementalText(self.tokenizer)
         emitted, stopped, first_token_at = 0, False, None
         longest_stop = max((len(s) for s in options.stop), default=0)
-        for token in generate_tokens(
-            self.lm, inputs.embeddings, options, self.stop_ids, inputs.layout
-        ):
-            if first_token_at is None:
-                first_token_at = time.perf_counter()
-            text.push(token)
-            cut = _first_stop(text.text, options.stop)
-            if cut is not None:
-                yield Chunk(text.text[emitted:cut])
-                emitted, stopped = cut, True
-                break
-            safe = max(
-                emitted, len(text.text) - max(longest_stop - 1, 0)
-            )  # hold back a partial stop
-            if safe > emitted:
-                yield Chunk(text.text[emitted:safe])
-                emitted = safe
+        decode = self.decoder.tokens if self.decoder is not None else self._decode_alone
+        tokens = decode(inputs.embeddings, options, self.stop_ids, inputs.layout)
+        with closing(tokens):  # a stop string, or a reader that left: the row is freed
+            for token in tokens:
+                if first_token_at is None:
+                    first_token_at = time.perf_counter()
+                text.push(token)
+                cut = _first_stop(text.text, options.stop)
+                if cut is not None:
+                    yield Chunk(text.text[emitted:cut])
+                    emitted, stopped = cut, True
+                    break
+                safe = max(
+                    emitted, len(text.text) - max(longest_stop - 1, 0)
+                )  # hold back a partial stop
+                if safe > emitted:
+                    yield Chunk(text.text[emitted:safe])
+                    emitted = safe
         if not stopped and len(text.text) > emitted:
             yield Chunk(text.text[emitted:])
         end = time.perf_counter()
@@ -382,6 +394,20 @@ class LunettesModel:
             if last_user and last_user.speech and last_user.speech.reading
             else [],
         )
+
+    def share(self) -> None:
+        """Answer many at once from now on: one DecodeScheduler batches every answer."""
+        if self.decoder is None:
+            self.decoder = DecodeScheduler(self.lm)
+
+    def unshare(self) -> None:
+        """Back to each answer decoding alone (its scheduler's thread stops when idle)."""
+        if self.decoder is not None:
+            self.decoder.close()
+            self.decoder = None
+
+    def _decode_alone(self, embeddings, options, stop_ids, layout) -> Iterator[int]:
+        return generate_tokens(self.lm, embeddings, options, stop_ids, layout)
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> int | None:

@@ -182,18 +182,23 @@ def test_client_that_leaves_mid_stream_stops_its_answer(slow):
         assert answer.status_code == 200 and model.started == started + 1
 
 
-def test_client_that_leaves_while_waiting_gives_its_place_up(slow):
-    model, server, _ = slow
+def test_requests_are_answered_together_and_one_that_leaves_stops_alone(slow):
+    model, server, worker = slow
     long = chat("Tell me a long story", max_tokens=30)
     with httpx.Client(base_url=server.url, timeout=30) as http:
         with http.stream("POST", "/v1/chat/completions", json={**long, "stream": True}) as first:
-            lines = first.iter_lines()  # kept: dropping it would close the connection
+            lines = first.iter_lines()
             next(lines)
-            with pytest.raises(httpx.ReadTimeout):  # waits behind the first, then gives up
+            with pytest.raises(httpx.ReadTimeout):  # answered beside the first, then gives up
                 http.post("/v1/chat/completions", json=long, timeout=0.3)
-        assert wait_until(lambda: model.closed == 1)  # the first left too, mid-answer
+            assert model.started == 2  # both answers ran at once
+            assert wait_until(lambda: model.closed == 1)  # the one that left was stopped
+            rest = list(lines)  # the first goes on to its end
+        assert rest[-1] == "data: [DONE]" or "data: [DONE]" in rest
+        assert model.finished == 1 and model.closed == 1
+        assert wait_until(lambda: worker.admission.held == 0)
+        assert worker.model.decoder.running == 0  # no row left behind
         assert http.post("/v1/chat/completions", json=chat("Hi", max_tokens=3)).status_code == 200
-    assert model.started == 2  # the one that left while waiting never reached the model
 
 
 def test_non_streamed_request_whose_client_leaves_is_stopped(slow):

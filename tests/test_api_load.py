@@ -36,4 +36,4 @@ def test_eight_clients_mixing_media_are_answered_or_refused(model):
     assert report.refused, "8 clients against 3 places: back-pressure must have refused some"
     memory = report.memory_mib
     assert memory["peak"] - memory["before"] < MEMORY_GROWTH_MIB, memory
-    assert app.state.worker.admission.held == 0 and not app.state.worker.turns.busy
+    assert app.state.worker.admission.held == 0 and app.state.worker.model.decoder.running == 0

@@ -19,7 +19,7 @@ class ApiConfig:
     max_tokens: int = 1024  # the most `max_tokens` a request may ask for
     default_max_tokens: int = 256  # when a request does not say
     default_repetition_penalty: float = 1.1  # as on the other surfaces; 1 = off
-    max_waiting: int = 4  # requests queued behind the running one; more are refused (429)
+    max_waiting: int = 31  # requests let in beside one answering (batched or waiting); more: 429
     remote_media_bytes: int = 20 * MiB  # largest photo fetched from a URL
     remote_media_timeout_s: float = 10.0  # time to fetch one URL, connection included
 

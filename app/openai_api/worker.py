@@ -1,17 +1,17 @@
-"""One model, one answer at a time: admission, a first-come turn, blocking steps in a thread.
+"""Many answers at once: admission, then each request's steps in worker threads.
 
-- Admission: at most 1 + max_waiting API requests hold a place (answering or waiting for
-  their turn); the gate refuses more with 429 before reading their body.
-- Turn: API requests take the model first come, first served; waiting is cancellable (a
-  client that leaves gives its place up).
-- Steps: each step of `model.stream` (encoding, then one token) runs in a worker thread under
-  a lock that the web app's model wrapper also takes, so a web chat and an API request never
-  compute at the same time on the two cores; both progress, a step each.
+- Admission: at most 1 + max_waiting API requests hold a place (answering or waiting); the
+  gate refuses more with 429 before reading their body.
+- Answers: the model's decode scheduler (fusion/scheduler.py) owns the language model and
+  batches every running answer, API and web app alike; neither takes a lock around the model.
+  Its rows are bounded by the memory of their KV cache: an answer that does not fit yet waits
+  there, first come, first served.
+- Steps: each step of `model.stream` (encoding, then one token) runs in a worker thread; the
+  encoders take one request at a time (the model's media lock).
 """
 
 import logging
 import math
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -45,50 +45,19 @@ class Admission:
         self.held -= 1
 
 
-class Turns:
-    """A first-come, first-served lock for tasks of one event loop; any task may release it."""
-
-    def __init__(self):
-        self.busy = False
-        self.waiting: deque[anyio.Event] = deque()
-
-    async def acquire(self) -> None:
-        if not self.busy:
-            self.busy = True
-            return
-        event = anyio.Event()
-        self.waiting.append(event)
-        try:
-            await event.wait()
-        except BaseException:  # cancelled: leave the line, or pass on a turn just handed over
-            if event in self.waiting:
-                self.waiting.remove(event)
-            else:
-                self.release()
-            raise
-
-    def release(self) -> None:
-        if self.waiting:
-            self.waiting.popleft().set()  # handed over: stays busy
-        else:
-            self.busy = False
-
-
 class ModelWorker:
     def __init__(self, model: LunettesModel, max_waiting: int):
         self.model = model
+        model.share()  # one decode scheduler owns the model, for every surface
         self.admission = Admission(1 + max_waiting)
-        self.turns = Turns()
-        self.lock = threading.Lock()  # held for each blocking step, API and web app alike
-        self.average_s = 2.0  # running mean of a turn's duration, for Retry-After
+        self.average_s = 2.0  # running mean of an answer's duration, for Retry-After
 
     def retry_after_s(self) -> int:
         return max(1, min(60, math.ceil(self.average_s)))
 
     async def start(self, messages: Sequence[Message], options: GenerationOptions) -> "Generation":
-        """Wait for the turn, then run up to the first piece of the answer, so that a refused
-        conversation (too long for the context) is an error response, not a broken stream."""
-        await self.turns.acquire()
+        """Run up to the first piece of the answer, so that a refused conversation (too long
+        for the context) is an error response, not a broken stream."""
         # every API client holds the same key (or none): one owner in the media cache
         generation = Generation(self, self.model.stream(messages, options, owner="api"))
         try:
@@ -102,37 +71,39 @@ class ModelWorker:
             raise
 
     async def call(self, function: Callable, *args):
-        """Run function(*args) in a worker thread in its turn (e.g. a transcription)."""
-        await self.turns.acquire()
+        """Run function(*args) in a worker thread, with the model's encoders (a transcription)."""
         started = time.perf_counter()
         try:
-            return await anyio.to_thread.run_sync(self.run_locked, function, *args)
+            return await anyio.to_thread.run_sync(self.run_encoding, function, *args)
         finally:
             self.finish(started)
 
-    def run_locked(self, function: Callable, *args):
-        with self.lock:
-            try:
-                return function(*args)
-            except InputError as error:
-                raise ApiError(400, str(error), "invalid_input") from None
-            except ApiError:
-                raise
-            except Exception:
-                log.exception("the model failed")
-                raise internal_error() from None
+    def run_encoding(self, function: Callable, *args):
+        with self.model.media_lock:
+            return self.run(function, *args)
+
+    def run(self, function: Callable, *args):
+        try:
+            return function(*args)
+        except InputError as error:
+            raise ApiError(400, str(error), "invalid_input") from None
+        except ApiError:
+            raise
+        except Exception:
+            log.exception("the model failed")
+            raise internal_error() from None
 
     def finish(self, started: float) -> None:
         self.average_s = 0.8 * self.average_s + 0.2 * (time.perf_counter() - started)
-        self.turns.release()
 
-    def shared_model(self) -> "SharedModel":
-        return SharedModel(self.model, self.lock)
+    def shared_model(self) -> LunettesModel:
+        """The model as the web app uses it: the same scheduler batches its answers."""
+        return self.model
 
 
 class Generation:
-    """A running answer holding the model's turn until closed. Events come from `pull`, one
-    blocking step at a time; `close` stops the model (a client that left) and passes the turn on."""
+    """A running answer. Events come from `pull`, one blocking step at a time in a worker
+    thread; `close` stops it (a client that left), which frees its row in the batch."""
 
     def __init__(self, worker: ModelWorker, events: Iterator[Event]):
         self.worker, self.events = worker, events
@@ -145,34 +116,10 @@ class Generation:
         return self.ready.popleft() if self.ready else await self.pull()
 
     async def pull(self) -> Event | None:
-        return await anyio.to_thread.run_sync(self.worker.run_locked, next, self.events, None)
+        return await anyio.to_thread.run_sync(self.worker.run, next, self.events, None)
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self.events.close()  # not running: a step in its thread is always awaited to its end
             self.worker.finish(self.started)
-
-
-class SharedModel:
-    """The model as the web app sees it: `stream` takes the worker's lock for each step."""
-
-    def __init__(self, model: LunettesModel, lock: threading.Lock):
-        self._model, self._lock = model, lock
-
-    def __getattr__(self, name: str):
-        return getattr(self._model, name)
-
-    def stream(
-        self, messages: Sequence[Message], options: GenerationOptions | None = None, owner: str = ""
-    ) -> Iterator[Event]:
-        events = self._model.stream(messages, options, owner)
-        try:
-            while True:
-                with self._lock:
-                    event = next(events, None)
-                if event is None:
-                    return
-                yield event
-        finally:
-            events.close()
