@@ -330,6 +330,61 @@ def measure_bandwidth() -> dict:
     return {"read_gb_s": PROBE_BYTES / best / 1e9, "best_s": best}
 
 
+STREAM_COUNTS = (1, 2, 4, 8)
+STREAM_TOKENS = 48
+STREAM_QUESTIONS = (
+    "Tell me a short story about a lighthouse keeper.",
+    "Why is the sky blue?",
+    "Write a poem about the sea.",
+    "How do I boil an egg?",
+    "What should I pack for a weekend in the mountains?",
+    "Explain how a bicycle stays upright.",
+    "Give me three ideas for a rainy afternoon.",
+    "What is the difference between weather and climate?",
+)
+
+
+def measure_concurrent_streams(model) -> list[dict]:
+    """N clients at once (threads), each streaming a different typed question, through the
+    decode scheduler as the server runs it: aggregate tokens/s and first-token p95."""
+    import threading
+
+    from fusion.conversation import user
+    from fusion.generate import GenerationOptions
+    from fusion.model import Stats
+
+    options = GenerationOptions(max_new_tokens=STREAM_TOKENS, repetition_penalty=1.1)
+    model.share()
+    try:
+        answer_stats(model, [user(STREAM_QUESTIONS[0])], options)  # warm-up
+        rows = []
+        for count in STREAM_COUNTS:
+            results: list[Stats] = []
+
+            def ask(question: str, into: list) -> None:
+                into.append(answer_stats(model, [user(question)], options))
+
+            threads = [
+                threading.Thread(target=ask, args=(q, results)) for q in STREAM_QUESTIONS[:count]
+            ]
+            start = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            wall = time.perf_counter() - start
+            firsts = sorted(r.timings_ms["first_token"] for r in results)
+            rows.append({
+                "streams": count,
+                "tokens": sum(r.new_tokens for r in results),
+                "aggregate_tokens_per_s": sum(r.new_tokens for r in results) / wall,
+                "first_token_p95_ms": firsts[min(len(firsts) - 1, round(0.95 * (len(firsts) - 1)))],
+            })  # fmt: skip
+        return rows
+    finally:
+        model.unshare()
+
+
 def measure_decoding(model) -> dict:
     """Greedy decoding of DECODE_TOKENS from a text-only prompt, median Stats.tokens_per_s.
 
@@ -636,6 +691,17 @@ def main(argv=None) -> int:
         f"loaded ({ceiling['layer_type']}) vs {ceiling['torch_read_gb_s']:.1f} GB/s through "
         f"torch's F.linear: {ceiling['read_gb_s'] / ceiling['torch_read_gb_s']:.2f}x"
     )
+    print(
+        f"concurrent streams {STREAM_COUNTS}, {STREAM_TOKENS} tokens each, batched ...", flush=True
+    )
+    streams = measure_concurrent_streams(model)
+    one = streams[0]["aggregate_tokens_per_s"]
+    for r in streams:
+        print(
+            f"  {r['streams']} stream(s): aggregate {r['aggregate_tokens_per_s']:.1f} tok/s "
+            f"= {r['aggregate_tokens_per_s'] / one:.2f}x one stream ({r['tokens']} tokens), "
+            f"first token p95 {r['first_token_p95_ms']:.0f} ms"
+        )
     print("int4 weights: the same decoding on the GGUF's own 4-bit weights ...", flush=True)
     int4 = measure_int4_decoding(model, args.cache_dir)
     if int4 is not None:
@@ -673,6 +739,7 @@ def main(argv=None) -> int:
                 "fraction_of_bound": fraction,
                 "matrix_vector_ceiling": ceiling,
             },
+            "streams": streams,
             "adapter": adapter,
             "total_s": total_s,
         }
