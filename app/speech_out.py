@@ -1,10 +1,13 @@
-"""Spoken answers: text -> a WAV file from a local speech engine, offline.
+"""Spoken answers: text -> speech from a local engine, offline.
 
-Engines, best first: flite with CMU's "slt" voice (natural-sounding, English only) when it is
-installed and the text is English-looking; else espeak-ng (robotic, many languages). Each runs
-as a subprocess reading the text from stdin or a file (never as an argument, so an answer
-starting with "-" is not taken for an option). Nothing is downloaded. Nothing here knows
-about Gradio.
+Engines, best first:
+- piper: Piper's neural en_US joe voice (encoders/piper_voice.py), human-like, in process,
+  sentence by sentence; for English-looking text, when the voice package is installed;
+- flite with CMU's "slt" voice (English only);
+- espeak-ng (robotic, many languages).
+flite and espeak-ng run as subprocesses reading the text from a file (never as an argument,
+so an answer starting with "-" is not taken for an option). Nothing is downloaded. Nothing
+here knows about Gradio.
 """
 
 import re
@@ -14,7 +17,10 @@ import tempfile
 import unicodedata
 from pathlib import Path
 
+import numpy as np
 import soundfile
+
+from encoders import piper_voice
 
 MAX_CHARS = 1500  # longest text spoken; a longer answer is cut at a sentence end
 TIMEOUT_S = 30  # per synthesis; both engines take ~10 ms per sentence
@@ -27,15 +33,21 @@ class SpeechError(RuntimeError):
     """The speech engine failed; the message says how."""
 
 
+ENGINES = ("piper", "flite", "espeak-ng")
+MIN_SPEED, MAX_SPEED = 0.25, 4.0
+
+
 def available_engines() -> list[str]:
-    return [name for name in ("flite", "espeak-ng") if shutil.which(name)]
+    found = ["piper"] if piper_voice.available() else []
+    return found + [name for name in ("flite", "espeak-ng") if shutil.which(name)]
 
 
 def engine_for(text: str) -> str | None:
     """The best installed engine for this text, or None when none is installed."""
     engines = available_engines()
-    if "flite" in engines and _mostly_ascii(text):
-        return "flite"
+    for english_only in ("piper", "flite"):
+        if english_only in engines and _mostly_ascii(text):
+            return english_only
     return "espeak-ng" if "espeak-ng" in engines else None
 
 
@@ -55,38 +67,65 @@ def speakable(text: str) -> str:
     return cut[: end + 1] if end > 0 else cut
 
 
-def synthesise(text: str, path: Path, engine: str | None = None) -> float:
-    """Say `text` into a WAV file at `path` -> its duration in seconds (0.0: nothing to say).
+def synthesise(text: str, path: Path, engine: str | None = None, speed: float = 1.0) -> float:
+    """Say `text` into a 16-bit WAV file at `path` -> its duration in seconds (0.0: nothing
+    to say). Raises SpeechError when no engine is installed or the engine fails."""
+    samples, rate = speak(text, engine, speed)
+    if not len(samples):
+        return 0.0
+    soundfile.write(str(path), samples, rate, subtype="PCM_16")
+    return len(samples) / rate
 
-    Raises SpeechError when no engine is installed or the engine fails.
-    """
+
+def speak(text: str, engine: str | None = None, speed: float = 1.0) -> tuple[np.ndarray, int]:
+    """text -> (float32 mono samples [S], their rate); no samples when nothing is worth saying.
+    speed: 1 is the voice's own pace, in [MIN_SPEED, MAX_SPEED]."""
+    if not MIN_SPEED <= speed <= MAX_SPEED:
+        raise ValueError(f"speed must be in [{MIN_SPEED}, {MAX_SPEED}], got {speed}")
     text = speakable(text)
     if not text:
-        return 0.0
+        return np.zeros(0, np.float32), 16_000
     engine = engine or engine_for(text)
     if engine is None:
         raise SpeechError("no speech engine is installed (install espeak-ng)")
-    path = Path(path)
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as script:
+    if engine == "piper":
+        try:
+            pieces = list(piper_voice.chunks(text, speed))
+            return np.concatenate(pieces) if pieces else np.zeros(0, np.float32), (
+                piper_voice.sample_rate()
+            )
+        except Exception as error:  # noqa: BLE001 - onnxruntime or a missing file: say which
+            raise SpeechError(f"piper failed: {error}") from None
+    return _spoken_by_subprocess(text, engine, speed)
+
+
+def _spoken_by_subprocess(text: str, engine: str, speed: float) -> tuple[np.ndarray, int]:
+    with (
+        tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as script,
+        tempfile.TemporaryDirectory() as folder,
+    ):
         script.write(text)
         script.flush()
+        path = Path(folder) / "speech.wav"
         if engine == "flite":
-            command = ["flite", "-voice", FLITE_VOICE, "-f", script.name, "-o", str(path)]
+            command = ["flite", "-voice", FLITE_VOICE, "--setf", f"duration_stretch={1 / speed}",
+                       "-f", script.name, "-o", str(path)]  # fmt: skip
         else:
-            command = [
-                "espeak-ng", "-v", ESPEAK_VOICE, "-s", str(ESPEAK_WORDS_PER_MINUTE),
-                "-f", script.name, "-w", str(path),
-            ]  # fmt: skip
+            words_per_minute = max(80, min(450, round(ESPEAK_WORDS_PER_MINUTE * speed)))
+            command = ["espeak-ng", "-v", ESPEAK_VOICE, "-s", str(words_per_minute),
+                       "-f", script.name, "-w", str(path)]  # fmt: skip
         try:
             result = subprocess.run(
                 command, check=False, capture_output=True, text=True, timeout=TIMEOUT_S
             )
         except (OSError, subprocess.TimeoutExpired) as error:
             raise SpeechError(f"{engine} failed: {error}") from None
-    if result.returncode != 0 or not path.is_file():
-        raise SpeechError(f"{engine} failed (exit {result.returncode}): {result.stderr.strip()}")
-    info = soundfile.info(str(path))
-    return info.frames / info.samplerate
+        if result.returncode != 0 or not path.is_file():
+            raise SpeechError(
+                f"{engine} failed (exit {result.returncode}): {result.stderr.strip()}"
+            )
+        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    return samples.mean(axis=1), rate
 
 
 def _mostly_ascii(text: str) -> bool:

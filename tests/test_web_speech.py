@@ -1,7 +1,5 @@
 """Spoken answers: what is said, and the WAV the local engines write."""
 
-import shutil
-
 import pytest
 import soundfile
 
@@ -25,15 +23,34 @@ def test_nothing_to_say_writes_nothing(tmp_path):
     assert not (tmp_path / "x.wav").exists()
 
 
-@pytest.mark.parametrize("engine", ["espeak-ng", "flite"])
+@pytest.mark.parametrize("engine", ["piper", "espeak-ng", "flite"])
 def test_each_installed_engine_writes_a_wav(tmp_path, engine):
-    if shutil.which(engine) is None:
+    if engine not in speech_out.available_engines():  # make test installs all three
         pytest.skip(f"{engine} is not installed")
     path = tmp_path / "answer.wav"
     seconds = speech_out.synthesise("-v The cat sits on the mat.", path, engine=engine)
     assert 0.5 < seconds < 10  # the leading "-v" was read as text, not as an option
     info = soundfile.info(str(path))
     assert info.frames / info.samplerate == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("engine", ["piper", "espeak-ng", "flite"])
+def test_speed_changes_the_pace(engine):
+    if engine not in speech_out.available_engines():
+        pytest.skip(f"{engine} is not installed")
+    text = "The train to Lyon leaves from platform four at nine."
+    normal, rate = speech_out.speak(text, engine)
+    fast, fast_rate = speech_out.speak(text, engine, speed=1.6)
+    assert rate == fast_rate and normal.dtype == fast.dtype == "float32"
+    assert 0.45 < len(fast) / len(normal) < 0.85
+    with pytest.raises(ValueError, match="speed"):
+        speech_out.speak(text, engine, speed=9.0)
+
+
+def test_the_neural_voice_is_preferred_for_english(monkeypatch):
+    monkeypatch.setattr(speech_out, "available_engines", lambda: ["piper", "flite", "espeak-ng"])
+    assert speech_out.engine_for("The cat sits on the mat.") == "piper"
+    assert speech_out.engine_for("Ceci est un café très étonnant, déjà vu à l'été") == "espeak-ng"
 
 
 def test_engine_choice_prefers_flite_for_english_only(monkeypatch):

