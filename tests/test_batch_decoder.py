@@ -22,7 +22,7 @@ def alone(lm, embeddings, options, scoped=None):
     return list(generate_tokens(lm, embeddings, options, set(), scoped))
 
 
-def run(decoder: BatchDecoder, joins: dict[int, list], cancel: dict[int, int] = None):
+def run(decoder: BatchDecoder, joins: dict[int, list], cancel: dict[int, int] | None = None):
     """joins: step -> [(name, embeddings, options, layout)]; cancel: name -> step. Returns
     name -> tokens and the widest cache seen."""
     rows, widest, step = {}, 0, 0

@@ -16,7 +16,9 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from app.openai_api.errors import ApiError, internal_error
+from app.openai_api.spoken import AnswerVoice
 from app.openai_api.worker import Generation
+from app.sentences import Sentences
 from fusion.model import Chunk, Heard, Stats
 
 log = logging.getLogger(__name__)
@@ -34,10 +36,15 @@ class Answer:
     def head(self, kind: str) -> dict:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model_name}
 
-    def completion(self, text: str, heard: list[str], stats: Stats) -> dict:
+    def completion(
+        self, text: str, heard: list[str], stats: Stats, audio: dict | None = None
+    ) -> dict:
+        message = {"role": "assistant", "content": text, "refusal": None}
+        if audio is not None:  # as OpenAI's: the words are the audio's transcript
+            message |= {"content": None, "audio": audio}
         choice = {
             "index": 0,
-            "message": {"role": "assistant", "content": text, "refusal": None},
+            "message": message,
             "logprobs": None,
             "finish_reason": stats.finish_reason,
         }
@@ -102,24 +109,42 @@ async def collect(generation: Generation) -> tuple[str, list[str], Stats]:
 
 
 async def events(
-    generation: Generation, answer: Answer, include_usage: bool
+    generation: Generation, answer: Answer, include_usage: bool, voice: AnswerVoice | None = None
 ) -> AsyncIterator[bytes]:
-    """The answer as server-sent events in OpenAI's chunk format, ending with [DONE].
+    """The answer as server-sent events in OpenAI's chunk format, ending with [DONE]; with a
+    voice, its text as audio transcript pieces and each sentence spoken as soon as it ends.
 
     A failure after the stream began is sent as an `{"error": ...}` event (what OpenAI's
     clients raise on); the generation is closed in every case, a client that left included.
     """
     extra = {"usage": None} if include_usage else {}
+    sentences = Sentences()
+
+    async def spoken(text: str) -> bytes:
+        data = await anyio.to_thread.run_sync(voice.spoken, text)
+        return (
+            sse(answer.chunk({"audio": {"id": voice.id, "data": data}}, **extra)) if data else b""
+        )
+
     try:
-        yield sse(answer.chunk({"role": "assistant", "content": ""}, **extra))
+        yield sse(
+            answer.chunk({"role": "assistant", "content": "" if voice is None else None}, **extra)
+        )
         heard = []
         while (event := await generation.next()) is not None:
             if isinstance(event, Heard):
                 heard.append(event.text)
                 yield sse(answer.chunk({}, **extra, lunettes={"heard": [event.text]}))
-            elif isinstance(event, Chunk) and event.text:
+            elif isinstance(event, Chunk) and event.text and voice is None:
                 yield sse(answer.chunk({"content": event.text}, **extra))
+            elif isinstance(event, Chunk) and event.text:
+                transcript = {"audio": {"id": voice.id, "transcript": event.text}}
+                yield sse(answer.chunk(transcript, **extra))
+                for sentence in sentences.push(event.text):
+                    yield await spoken(sentence)
             elif isinstance(event, Stats):
+                if voice is not None and (rest := sentences.end()):
+                    yield await spoken(rest)
                 final = answer.chunk(
                     {}, event.finish_reason, **extra, lunettes=answer.extension(heard, event)
                 )

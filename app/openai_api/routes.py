@@ -21,6 +21,7 @@ from app.openai_api.messages import to_conversation
 from app.openai_api.responses import Answer, EventStream, collect, events
 from app.openai_api.schema import ChatCompletionRequest, SpeechRequest
 from app.openai_api.speech import MEDIA_TYPES, SPEECH_MODELS, speech_bytes
+from app.openai_api.spoken import answer_voice
 from app.openai_api.worker import ModelWorker
 from encoders.audio_io import SAMPLE_RATE
 from fusion.generate import GenerationOptions
@@ -46,7 +47,7 @@ def build_router(model: LunettesModel, worker: ModelWorker, config: ApiConfig) -
     def card(model_id: str) -> dict:
         return {
             "id": model_id, "object": "model", "created": created, "owned_by": "lunettes",
-            "input_modalities": ["text", "image", "audio"], "output_modalities": ["text"],
+            "input_modalities": ["text", "image", "audio"], "output_modalities": ["text", "audio"],
             "lunettes": model.describe(),
         }  # fmt: skip
 
@@ -63,6 +64,7 @@ def build_router(model: LunettesModel, worker: ModelWorker, config: ApiConfig) -
     async def chat_completions(request: Request, body: ChatCompletionRequest) -> Response:
         check_model(body.model, chat_models)
         options = generation_options(body, config)
+        voice = answer_voice(body)
         answer = Answer(body.model, model.describe()["adapter"]["trained"])
 
         async def prepare():
@@ -73,12 +75,16 @@ def build_router(model: LunettesModel, worker: ModelWorker, config: ApiConfig) -
             generation = await while_connected(request, prepare)
             if body.stream:
                 include_usage = bool(body.stream_options and body.stream_options.include_usage)
-                chunks = events(generation, answer, include_usage)
+                chunks = events(generation, answer, include_usage, voice)
                 return EventStream(chunks, on_close=generation.close)
             text, heard, stats = await while_connected(request, lambda: collect(generation))
+            audio = None
+            if voice is not None:
+                speak = lambda: anyio.to_thread.run_sync(voice.message_audio, text)
+                audio = await while_connected(request, speak)
         except ClientGone:
             return Response(status_code=CLIENT_GONE)
-        return JSONResponse(answer.completion(text, heard, stats))
+        return JSONResponse(answer.completion(text, heard, stats, audio))
 
     @router.post("/audio/transcriptions", summary="What is said in a clip (Whisper)")
     async def transcriptions(

@@ -82,6 +82,11 @@ class StreamOptions(Schema):
     include_usage: bool = False  # a last chunk with no choices and the usage
 
 
+class AudioOutput(Schema):
+    voice: str
+    format: Literal["wav", "mp3", "flac", "opus", "pcm16"]
+
+
 class ChatCompletionRequest(Schema):
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
@@ -100,6 +105,8 @@ class ChatCompletionRequest(Schema):
     repetition_penalty: float | None = Field(
         None, ge=1.0, le=2.0, description="vLLM's extension: > 1 discourages repeats; 1 = off"
     )
+    modalities: list[Literal["text", "audio"]] | None = None
+    audio: AudioOutput | None = Field(None, description="the voice, when modalities has audio")
 
 
 class SpeechRequest(Schema):

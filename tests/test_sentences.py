@@ -1,0 +1,45 @@
+"""Cutting a streamed answer into pieces to speak: whole sentences, a first clause early."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.sentences import Sentences
+
+
+def fed(text: str, step: int) -> list[str]:
+    sentences = Sentences()
+    pieces = []
+    for start in range(0, len(text), step):
+        pieces += sentences.push(text[start : start + step])
+    return pieces + [rest] if (rest := sentences.end()) else pieces
+
+
+def test_sentences_come_as_soon_as_they_end():
+    sentences = Sentences()
+    assert sentences.push("Boil the egg") == []
+    assert sentences.push(" for nine minutes. Then cool") == ["Boil the egg for nine minutes."]
+    assert sentences.push(" it in cold water!\nEnjoy") == ["Then cool it in cold water!"]
+    assert sentences.end() == "Enjoy"
+
+
+def test_the_first_piece_may_be_a_clause_and_later_ones_are_sentences():
+    text = "Well, the train to Lyon, which is late, leaves at nine. Take a coat, a hat, and tea."
+    assert fed(text, 3) == [
+        "Well, the train to Lyon,",
+        "which is late, leaves at nine.",
+        "Take a coat, a hat, and tea.",
+    ]
+
+
+def test_abbreviations_and_numbers_do_not_end_a_sentence():
+    text = "Pack light, e.g. a coat. It costs 3.50 euros. Steps: 1. boil 2. cool."
+    assert fed(text, 1) == [
+        "Pack light, e.g. a coat.",
+        "It costs 3.50 euros.",
+        "Steps: 1. boil 2. cool.",
+    ]
+
+
+@given(st.text(alphabet="ab .,!?\n", max_size=80), st.integers(1, 7))
+def test_every_word_is_spoken_once_in_order(text, step):
+    assert " ".join(fed(text, step)).split() == text.split()
