@@ -385,6 +385,60 @@ def measure_concurrent_streams(model) -> list[dict]:
         model.unshare()
 
 
+TTS_TEXT = (
+    "The train to Lyon leaves from platform four at nine. Take the underpass, then the "
+    "stairs on your left. It is about a five minute walk, so you have plenty of time."
+)
+
+
+def measure_speech_out() -> dict | None:
+    """The answer voice's real-time factor (compute seconds per second of speech), median of
+    3, for the engine the app speaks English with."""
+    from app import speech_out
+
+    engine = speech_out.engine_for(TTS_TEXT)
+    if engine is None:
+        return None
+    speech_out.speak("Warm up.", engine)  # loads the voice
+    factors = []
+    for _ in range(3):
+        start = time.perf_counter()
+        samples, rate = speech_out.speak(TTS_TEXT, engine)
+        factors.append((time.perf_counter() - start) / (len(samples) / rate))
+    return {"engine": engine, "real_time_factor": statistics.median(factors)}
+
+
+def measure_first_audio(model, waveform, runs: int = 3) -> dict:
+    """A spoken question (already complete) -> the first piece of the answer spoken, as the
+    API streams it: transcription, first tokens up to the first clause or sentence
+    (app/sentences.py), its synthesis. Medians over fresh clips (no media cache)."""
+    from app import speech_out
+    from app.sentences import Sentences
+    from fusion.conversation import user
+    from fusion.generate import GenerationOptions
+    from fusion.model import Chunk
+
+    options = GenerationOptions(max_new_tokens=64, repetition_penalty=1.1)
+    totals, pieces = [], []
+    for _ in range(runs):
+        model.media_cache.clear()
+        start = time.perf_counter()
+        sentences, first = Sentences(), None
+        events = model.stream([user(speech=waveform)], options)
+        for event in events:
+            if isinstance(event, Chunk):
+                done = sentences.push(event.text)
+                if done:
+                    first = done[0]
+                    break
+        events.close()
+        first = first or sentences.end()
+        speech_out.speak(first)
+        totals.append((time.perf_counter() - start) * 1000)
+        pieces.append(first)
+    return {"first_audio_ms": statistics.median(totals), "first_piece": pieces[-1]}
+
+
 def measure_decoding(model) -> dict:
     """Greedy decoding of DECODE_TOKENS from a text-only prompt, median Stats.tokens_per_s.
 
@@ -601,6 +655,7 @@ def main(argv=None) -> int:
         monitor.start()
         speech = measure_first_token(model, lambda: [user(speech=waveform)])
         speech["resent"] = measure_resent_follow_up(model, waveform)
+        speech["first_audio"] = measure_first_audio(model, waveform)
         other["speech"] = monitor.stop()
 
     print("4/4 decoding speed vs the memory-bandwidth bound ...", flush=True)
@@ -672,6 +727,12 @@ def main(argv=None) -> int:
             f"prompt + prefill {rest:.0f} ms; prompt tokens {speech['prompt_tokens']}; "
             f"heard {speech['transcript']!r}"
         )
+        first_audio = speech["first_audio"]
+        print(
+            f"spoken question -> first piece of the answer spoken (as the API streams it): "
+            f"{first_audio['first_audio_ms']:.0f} ms (target <= 1000), first piece "
+            f"{first_audio['first_piece']!r}"
+        )
         resent = speech["resent"]
         print(
             f"an API follow-up resending that spoken turn: first token {resent['cached_ms']:.0f} ms "
@@ -701,6 +762,12 @@ def main(argv=None) -> int:
             f"  {r['streams']} stream(s): aggregate {r['aggregate_tokens_per_s']:.1f} tok/s "
             f"= {r['aggregate_tokens_per_s'] / one:.2f}x one stream ({r['tokens']} tokens), "
             f"first token p95 {r['first_token_p95_ms']:.0f} ms"
+        )
+    voice = measure_speech_out()
+    if voice:
+        print(
+            f"answer voice ({voice['engine']}): real-time factor {voice['real_time_factor']:.3f} "
+            f"(compute s per s of speech; target <= 0.1)"
         )
     print("int4 weights: the same decoding on the GGUF's own 4-bit weights ...", flush=True)
     int4 = measure_int4_decoding(model, args.cache_dir)
@@ -740,6 +807,7 @@ def main(argv=None) -> int:
                 "matrix_vector_ceiling": ceiling,
             },
             "streams": streams,
+            "voice": voice,
             "adapter": adapter,
             "total_s": total_s,
         }
