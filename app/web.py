@@ -32,6 +32,7 @@ CAMERA_OPTIONS = gr.WebcamOptions(
 )  # a phone's back camera, at a size that is cheap to stream: the encoder reads 224 px
 STATUS_TEMPLATE = '<p class="lunettes-status" role="status" aria-live="polite">${value}</p>'
 QUICK = {"concurrency_limit": None, "show_progress": "hidden"}  # light handlers never wait
+ANSWERS_AT_ONCE = 8  # answers written at once (the model's scheduler batches them); more wait
 
 
 def build_app(model: LunettesModel, phone: PhoneAccess | None = None) -> gr.Blocks:
@@ -109,6 +110,7 @@ def glasses_panel(ui: Controls) -> None:
         ui.quiet = gr.Button("🔇 Stop speaking", size="sm", elem_id="stop-speaking")
     ui.voice = gr.Audio(
         label="Spoken answer",
+        streaming=True,
         autoplay=True,
         interactive=False,
         buttons=["download"],
@@ -163,15 +165,16 @@ def wire(ui: Controls, model: LunettesModel) -> None:
         yield from act.respond(model, *settings)
 
     def answer(question: gr.events.Dependency) -> None:
-        answered = question.then(
+        question.then(
             respond,
             [ui.session, ui.max_tokens, ui.temperature, ui.system_prompt],
             [ui.chatbot, ui.status],
             concurrency_id="model",
-            concurrency_limit=1,
+            concurrency_limit=ANSWERS_AT_ONCE,
             show_progress="hidden",
         )
-        answered.then(act.speak, [ui.session, ui.speak_on], [ui.voice, ui.status], **QUICK)
+        # beside the answer, not after it: each sentence is spoken as soon as it is written
+        question.then(act.speak, [ui.session, ui.speak_on], [ui.voice, ui.status], **QUICK)
 
     session, chat = ui.session, [ui.chatbot, ui.status]
     answer(ui.box.submit(act.send_message, [ui.box, session], [*chat, ui.box], **QUICK))

@@ -5,6 +5,7 @@ the chat starting with ⚠️, never a traceback; one session's failure never st
 """
 
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from app import speech_out
+from app.sentences import Sentences
 from app.web_format import chat_messages, error_text, status_html, status_text
 from app.web_session import Turn, WebSession, answer_next, read_files
 from encoders.errors import InputError
@@ -37,6 +39,7 @@ MEDIA_PROBLEMS = {
     "https, or at http://127.0.0.1 on the computer running it",
 }
 
+SPEAK_POLL_S = 0.05  # how often the voice looks for new sentences of the answer
 log = logging.getLogger(__name__)
 
 Chat = tuple[list[dict], str]  # the chat messages and the status line
@@ -141,28 +144,55 @@ def respond(
     yield view(session)  # last: whatever Stop or Clear did meanwhile
 
 
-def speak(session: WebSession, enabled: bool) -> tuple[str | None, str]:
-    """Say the last answer (or its error) aloud -> a WAV for the autoplaying player (and the
-    status line only when the voice fails)."""
+def speak(session: WebSession, enabled: bool) -> Iterator[tuple]:
+    """Say the answer aloud while it is written: each sentence (the first clause already,
+    app/sentences.py) as soon as it ends -> (streamed chunk (rate, int16 samples) for the
+    autoplaying player, status line only when the voice fails). Runs beside `respond`.
+    Yields (skip, skip) when it has nothing to say: a generator that yields nothing would
+    empty its outputs, the status line included."""
+    said = False
+    for voice, status in _spoken_pieces(session, enabled):
+        said = True
+        yield voice, status
+    if not said:
+        yield gr.skip(), gr.skip()
+
+
+def _spoken_pieces(session: WebSession, enabled: bool) -> Iterator[tuple]:
     turn = session.turns[-1] if session.turns else None
-    if not enabled or turn is None or turn.said_aloud or turn.state not in ("done", "failed"):
-        return gr.skip(), gr.skip()
-    text = turn.answer if turn.state == "done" else error_text(turn.error or "")
-    attempt, path = turn.attempt, session.new_file("answer", ".wav")
-    try:
-        seconds = speech_out.synthesise(text, path)
-    except speech_out.SpeechError as error:
-        if turn not in session.turns:  # cleared meanwhile (with its files)
-            return gr.skip(), gr.skip()
-        log.warning("speaking the answer failed: %s", error)
-        return None, status_html(error_text(f"the answer cannot be spoken: {error}"))
-    if turn not in session.turns or turn.attempt != attempt or turn.said_aloud:
-        return gr.skip(), gr.skip()  # cleared, asked again or silenced meanwhile
-    turn.said_aloud = True
-    if not seconds:
-        return None, gr.skip()
-    session.speaking(seconds)
-    return str(path), gr.skip()
+    if not enabled or turn is None or turn.said_aloud:
+        return
+    attempt, sentences, taken = turn.attempt, Sentences(), 0
+
+    def current() -> bool:  # not cleared, asked again or silenced meanwhile
+        return turn in session.turns and turn.attempt == attempt and not turn.said_aloud
+
+    while current():
+        state, written = turn.state, turn.answer
+        pieces = sentences.push(written[taken:])
+        taken = len(written)
+        if state == "done":
+            pieces.append(sentences.end())
+        elif state == "failed":
+            pieces.append(error_text(turn.error or ""))
+        for piece in filter(None, pieces):
+            try:
+                samples, rate = speech_out.speak(piece)
+            except speech_out.SpeechError as error:
+                if current():
+                    turn.said_aloud = True
+                    log.warning("speaking the answer failed: %s", error)
+                    yield None, status_html(error_text(f"the answer cannot be spoken: {error}"))
+                return
+            if not current():
+                return
+            if len(samples):
+                session.speaking(len(samples) / rate)
+                yield (rate, (np.clip(samples, -1, 1) * 32767).astype(np.int16)), gr.skip()
+        if state in ("done", "failed", "stopped"):
+            turn.said_aloud = True
+            return
+        time.sleep(SPEAK_POLL_S)
 
 
 def stop(session: WebSession) -> tuple[list[dict], str, None]:

@@ -206,8 +206,11 @@ class WebSession:
         return heard
 
     def speaking(self, seconds: float) -> None:
-        """The spoken answer plays for `seconds`: hands-free listening waits for its end."""
-        self.speaking_until = time.monotonic() + seconds + SPEAKING_MARGIN_S
+        """`seconds` more of the spoken answer play after what is queued: hands-free listening
+        waits for their end."""
+        now = time.monotonic()
+        queued = max(now, self.speaking_until - SPEAKING_MARGIN_S)
+        self.speaking_until = queued + seconds + SPEAKING_MARGIN_S
 
     def silence(self) -> None:
         """No voice for the answers so far, even one still being made; listen again at once."""

@@ -130,7 +130,9 @@ def test_an_adapter_saved_when_the_cues_were_called_boundary_still_loads(tmp_pat
 
     from fusion.adapter import CONFIG_FILE, WEIGHTS_FILE, Adapter, AdapterConfig
 
-    adapter = Adapter.untrained(AdapterConfig(image_dim=4, audio_dim=4, lm_dim=4, audio_cues=True), {})
+    adapter = Adapter.untrained(
+        AdapterConfig(image_dim=4, audio_dim=4, lm_dim=4, audio_cues=True), {}
+    )
     with torch.no_grad():
         adapter.audio_cues.copy_(torch.randn(2, 4))
     adapter.save(tmp_path)

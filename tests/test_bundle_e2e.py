@@ -204,7 +204,8 @@ def test_a_drawing_is_named_as_people_name_it_where_imagenet_cannot(model):
 
     assert is_held_out("/usr/share/openclipart/png/animals/fish/dolphin_enrique_meza_c_01.png")
     photo = Photo(load_image(DRAWING))
-    answer = answer_text(model, [Message("user", "What is in this picture?", photos=[photo])], GREEDY)
+    answer = answer_text(
+        model, [Message("user", "What is in this picture?", photos=[photo])], GREEDY
+    )
     assert "dolphin" in answer.lower(), answer
     assert "dolphin" not in model.vision.labeller.phrase(photo.features)
-

@@ -1,6 +1,5 @@
 """A multi-turn conversation: photo in turn 1, speech in turn 2, then a typed follow-up."""
 
-
 import pytest
 
 from encoders.errors import InputError

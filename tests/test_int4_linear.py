@@ -52,7 +52,9 @@ def test_rows_unpermuted_per_head_as_transformers_does():
 
 def test_a_width_off_the_group_is_refused():
     with pytest.raises(ValueError, match="multiple of 32"):
-        Int4Linear.from_q4_1(torch.zeros(4, 40, dtype=torch.uint8), torch.ones(4, 1), torch.zeros(4, 1))
+        Int4Linear.from_q4_1(
+            torch.zeros(4, 40, dtype=torch.uint8), torch.ones(4, 1), torch.zeros(4, 1)
+        )
 
 
 def test_a_gguf_file_runs_a_model_as_its_dequantized_weights(tokenizer, tmp_path):

@@ -34,7 +34,9 @@ def test_the_neural_voice_speaks_at_16_khz():
     waveform = synthesize("What time is it?", NEURAL_VOICE)
     assert waveform.dtype == np.float32 and waveform.ndim == 1
     assert 0.5 < waveform.shape[0] / 16_000 < 4.0  # a short question, at 16 kHz
-    assert 0.01 < float(np.abs(waveform).max()) < 1.5  # speech, not silence (resampling may overshoot 1)
+    assert (
+        0.01 < float(np.abs(waveform).max()) < 1.5
+    )  # speech, not silence (resampling may overshoot 1)
 
 
 def test_a_built_set_is_cached_and_reloaded(tmp_path, monkeypatch):

@@ -181,7 +181,10 @@ def test_asked_for_the_words_the_text_stands_for_the_photo(model, reader, monkey
     model.encode_media([message])
     prompt, marker = prompt_of(model, [message], monkeypatch)
     assert marker not in prompt  # no photo tokens, no name: the text read alone
-    assert 'The text in the photo says: "PLATFORM 4 Trains to Lyon"\nCan you read this for me?' in prompt
+    assert (
+        'The text in the photo says: "PLATFORM 4 Trains to Lyon"\nCan you read this for me?'
+        in prompt
+    )
     assert model.build_inputs([message]).prompt_tokens["image"] == 0
     follow_up = [message, Message("assistant", "It says PLATFORM 4."), user("What colour is it?")]
     assert model.build_inputs(follow_up).prompt_tokens["image"] == model.vision.num_tokens

@@ -86,7 +86,9 @@ def test_a_silent_clip_reads_as_nothing():
 def test_by_default_the_judges_choose_among_whispers_readings_alone():
     calls = []
     heard = [[1, 2, 3], [1, 2, 4], [1, 2, 3]]  # Whisper's best first; a duplicate
-    chosen = choose_reading(None, heard, _decode, _judge_preferring("w1 w2 w4", calls), DEFAULT_READING)
+    chosen = choose_reading(
+        None, heard, _decode, _judge_preferring("w1 w2 w4", calls), DEFAULT_READING
+    )
     assert chosen == [1, 2, 4] and calls == [["w1 w2 w3", "w1 w2 w4"]]  # no adapter reading
     assert choose_reading(None, heard[:1], _decode, None, DEFAULT_READING) == [1, 2, 3]  # no judge
 

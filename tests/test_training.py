@@ -178,9 +178,7 @@ def test_metric_helpers():
     assert not mentions("This is a cathedral.", "cat")
 
 
-def test_cue_stage_resumes_an_older_checkpoint_and_trains_only_the_cues(
-    fresh_model, tmp_path
-):
+def test_cue_stage_resumes_an_older_checkpoint_and_trains_only_the_cues(fresh_model, tmp_path):
     import dataclasses
 
     model = fresh_model
@@ -244,9 +242,7 @@ def test_only_text_typed_with_a_clip_trains_its_cues(model):
         assert cue_gradient([Message("user", FOLLOW_UPS[0], speech=speech_media(clip))]) > 0
         rng = random.Random(0)
         for share in (0.0, 1.0):  # repeats only, follow-ups only
-            loss = cue_loss(
-                model, [clip] * 2, rng, TrainConfig(cue_answer_share=share), "cpu"
-            )
+            loss = cue_loss(model, [clip] * 2, rng, TrainConfig(cue_answer_share=share), "cpu")
             assert torch.isfinite(loss) and loss > 0
     finally:
         model.adapter = saved

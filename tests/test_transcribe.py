@@ -101,7 +101,9 @@ def test_a_transcript_that_starts_itself_over_is_cut_there(tokens, ends, kept):
 def test_alternatives_are_the_beams_readings_whispers_best_first(whisper, features):
     beam = Transcriber(whisper, beam_size=5)(features, "en")
     assert beam.alternatives[0] == beam.text or not beam.text
-    assert 1 <= len(beam.alternatives) <= 5 and len(set(beam.alternatives)) == len(beam.alternatives)
+    assert 1 <= len(beam.alternatives) <= 5 and len(set(beam.alternatives)) == len(
+        beam.alternatives
+    )
     greedy = Transcriber(whisper, beam_size=1)(features, "en")
     assert greedy.alternatives == (greedy.text,)
 

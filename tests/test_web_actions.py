@@ -1,5 +1,6 @@
 """The web app's handlers and what they show, on the tiny random model (no browser)."""
 
+import threading
 import time
 
 import gradio as gr
@@ -12,6 +13,7 @@ from app.web import build_app
 from app.web_format import ERROR_MARK, SPOKEN_MARK, TIMING_MARK, chat_messages, timing_line
 from app.web_session import Turn, WebSession
 from fusion.model import Stats
+from tests.api_support import wait_until
 from tests.tiny import photo, tone
 
 
@@ -138,30 +140,76 @@ def test_camera_and_microphone_problems_appear_in_the_chat(data, expected, sessi
     assert expected in status
 
 
+def voiced(session, enabled=True) -> list:
+    """The voice chunks `speak` streams (not its skips)."""
+    return [voice for voice, _ in act.speak(session, enabled) if voice != gr.skip()]
+
+
 def test_the_answer_is_spoken_once_and_the_microphone_waits_for_it(model, session):
-    pytest.importorskip("soundfile")
     from app import speech_out
 
     if speech_out.engine_for("hello") is None:
         pytest.skip("no speech engine installed")
     act.send_message({"text": "hello", "files": []}, session)
     ask_and_answer(model, session)
-    session.turns[0].answer = "The cat sits on the mat."  # a readable answer
-    path, _ = act.speak(session, True)
-    assert path.endswith(".wav") and soundfile.info(path).frames > 0
-    assert session.speaking_until > time.monotonic()
-    assert act.speak(session, True)[0] == gr.skip()  # said once
+    session.turns[0].answer = "The cat sits on the mat. The dog sleeps by the door."
+    chunks = voiced(session)
+    assert len(chunks) == 2  # a sentence each
+    for rate, samples in chunks:
+        assert rate > 8000 and samples.dtype == np.int16 and len(samples) / rate > 0.5
+    assert session.speaking_until > time.monotonic() + 1.0  # both sentences queued
+    assert voiced(session) == []  # said once
     assert act.stop_speaking(session) is None and session.speaking_until == 0.0
     act.regenerate(session)
     ask_and_answer(model, session)
-    assert act.speak(session, False)[0] == gr.skip()  # switched off
+    assert voiced(session, enabled=False) == []  # switched off
+
+
+def test_the_first_sentence_is_spoken_while_the_answer_is_written(model, session):
+    from app import speech_out
+
+    if speech_out.engine_for("hello") is None:
+        pytest.skip("no speech engine installed")
+    act.send_message({"text": "hello", "files": []}, session)
+    turn = session.turns[0]
+    turn.state = "answering"
+    spoken = []
+
+    def listen():
+        spoken.extend(
+            (voice, turn.state) for voice, _ in act.speak(session, True) if voice != gr.skip()
+        )
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    for word in [
+        "Boil",
+        "the",
+        "egg",
+        "for",
+        "nine",
+        "minutes.",
+        "Then",
+        "cool",
+        "it",
+        "in",
+        "cold",
+        "water.",
+    ]:
+        turn.answer += word + " "
+        time.sleep(0.1)
+    assert wait_until(lambda: len(spoken) == 1)  # the first sentence, while still writing
+    assert spoken[0][1] == "answering"
+    turn.state = "done"
+    listener.join(timeout=30)
+    assert len(spoken) == 2 and turn.said_aloud
 
 
 def test_stop_speaking_before_the_voice_is_ready_keeps_it_silent(model, session):
     act.send_message({"text": "hello", "files": []}, session)
     ask_and_answer(model, session)
     act.stop_speaking(session)  # pressed while the answer was still being voiced
-    assert act.speak(session, True) == (gr.skip(), gr.skip())
+    assert list(act.speak(session, True)) == [(gr.skip(), gr.skip())]  # nothing, no change
     assert session.speaking_until == 0.0
 
 
@@ -170,13 +218,14 @@ def test_a_voice_made_while_the_chat_is_cleared_is_dropped(model, monkeypatch, s
 
     act.send_message({"text": "hello", "files": []}, session)
     ask_and_answer(model, session)
+    session.turns[0].answer = "The cat sits on the mat."
 
-    def slow_synthesis(text, path):
+    def slow_synthesis(text, *args):
         session.clear()  # the person clears the chat while the voice is being made
         raise speech_out.SpeechError("its folder was deleted")
 
-    monkeypatch.setattr(speech_out, "synthesise", slow_synthesis)
-    assert act.speak(session, True) == (gr.skip(), gr.skip())  # no voice, no stale status
+    monkeypatch.setattr(speech_out, "speak", slow_synthesis)
+    assert list(act.speak(session, True)) == [(gr.skip(), gr.skip())]  # no stale status
 
 
 def test_hands_free_chunks_become_a_question(model, session):
