@@ -1,27 +1,80 @@
-"""Hands-free listening: energy-based voice-activity detection over streamed microphone chunks.
+"""Hands-free listening: voice-activity detection over streamed microphone chunks, with Silero.
 
-A question starts at the first voiced frame and ends after END_SILENCE_S of silence; it is
-kept when it holds at least MIN_SPEECH_S of voiced frames (a cough or a click is not a
-question). A frame is voiced when its RMS is above SPEECH_RMS_MIN and SPEECH_OVER_NOISE times
-the noise floor, a slow average of the unvoiced frames. Nothing here knows about Gradio.
+Silero VAD (its ONNX model from the silero-vad wheel, run by onnxruntime) gives each 32 ms
+frame a probability of speech. Unlike a loudness threshold it does not take a fan, a street
+or a tone for a voice, however loud they get. A question starts at the first frame above
+START_PROBABILITY and ends after END_SILENCE_S below END_PROBABILITY (Silero's own
+hysteresis); it is kept when it holds at least MIN_SPEECH_S of speech frames (a cough or a
+click is not a question). The model is loaded once per process; each listener keeps its
+own recurrent state. Nothing here knows about Gradio.
+
+The silero-vad package is not imported: its import sets torch's thread count to 1 for the
+whole process, which would slow the language model down.
 """
+
+import functools
+import threading
 
 import numpy as np
 
 from encoders.audio_io import MAX_SECONDS, SAMPLE_RATE, resample
+from encoders.packaged import packaged_path
 
-FRAME_S = 0.03  # analysis frame: 480 samples at 16 kHz
+FRAME_S = 0.032  # Silero's frame: 512 samples at 16 kHz
+CONTEXT = 64  # samples of the previous frame Silero sees before each frame
+START_PROBABILITY = 0.5  # a frame this likely to be speech starts (or continues) a question
+END_PROBABILITY = 0.35  # below this, a frame counts as silence
+# A speaking wearer is close to the microphone: louder than the room. A frame counts as speech
+# only when it stands ABOVE_ROOM_DB over the room's level (the ROOM_PERCENTILE of the last
+# ROOM_S of frame levels, every frame counted), and a question is kept only when its speech
+# stands as far above the pause that ended it: a crowd's babble, or the moment a fan or a
+# crowd starts, is no question, while the wearer's voice is heard over them.
+ABOVE_ROOM_DB = 6.0
+ROOM_PERCENTILE = 10
+ROOM_S = 3.0
 END_SILENCE_S = 0.8  # silence that ends a question
 MIN_SPEECH_S = 0.25  # voiced time a question needs
 PRE_ROLL_S = 0.3  # audio kept from before the first voiced frame (soft onsets)
 TAIL_S = 0.3  # silence kept after the last voiced frame
 MAX_QUESTION_S = MAX_SECONDS - 2.0  # a question is cut here: Whisper reads 30 s at most
-SPEECH_RMS_MIN = 0.01  # -40 dBFS: quieter frames are never speech
-SPEECH_OVER_NOISE = 3.0  # voiced: RMS above this many times the noise floor (~ +10 dB)
-NOISE_FLOOR_START = 0.002  # noise floor before any unvoiced frame was seen
-NOISE_ADAPT = 0.05  # weight of each unvoiced frame in the noise floor's moving average
 
 FRAME = round(FRAME_S * SAMPLE_RATE)  # samples per frame
+
+
+@functools.cache
+def _silero():
+    """Silero VAD's ONNX session, loaded once per process (~2 MB, ~50 ms)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.inter_op_num_threads = options.intra_op_num_threads = 1  # 32 ms frames: tiny work
+    path = packaged_path("silero_vad", "data/silero_vad.onnx")
+    return onnxruntime.InferenceSession(
+        str(path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+
+
+class SpeechProbability:
+    """Silero VAD on a stream of 512-sample frames at 16 kHz -> each frame's speech probability."""
+
+    _lock = threading.Lock()  # onnxruntime's run is thread-safe; this guards the first load
+
+    def __init__(self):
+        with self._lock:
+            self.session = _silero()
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = np.zeros((2, 1, 128), np.float32)
+        self.context = np.zeros((1, CONTEXT), np.float32)
+
+    def __call__(self, frame: np.ndarray) -> float:
+        """frame [FRAME] float32 -> probability of speech in it."""
+        window = np.concatenate([self.context, frame[None].astype(np.float32)], axis=1)
+        inputs = {"input": window, "state": self.state, "sr": np.array(SAMPLE_RATE, np.int64)}
+        probability, self.state = self.session.run(None, inputs)
+        self.context = window[:, -CONTEXT:]
+        return float(probability[0, 0])
 
 
 class VoiceActivityDetector:
@@ -30,14 +83,17 @@ class VoiceActivityDetector:
     def __init__(self, end_silence_s: float = END_SILENCE_S, min_speech_s: float = MIN_SPEECH_S):
         self.end_silence_frames = round(end_silence_s / FRAME_S)
         self.min_speech_frames = round(min_speech_s / FRAME_S)
-        self.noise_floor = NOISE_FLOOR_START
+        self.speech = SpeechProbability()
         self.reset()
 
     def reset(self) -> None:
-        """Forget any question in progress (the noise floor is kept)."""
+        """Forget any question in progress, and what the model heard before."""
+        self.speech.reset()
+        self.levels: list[float] = []  # the last ROOM_S of frame RMS levels
         self.pending = np.zeros(0, np.float32)  # samples not yet filling a frame
         self.frames: list[np.ndarray] = []  # the question so far, or the pre-roll when idle
         self.voiced = 0  # voiced frames in the question so far
+        self.voiced_levels: list[float] = []  # their RMS levels
         self.silent = 0  # unvoiced frames since the last voiced one
         self.in_question = False
 
@@ -59,26 +115,35 @@ class VoiceActivityDetector:
         return ended
 
     def step(self, frame: np.ndarray) -> np.ndarray | None:
-        rms = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2)))
-        voiced = rms > max(SPEECH_RMS_MIN, SPEECH_OVER_NOISE * self.noise_floor)
-        if not voiced:
-            self.noise_floor += NOISE_ADAPT * (rms - self.noise_floor)
+        probability = self.speech(frame)
+        threshold = END_PROBABILITY if self.in_question else START_PROBABILITY
+        level = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2)))
+        self.levels = [*self.levels[-(round(ROOM_S / FRAME_S) - 1) :], level]
+        room = float(np.percentile(self.levels, ROOM_PERCENTILE))
+        voiced = probability >= threshold and level >= room * 10 ** (ABOVE_ROOM_DB / 20)
         self.frames.append(frame)
         if not self.in_question:
             if voiced:
                 self.in_question, self.voiced, self.silent = True, 1, 0
+                self.voiced_levels = [level]
             else:
                 del self.frames[: -round(PRE_ROLL_S / FRAME_S)]  # keep only the pre-roll
             return None
         self.voiced += voiced
+        if voiced:
+            self.voiced_levels.append(level)
         self.silent = 0 if voiced else self.silent + 1
         too_long = len(self.frames) * FRAME_S >= MAX_QUESTION_S
         if self.silent < self.end_silence_frames and not too_long:
             return None
         frames, voiced_frames, silent = self.frames, self.voiced, self.silent
+        spoken_level = float(np.median(self.voiced_levels))
         self.frames, self.voiced, self.silent, self.in_question = [], 0, 0, False
         if voiced_frames < self.min_speech_frames:
             return None  # a click or a cough
+        after = float(np.median(self.levels[-silent:])) if silent else room  # the pause's level
+        if spoken_level < max(room, after) * 10 ** (ABOVE_ROOM_DB / 20):
+            return None  # the room got louder (a crowd began to talk), not the wearer
         keep = len(frames) - max(silent - round(TAIL_S / FRAME_S), 0)
         return np.concatenate(frames[:keep])
 

@@ -14,7 +14,7 @@ from app.web_format import ERROR_MARK, SPOKEN_MARK, TIMING_MARK, chat_messages, 
 from app.web_session import Turn, WebSession
 from fusion.model import Stats
 from tests.api_support import wait_until
-from tests.tiny import photo, tone
+from tests.tiny import photo, said, tone
 
 
 @pytest.fixture
@@ -230,7 +230,7 @@ def test_a_voice_made_while_the_chat_is_cleared_is_dropped(model, monkeypatch, s
 
 def test_hands_free_chunks_become_a_question(model, session):
     loud = (
-        np.concatenate([tone(1.0, amplitude=0.3), np.zeros(24_000, np.float32)]) * 32767
+        np.concatenate([said("What is this?") * 0.5, np.zeros(24_000, np.float32)]) * 32767
     ).astype(np.int16)
     counts = [act.hear((16_000, loud[i : i + 8_000]), session) for i in range(0, len(loud), 8_000)]
     assert 1 in counts

@@ -12,7 +12,7 @@ from app import web_session
 from app.web_session import MODEL_FAILED, WebSession, answer_next, read_files
 from encoders.errors import InputError
 from fusion.generate import GenerationOptions
-from tests.tiny import photo, tone
+from tests.tiny import photo, said, tone
 from tests.web_support import huge_png
 
 SHORT = GenerationOptions(max_new_tokens=6)
@@ -203,7 +203,7 @@ def microphone(audio: np.ndarray, rate: int = 48_000):
 
 def test_hands_free_hears_a_question_when_the_speaker_pauses(tmp_path):
     session = WebSession(root=tmp_path)
-    chunks = microphone(np.concatenate([tone(1.0, amplitude=0.3), np.zeros(24_000, np.float32)]))
+    chunks = microphone(np.concatenate([said("What is this?") * 0.5, np.zeros(24_000, np.float32)]))
     ended = [session.hear(*chunk) for chunk in chunks]
     assert ended.count(True) == 1 and session.heard_count == 1
     heard = session.take_heard()
@@ -213,7 +213,9 @@ def test_hands_free_hears_a_question_when_the_speaker_pauses(tmp_path):
 
 def test_hands_free_ignores_the_microphone_while_answering_or_speaking(monkeypatch, tmp_path):
     session = WebSession(root=tmp_path)
-    question = microphone(np.concatenate([tone(1.0, amplitude=0.3), np.zeros(24_000, np.float32)]))
+    question = microphone(
+        np.concatenate([said("What is this?") * 0.5, np.zeros(24_000, np.float32)])
+    )
     session.ask("typed")  # waiting for its answer: busy
     assert not any(session.hear(*chunk) for chunk in question)
     session.stop()

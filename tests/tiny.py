@@ -6,6 +6,7 @@ plain function (fixtures in conftest.py cache them per session); each builds in 
 second on two CPU cores, once transformers is imported.
 """
 
+import functools
 import struct
 import zlib
 
@@ -166,6 +167,21 @@ def tone(
     """A sine wave [S] float32, S = round(seconds * rate)."""
     t = np.arange(round(seconds * rate)) / rate
     return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+
+
+@functools.cache
+def _said(text: str) -> np.ndarray:
+    from encoders import piper_voice
+    from encoders.audio_io import resample
+
+    samples = np.concatenate(list(piper_voice.chunks(text)))
+    return resample(samples, piper_voice.sample_rate(), SAMPLE_RATE)
+
+
+def said(text: str) -> np.ndarray:
+    """`text` spoken by the neural voice (Piper's joe), [S] float32 at 16 kHz: real speech
+    for what needs a voice, not a tone (the voice-activity detector)."""
+    return _said(text).copy()
 
 
 def photo(width: int = 64, height: int = 48, seed: int = 0) -> Image.Image:
