@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--max-tokens", type=int, default=24, help="per answer (default: 24)")
-    parser.add_argument("--max-waiting", type=int, default=4, help="the started server's queue")
+    parser.add_argument("--max-waiting", type=int, default=31, help="the started server's queue")
     parser.add_argument("--url", help="an already running server (default: start one)")
     parser.add_argument("--api-key", default=os.environ.get("LUNETTES_API_KEY"))
     parser.add_argument("--json", type=Path, help="also write the outcomes here")
