@@ -45,17 +45,22 @@ class Transcriber:
         self.beam_size = beam_size
         self._lock = threading.Lock()
 
-    def tokenizer(self, language: str | None) -> Tokenizer:
+    def tokenizer(self, language: str | None, task: str = "transcribe") -> Tokenizer:
         return get_tokenizer(
             self.whisper.is_multilingual,
             num_languages=self.whisper.num_languages,
             language=language,
-            task="transcribe",
+            task=task,
         )
 
     @torch.inference_mode()
-    def __call__(self, features: torch.Tensor, language: str | None = None) -> Transcript:
-        """features [1, T, D] from AudioEncoder -> Transcript."""
+    def __call__(
+        self, features: torch.Tensor, language: str | None = None, task: str = "transcribe"
+    ) -> Transcript:
+        """features [1, T, D] from AudioEncoder -> Transcript. task "translate": what was said,
+        in English (Whisper's own translation; multilingual models only)."""
+        if task not in ("transcribe", "translate"):
+            raise ValueError(f"task must be transcribe or translate, got {task!r}")
         seconds = features.shape[1] / 50  # T frames at 50 Hz
         max_tokens = min(
             self.whisper.dims.n_text_ctx // 2, MIN_TOKEN_CAP + int(TOKENS_PER_SECOND_CAP * seconds)
@@ -65,7 +70,7 @@ class Transcriber:
                 language = self._detect_language(
                     features
                 )  # before the hooks: it must not fill the cache
-            tokenizer = self.tokenizer(language or "en")
+            tokenizer = self.tokenizer(language or "en", task)
             if self.beam_size > 1:
                 readings = self._beam(features, tokenizer, max_tokens)
             else:
@@ -85,7 +90,7 @@ class Transcriber:
         """openai-whisper's beam search over the encoded frames [1, T, D] -> every finished
         reading, cleaned of loops and restarts, the library's choice first."""
         options = DecodingOptions(
-            task="transcribe",
+            task=tokenizer.task,
             language=tokenizer.language,
             beam_size=self.beam_size,
             sample_len=max_tokens,

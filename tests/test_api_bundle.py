@@ -1,14 +1,17 @@
 """End to end on the real embedded bundle: the official `openai` client sends a spoken question
 (espeak-ng WAV, base64) with a photo, and gets an answer, the transcript and the usage split
-by modality; the same clip through /v1/audio/transcriptions."""
+by modality; the same clip through /v1/audio/transcriptions; French speech translated into
+English; an answer spoken by the neural voice and heard back by Whisper."""
 
 import base64
+import io
 import shutil
 import subprocess
 from pathlib import Path
 
 import openai
 import pytest
+import soundfile
 
 from app.openai_api.config import ApiConfig
 from app.server import build_server
@@ -81,6 +84,31 @@ def test_transcription_of_the_spoken_question(client, spoken_wav):
         model="whisper-1", file=("question.wav", spoken_wav)
     )
     assert normalise(transcript.text) == normalise(SPOKEN)
+
+
+def test_french_speech_is_translated_into_english(client, tmp_path):
+    path = tmp_path / "french.wav"
+    said = "Je voudrais un café et un croissant, s'il vous plaît."
+    subprocess.run(["espeak-ng", "-v", "fr", "-s", "140", "-w", str(path), said], check=True)
+    heard = client.audio.transcriptions.create(model="whisper-1", file=path.open("rb"))
+    english = client.audio.translations.create(model="whisper-1", file=path.open("rb"))
+    assert "caf" in heard.text.lower()  # transcribed in French
+    assert "coffee" in english.text.lower() and english.text.isascii()  # said in English
+
+
+def test_an_answer_is_spoken_in_the_neural_voice(client):
+    speech = client.audio.speech.create(
+        model="tts-1",
+        voice="alloy",
+        input="Your train leaves from the last platform.",
+        response_format="wav",
+    )
+    samples, rate = soundfile.read(io.BytesIO(speech.content))
+    assert rate == 22_050 and 1.0 < len(samples) / rate < 4.0
+    heard = client.audio.transcriptions.create(
+        model="whisper-1", file=("answer.wav", speech.content)
+    )
+    assert normalise(heard.text) == normalise("Your train leaves from the last platform.")
 
 
 def normalise(text: str) -> str:

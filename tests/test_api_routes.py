@@ -179,11 +179,25 @@ def test_transcription_formats(client, response_format):
             assert body["language"] == "english" and body["duration"] == 1.5
 
 
+@pytest.mark.parametrize("response_format", ["json", "verbose_json"])
+def test_translation_formats(client, response_format):
+    response = client.post(
+        "/v1/audio/translations",
+        files={"file": ("question.wav", wav_bytes(1.5), "audio/wav")},
+        data={"model": "whisper-1", "response_format": response_format},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert isinstance(body["text"], str) and body["usage"]["seconds"] == 1.5
+    if response_format == "verbose_json":
+        assert body["task"] == "translate"
+
+
 def test_openapi_document_describes_the_routes(client):
     document = client.get("/v1/openapi.json").json()
-    assert {"/v1/chat/completions", "/v1/models", "/v1/audio/transcriptions"} <= set(
-        document["paths"]
-    )
+    routes = {"/v1/chat/completions", "/v1/models", "/v1/audio/transcriptions",
+              "/v1/audio/translations", "/v1/audio/speech"}  # fmt: skip
+    assert routes <= set(document["paths"])
     assert "ChatCompletionRequest" in document["components"]["schemas"]
 
 

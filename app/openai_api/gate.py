@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
 QUEUED_ROUTES = {  # POST: they use the model or a voice
-    "/v1/chat/completions", "/v1/audio/transcriptions", "/v1/audio/speech",
+    "/v1/chat/completions", "/v1/audio/transcriptions", "/v1/audio/translations",
+    "/v1/audio/speech",
 }  # fmt: skip
 
 

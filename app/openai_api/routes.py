@@ -33,6 +33,7 @@ ROUTE_METHODS = {
     "/v1/chat/completions": "POST",
     "/v1/audio/transcriptions": "POST",
     "/v1/audio/speech": "POST",
+    "/v1/audio/translations": "POST",
     "/v1/models": "GET",
 }
 MIN_TEMPERATURE = 1e-4  # below: greedy (logits / 1e-302 overflow to inf, and sampling fails)
@@ -86,6 +87,35 @@ def build_router(model: LunettesModel, worker: ModelWorker, config: ApiConfig) -
             return Response(status_code=CLIENT_GONE)
         return JSONResponse(answer.completion(text, heard, stats, audio))
 
+    async def heard(
+        request: Request, file: UploadFile, model_name: str, language: str | None, task: str
+    ) -> tuple:
+        """A clip's Transcript in its turn -> (transcript, seconds), or ClientGone."""
+        check_model(model_name, (*TRANSCRIPTION_MODELS, model.audio.name))
+        language = check_language(language)
+        data = await file.read()
+        waveform = await anyio.to_thread.run_sync(
+            media.read_clip, data, "file", config, file.filename or "upload"
+        )
+
+        def transcribe():
+            return model.transcriber(model.audio.encode(waveform), language, task)
+
+        transcript = await while_connected(request, lambda: worker.call(transcribe))
+        return transcript, round(waveform.shape[0] / SAMPLE_RATE, 2)
+
+    def transcript_response(transcript, seconds: float, response_format: str, task: str):
+        if response_format == "text":
+            return PlainTextResponse(transcript.text + "\n")
+        body = {"text": transcript.text, "usage": {"type": "duration", "seconds": seconds}}
+        if response_format == "verbose_json":
+            body |= {
+                "task": task,
+                "language": LANGUAGES.get(transcript.language, transcript.language),
+                "duration": seconds,
+            }
+        return JSONResponse(body)
+
     @router.post("/audio/transcriptions", summary="What is said in a clip (Whisper)")
     async def transcriptions(
         request: Request,
@@ -96,31 +126,24 @@ def build_router(model: LunettesModel, worker: ModelWorker, config: ApiConfig) -
         ] = None,
         response_format: Annotated[Literal["json", "text", "verbose_json"], Form()] = "json",
     ) -> Response:
-        check_model(model_name, (*TRANSCRIPTION_MODELS, model.audio.name))
-        language = check_language(language)
-        data = await file.read()
-        waveform = await anyio.to_thread.run_sync(
-            media.read_clip, data, "file", config, file.filename or "upload"
-        )
-
-        def transcribe():
-            return model.transcriber(model.audio.encode(waveform), language)
-
         try:
-            transcript = await while_connected(request, lambda: worker.call(transcribe))
+            transcript, seconds = await heard(request, file, model_name, language, "transcribe")
         except ClientGone:
             return Response(status_code=CLIENT_GONE)
-        seconds = round(waveform.shape[0] / SAMPLE_RATE, 2)
-        if response_format == "text":
-            return PlainTextResponse(transcript.text + "\n")
-        body = {"text": transcript.text, "usage": {"type": "duration", "seconds": seconds}}
-        if response_format == "verbose_json":
-            body |= {
-                "task": "transcribe",
-                "language": LANGUAGES.get(transcript.language, transcript.language),
-                "duration": seconds,
-            }
-        return JSONResponse(body)
+        return transcript_response(transcript, seconds, response_format, "transcribe")
+
+    @router.post("/audio/translations", summary="What is said in a clip, in English (Whisper)")
+    async def translations(
+        request: Request,
+        file: Annotated[UploadFile, File(description="WAV, MP3, FLAC, OGG; others need ffmpeg")],
+        model_name: Annotated[str, Form(alias="model")],
+        response_format: Annotated[Literal["json", "text", "verbose_json"], Form()] = "json",
+    ) -> Response:
+        try:
+            transcript, seconds = await heard(request, file, model_name, None, "translate")
+        except ClientGone:
+            return Response(status_code=CLIENT_GONE)
+        return transcript_response(transcript, seconds, response_format, "translate")
 
     @router.post("/audio/speech", summary="Say a text aloud (local voices)")
     async def speech(request: Request, body: SpeechRequest) -> Response:
