@@ -15,6 +15,7 @@ from PIL import Image
 
 from app import speech_out
 from app.sentences import Sentences
+from app.vad import FRAME_S
 from app.web_format import chat_messages, error_text, status_html, status_text
 from app.web_session import Turn, WebSession, answer_next, read_files
 from encoders.errors import InputError
@@ -88,7 +89,8 @@ def hands_free_question(session: WebSession) -> Chat:
         heard = session.take_heard()
         if heard is not None:
             frame = session.current_frame()
-            session.ask("", [(frame, "camera frame")] if frame else [], heard)
+            turn = session.ask("", [(frame, "camera frame")] if frame else [], heard)
+            turn.endpointing_ms = session.listener.end_silence_frames * FRAME_S * 1000
     except InputError as error:
         session.refuse("", [], str(error))
     return view(session)
@@ -188,7 +190,12 @@ def _spoken_pieces(session: WebSession, enabled: bool) -> Iterator[tuple]:
                 return
             if len(samples):
                 session.speaking(len(samples) / rate)
-                yield (rate, (np.clip(samples, -1, 1) * 32767).astype(np.int16)), gr.skip()
+                status = gr.skip()
+                if turn.first_audio_ms is None:
+                    turn.first_audio_ms = (time.monotonic() - turn.asked_at) * 1000
+                    if turn.state == "done":  # written already: the status line gets the figure
+                        status = status_html(status_text(turn))
+                yield (rate, (np.clip(samples, -1, 1) * 32767).astype(np.int16)), status
         if state in ("done", "failed", "stopped"):
             turn.said_aloud = True
             return

@@ -87,7 +87,10 @@ def answer_messages(turn: Turn) -> list[dict]:
             {
                 "role": "assistant",
                 "content": timing_details(turn.stats),
-                "metadata": {"title": f"{TIMING_MARK} {timing_line(turn.stats)}", "status": "done"},
+                "metadata": {
+                    "title": f"{TIMING_MARK} {timing_line(turn.stats, turn)}",
+                    "status": "done",
+                },
             }
         )
     return messages
@@ -100,10 +103,14 @@ def error_text(error: str) -> str:
     return f"{ERROR_MARK} {error}"
 
 
-def timing_line(stats: Stats) -> str:
-    """The latency of each stage: 'photo 116 ms · first token 310 ms · 64 tokens at 21.4/s'."""
+def timing_line(stats: Stats, turn=None) -> str:
+    """The latency of each stage: 'photo 116 ms · first token 310 ms · 64 tokens at 21.4/s';
+    with the turn (web_session.Turn), a hands-free question's pause first and the first
+    sound of the spoken answer last."""
     t = stats.timings_ms
     parts = []
+    if turn is not None and turn.endpointing_ms:
+        parts.append(f"pause {turn.endpointing_ms:.0f} ms")
     if t.get("encode_image"):
         parts.append(f"photo {t['encode_image']:.0f} ms")
     if t.get("encode_audio"):
@@ -113,6 +120,8 @@ def timing_line(stats: Stats) -> str:
     if t.get("read_speech"):
         parts.append(f"reading {t['read_speech']:.0f} ms")
     parts.append(f"first token {t['first_token']:.0f} ms")
+    if turn is not None and turn.first_audio_ms is not None:
+        parts.append(f"first sound {turn.first_audio_ms:.0f} ms")
     parts.append(f"{stats.new_tokens} tokens at {stats.tokens_per_s:.1f}/s")
     return " · ".join(parts)
 
@@ -142,7 +151,7 @@ def status_text(turn: Turn | None) -> str:
     if turn.state == "stopped":
         return "Stopped."
     if turn.state == "done":
-        return f"Answered. {timing_line(turn.stats)}." if turn.stats else "Answered."
+        return f"Answered. {timing_line(turn.stats, turn)}." if turn.stats else "Answered."
     if turn.by_voice and turn.transcript is None:
         return "Listening to your question…"
     return "Answering…" if turn.answer else "Thinking…"

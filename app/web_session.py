@@ -62,6 +62,10 @@ class Turn:
     state: TurnState = "waiting"
     said_aloud: bool = False  # the answer was turned into speech
     attempt: int = 0  # answers asked for so far (regenerate asks again)
+    asked_at: float = field(default_factory=time.monotonic)  # when it was asked (or again)
+    # hands-free: the pause waited after the last word before asking (the end of the turn)
+    endpointing_ms: float | None = None
+    first_audio_ms: float | None = None  # asked -> the first sound of the spoken answer
 
     @property
     def transcript(self) -> str | None:
@@ -156,6 +160,7 @@ class WebSession:
             return None
         last.answer, last.stats, last.error, last.state = "", None, None, "waiting"
         last.said_aloud, last.attempt = False, last.attempt + 1
+        last.asked_at, last.first_audio_ms = time.monotonic(), None
         return last
 
     def clear(self) -> None:

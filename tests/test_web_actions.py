@@ -158,6 +158,9 @@ def test_the_answer_is_spoken_once_and_the_microphone_waits_for_it(model, sessio
     for rate, samples in chunks:
         assert rate > 8000 and samples.dtype == np.int16 and len(samples) / rate > 0.5
     assert session.speaking_until > time.monotonic() + 1.0  # both sentences queued
+    turn = session.turns[0]
+    assert 0 < turn.first_audio_ms < 60_000
+    assert f"first sound {turn.first_audio_ms:.0f} ms" in timing_line(turn.stats, turn)
     assert voiced(session) == []  # said once
     assert act.stop_speaking(session) is None and session.speaking_until == 0.0
     act.regenerate(session)
@@ -236,7 +239,8 @@ def test_hands_free_chunks_become_a_question(model, session):
     assert 1 in counts
     chat, status = act.hands_free_question(session)
     assert texts(chat[0]) == [f"{SPOKEN_MARK} …"] and status == "Listening to your question…"
-    assert ask_and_answer(model, session)[-1][1].startswith("Answered.")
+    answered = ask_and_answer(model, session)[-1][1]
+    assert answered.startswith("Answered. pause 800 ms · ")  # the wait that ended the turn
 
 
 def test_timing_line_names_each_stage():
