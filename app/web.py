@@ -69,6 +69,7 @@ class Controls:
     push_to_talk: gr.Audio = field(init=False)
     hands_free: gr.Audio = field(init=False)
     speak_on: gr.Checkbox = field(init=False)
+    translate: gr.Checkbox = field(init=False)
     quiet: gr.Button = field(init=False)
     voice: gr.Audio = field(init=False)
     chatbot: gr.Chatbot = field(init=False)
@@ -107,6 +108,12 @@ def glasses_panel(ui: Controls) -> None:
     )
     with gr.Row():
         ui.speak_on = gr.Checkbox(True, label="Speak answers aloud", elem_id="speak-answers")
+        ui.translate = gr.Checkbox(
+            False,
+            label="🌐 Translate what I say into English",
+            info="French, Spanish, German, Italian, ...: caption and voice in English",
+            elem_id="translate",
+        )
         ui.quiet = gr.Button("🔇 Stop speaking", size="sm", elem_id="stop-speaking")
     ui.voice = gr.Audio(
         label="Spoken answer",
@@ -167,7 +174,7 @@ def wire(ui: Controls, model: LunettesModel) -> None:
     def answer(question: gr.events.Dependency) -> None:
         question.then(
             respond,
-            [ui.session, ui.max_tokens, ui.temperature, ui.system_prompt],
+            [ui.session, ui.max_tokens, ui.temperature, ui.system_prompt, ui.translate],
             [ui.chatbot, ui.status],
             concurrency_id="model",
             concurrency_limit=ANSWERS_AT_ONCE,

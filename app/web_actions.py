@@ -127,8 +127,10 @@ def respond(
     max_tokens: float,
     temperature: float,
     system_prompt: str,
+    translate: bool = False,
 ) -> Iterator[Chat]:
-    """Answer the waiting question, yielding the chat as the transcript and answer arrive."""
+    """Answer the waiting question, yielding the chat as the transcript and answer arrive;
+    with `translate`, a spoken question is translated into English instead of answered."""
     try:
         options = GenerationOptions(
             max_new_tokens=int(max_tokens),
@@ -141,7 +143,7 @@ def respond(
             turn.fail(f"the settings cannot be used: {error}")
         yield view(session)
         return
-    for turn in answer_next(model, session, options, system_prompt or ""):
+    for turn in answer_next(model, session, options, system_prompt or "", bool(translate)):
         yield view(session, turn)
     yield view(session)  # last: whatever Stop or Clear did meanwhile
 

@@ -9,6 +9,7 @@ import html
 import re
 
 import gradio as gr
+from whisper.tokenizer import LANGUAGES
 
 from app.adapter_status import adapter_figures
 from app.web_session import Turn
@@ -17,6 +18,7 @@ from fusion.model import Stats
 ERROR_MARK = "⚠️"
 SPOKEN_MARK = "🎙️"
 TIMING_MARK = "⏱️"
+TRANSLATION_MARK = "🌐"
 UNREAD_MARK = "📎"
 READ_AS_MARK = "read as:"  # the words the LM was given, when not the transcript's
 PENDING = "…"
@@ -77,6 +79,9 @@ def _words(text: str) -> list[str]:
 def answer_messages(turn: Turn) -> list[dict]:
     """The answer so far (or the error), then a collapsed note with its timings."""
     parts = [turn.answer.strip()] if turn.answer.strip() else []
+    if turn.translated_from and parts:
+        language = LANGUAGES.get(turn.translated_from, turn.translated_from).capitalize()
+        parts[0] = f"{TRANSLATION_MARK} *{language} → English:* {parts[0]}"
     if turn.state == "stopped":
         parts.append("*(stopped)*")
     if turn.error:

@@ -66,6 +66,7 @@ class Turn:
     # hands-free: the pause waited after the last word before asking (the end of the turn)
     endpointing_ms: float | None = None
     first_audio_ms: float | None = None  # asked -> the first sound of the spoken answer
+    translated_from: str | None = None  # translation mode: the language of what was said
 
     @property
     def transcript(self) -> str | None:
@@ -249,6 +250,7 @@ def answer_next(
     session: WebSession,
     options: GenerationOptions,
     system_prompt: str = "",
+    translate: bool = False,
 ) -> Iterator[Turn]:
     """Answer the oldest waiting turn in place; yields it after each change (its transcript is
     known, a piece of the answer, the timings), then once more when it is finished.
@@ -256,6 +258,8 @@ def answer_next(
     A bad input or a model failure ends the turn with an error, never an exception. Stop (or
     Clear, or Regenerate) marks the turn and this generator returns at the model's next event;
     closing it (the page went away) also leaves the turn "stopped" with the answer so far.
+    translate: a spoken question is not answered but translated into English (the answer is
+    Whisper's translation of what was said: live translation mode).
     """
     turn = session.waiting()
     if turn is None:
@@ -266,6 +270,10 @@ def answer_next(
         return turn.state == "answering" and turn.attempt == attempt
 
     try:
+        speech = turn.question.speech if turn.question else None
+        if translate and speech is not None:
+            yield from _translated(model, turn, speech, current)
+            return
         conversation = session.conversation(turn, system_prompt)
         for event in model.stream(conversation, options, owner=session.owner):
             if not current():
@@ -287,6 +295,23 @@ def answer_next(
     finally:
         if current():  # the generator was closed: Stop
             turn.state = "stopped"
+    yield turn
+
+
+def _translated(model: LunettesModel, turn: Turn, speech, current) -> Iterator[Turn]:
+    """Translation mode: the turn's answer is what was said, in English."""
+    start = time.perf_counter()
+    english, timings = model.translate(speech)
+    if not current():
+        return
+    elapsed = (time.perf_counter() - start) * 1000
+    turn.answer, turn.translated_from = english, speech.language
+    turn.stats = Stats(
+        timings_ms={**timings, "first_token": elapsed, "total": elapsed},
+        new_tokens=0, tokens_per_s=0.0, prompt_tokens={}, finish_reason="stop",
+        transcripts=[speech.transcript or ""],
+    )  # fmt: skip
+    turn.state = "done"
     yield turn
 
 

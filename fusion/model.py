@@ -191,6 +191,24 @@ class LunettesModel:
             timings["ocr"] = _ms_since(start)
         self.media_cache.keep(messages, owner)
 
+    def translate(self, speech: Speech) -> tuple[str, dict[str, float]]:
+        """A clip -> (what it says in English: Whisper's translate task, the timings in ms).
+        Its transcript in its own language (and language) are filled on the clip as well."""
+        timings = {"encode_audio": 0.0, "transcribe": 0.0}
+        with self.media_lock:
+            if speech.features is None:
+                start = time.perf_counter()
+                speech.features = self.audio.encode(speech.waveform)  # 1, T, C
+                timings["encode_audio"] = _ms_since(start)
+            start = time.perf_counter()
+            if speech.transcript is None:
+                heard = self.transcriber(speech.features)
+                speech.transcript, speech.language = heard.text, heard.language
+                speech.heard = heard.alternatives
+            english = self.transcriber(speech.features, speech.language, "translate").text
+            timings["transcribe"] = _ms_since(start)
+        return english, timings
+
     def build_inputs(self, messages: Sequence[Message]) -> PromptInputs:
         """Messages with encoded media -> input embeddings [1, L, D] for the LM."""
         marker = new_marker()

@@ -313,3 +313,30 @@ def test_every_control_is_labelled_and_nothing_is_shared_between_sessions(model)
     state = next(b for b in components if isinstance(b, gr.State) and callable(b.value))
     one, two = state.value(), state.value()  # what each new browser tab gets
     assert isinstance(one, WebSession) and one is not two and one.turns is not two.turns
+
+
+def test_translation_mode_gives_what_was_said_in_english(model, session, monkeypatch):
+    calls = []
+    real = model.transcriber
+
+    class Tasks:  # Whisper, with each task asked of it recorded
+        def __call__(self, features, language=None, task="transcribe"):
+            calls.append(task)
+            return real(features, language, task)
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    monkeypatch.setattr(model, "transcriber", Tasks())
+    session.ask("", speech=said("Je voudrais un café."))
+    chat, status = list(act.respond(model, session, 8, 0.0, "", True))[-1]
+    turn = session.turns[0]
+    assert calls == ["transcribe", "translate"]  # heard, then said in English: no LM answer
+    assert turn.state == "done" and turn.stats.new_tokens == 0 and turn.translated_from
+    assert (
+        turn.answer == real(turn.question.speech.features, turn.translated_from, "translate").text
+    )
+    assert texts(chat[1])[0].startswith("🌐 *") and status.startswith("Answered.")
+    act.send_message({"text": "and typed?", "files": []}, session)  # typed: answered as usual
+    list(act.respond(model, session, 4, 0.0, "", True))
+    assert session.turns[1].translated_from is None and session.turns[1].stats.new_tokens > 0
