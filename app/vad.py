@@ -13,7 +13,6 @@ whole process, which would slow the language model down.
 """
 
 import functools
-import threading
 
 import numpy as np
 
@@ -55,13 +54,11 @@ def _silero():
 
 
 class SpeechProbability:
-    """Silero VAD on a stream of 512-sample frames at 16 kHz -> each frame's speech probability."""
-
-    _lock = threading.Lock()  # onnxruntime's run is thread-safe; this guards the first load
+    """Silero VAD on a stream of 512-sample frames at 16 kHz -> each frame's speech probability.
+    Holds only numpy state (a web session copies it); the model is the process's (_silero)."""
 
     def __init__(self):
-        with self._lock:
-            self.session = _silero()
+        _silero()  # load now, not on the first frame
         self.reset()
 
     def reset(self) -> None:
@@ -72,7 +69,7 @@ class SpeechProbability:
         """frame [FRAME] float32 -> probability of speech in it."""
         window = np.concatenate([self.context, frame[None].astype(np.float32)], axis=1)
         inputs = {"input": window, "state": self.state, "sr": np.array(SAMPLE_RATE, np.int64)}
-        probability, self.state = self.session.run(None, inputs)
+        probability, self.state = _silero().run(None, inputs)
         self.context = window[:, -CONTEXT:]
         return float(probability[0, 0])
 
