@@ -11,8 +11,8 @@ from tests.tiny import photo, tone
 OPTIONS = GenerationOptions(max_new_tokens=6)
 
 
-@pytest.fixture
-def conversation():
+def photo_speech_text() -> list[Message]:
+    """A photo, then speech, then a typed follow-up: new objects on every call."""
     return [
         user("What is in this photo?", photos=[photo(seed=4)]),
         Message("assistant", "A cat on a mat."),
@@ -20,6 +20,11 @@ def conversation():
         Message("assistant", "I heard you."),
         user("And what colour is it?"),
     ]
+
+
+@pytest.fixture
+def conversation():
+    return photo_speech_text()
 
 
 class Counting:

@@ -7,7 +7,7 @@ from fusion.conversation import Message, user
 from fusion.generate import GenerationOptions
 from fusion.media_cache import MediaCache
 from fusion.model import Chunk
-from tests.test_conversation import Counting
+from tests.test_conversation import Counting, photo_speech_text
 from tests.tiny import photo, tone
 
 OPTIONS = GenerationOptions(max_new_tokens=6)
@@ -15,13 +15,7 @@ OPTIONS = GenerationOptions(max_new_tokens=6)
 
 def resent():
     """The conversation as a client sends it again: new objects, the same bytes."""
-    return [
-        user("What is in this photo?", photos=[photo(seed=4)]),
-        Message("assistant", "A cat on a mat."),
-        user(speech=tone(1.2, 330.0)),
-        Message("assistant", "I heard you."),
-        user("And what colour is it?"),
-    ]
+    return photo_speech_text()
 
 
 def answer(model, messages, owner):
