@@ -49,7 +49,7 @@ def metrics(results: EvalResults) -> dict:
         if reader == SHIPPED and name != NEURAL_SET:
             key = name.replace(", ", "_").replace(" ", "_").replace("-", "_")
             figures[f"{key}_answered_as_typed"] = scores.answered_as_typed
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in figures.items()}
 
 
 def table(results: EvalResults, notes: str) -> str:
