@@ -41,8 +41,7 @@ class MediaCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._held = 0
         self._lock = threading.Lock()  # the API runs requests in worker threads
-        self.hits = 0
-        self.misses = 0
+        self.hits = 0  # media restored (the bench and tests read it)
 
     def restore(self, messages: list[Message], owner: str = "") -> int:
         """Fill every photo and clip that has no features from the cache -> how many were."""
@@ -56,7 +55,6 @@ class MediaCache:
                 if entry is not None:
                     self._entries.move_to_end(key)
             if entry is None:
-                self.misses += 1
                 continue
             for name, value in entry.values.items():
                 if getattr(medium, name) in (None, ()):  # not filled yet
@@ -91,7 +89,7 @@ class MediaCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self._held = self.hits = self.misses = 0
+            self._held = self.hits = 0
 
     @property
     def held_bytes(self) -> int:

@@ -163,15 +163,7 @@ class LunettesModel:
                 photo.features = row.unsqueeze(0)
             timings["encode_image"] = _ms_since(start)
         for speech in (m.speech for m in messages if m.speech and m.speech.transcript is None):
-            if speech.features is None:
-                start = time.perf_counter()
-                speech.features = self.audio.encode(speech.waveform)  # 1, T, C
-                timings["encode_audio"] += _ms_since(start)
-            start = time.perf_counter()
-            transcript = self.transcriber(speech.features)
-            speech.transcript, speech.language = transcript.text, transcript.language
-            speech.heard = transcript.alternatives
-            timings["transcribe"] += _ms_since(start)
+            self._hear(speech, timings)
         if self.reads_speech:
             vocabulary = self.lm.get_input_embeddings().weight
             for speech in (m.speech for m in messages if m.speech and m.speech.reading is None):
@@ -196,18 +188,25 @@ class LunettesModel:
         Its transcript in its own language (and language) are filled on the clip as well."""
         timings = {"encode_audio": 0.0, "transcribe": 0.0}
         with self.media_lock:
-            if speech.features is None:
-                start = time.perf_counter()
-                speech.features = self.audio.encode(speech.waveform)  # 1, T, C
-                timings["encode_audio"] = _ms_since(start)
+            self._hear(speech, timings)
             start = time.perf_counter()
-            if speech.transcript is None:
-                heard = self.transcriber(speech.features)
-                speech.transcript, speech.language = heard.text, heard.language
-                speech.heard = heard.alternatives
             english = self.transcriber(speech.features, speech.language, "translate").text
-            timings["transcribe"] = _ms_since(start)
+            timings["transcribe"] += _ms_since(start)
         return english, timings
+
+    def _hear(self, speech: Speech, timings: dict[str, float]) -> None:
+        """Fill a clip's encoder frames and transcript (language, Whisper's readings) where
+        missing, adding the time to timings' encode_audio and transcribe."""
+        if speech.features is None:
+            start = time.perf_counter()
+            speech.features = self.audio.encode(speech.waveform)  # 1, T, C
+            timings["encode_audio"] += _ms_since(start)
+        if speech.transcript is None:
+            start = time.perf_counter()
+            transcript = self.transcriber(speech.features)
+            speech.transcript, speech.language = transcript.text, transcript.language
+            speech.heard = transcript.alternatives
+            timings["transcribe"] += _ms_since(start)
 
     def build_inputs(self, messages: Sequence[Message]) -> PromptInputs:
         """Messages with encoded media -> input embeddings [1, L, D] for the LM."""

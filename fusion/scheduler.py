@@ -116,10 +116,6 @@ class DecodeScheduler:
     def running(self) -> int:
         return len(self._running)
 
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
-
     def close(self) -> None:
         """Stop the thread once no answer is left (a new answer starts it again)."""
         with self._wake:

@@ -74,11 +74,6 @@ def dictionary() -> set[str]:
     return {w.strip() for w in WORDS_FILE.read_text().splitlines() if w.strip().islower()}
 
 
-def drawings(words: set[str]) -> list[NamedDrawing]:
-    """Every stamp and clip-art drawing with at least one name word, sorted by path."""
-    return [drawing for path in drawing_paths() if (drawing := named_drawing(path, words))]
-
-
 def drawing_paths() -> list[Path]:
     """The stamps' and clip art's PNG drawings, sorted."""
     found = []
