@@ -85,3 +85,14 @@ def test_votes_join_the_heads_own_probabilities():
     assert head.phrase(tokens) == "a flower"
     assert head.phrase(tokens, torch.tensor([[0.9, 0.0]])) == "a cat"  # (0.27 + 0.9) / 2
     assert head.phrase(tokens, torch.tensor([[0.0, 0.0]])) == "perhaps a flower"  # 0.37
+
+
+def test_a_folder_names_a_drawing_only_when_it_names_one_thing(tmp_path):
+    words = {"robin", "bird", "birds", "mammal", "mammals", "orso", "step"}
+    bird = tmp_path / "animals" / "birds" / "robin_jean_01.png"
+    bear = tmp_path / "animals" / "mammals" / "orso_architetto_02.png"
+    star = tmp_path / "shapes" / "stars" / "star_92pt09step.png"
+    assert name_data.named_drawing(bird, words).names == ("robin", "bird")
+    assert name_data.named_drawing(bear, words).names == ("orso",)  # "mammal": a kind
+    assert name_data.named_drawing(star, words | {"star", "stars"}).names == ("star",)
+    assert name_data.named_drawing(tmp_path / "mammals" / "x.png", words) is None
