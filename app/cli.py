@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from app.memory_cli import add_memory_commands
 from app.openai_api.config import ApiConfig
 from encoders.errors import InputError
 
@@ -138,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_model_arguments(serve)
     serve.set_defaults(run=run_serve)
+
+    add_memory_commands(commands, add_model_arguments)
 
     prepare = commands.add_parser(
         "prepare", help="convert the embedded weights once into the cache"

@@ -29,7 +29,13 @@ from fusion.photo_text.request import asks_for_words, photos_to_read, question_w
 from fusion.placeholders import expand_placeholders, new_marker
 from fusion.prompt_layout import PromptLayout, Scope, layout
 from fusion.scheduler import DecodeScheduler
-from fusion.speech_reading import DEFAULT_READING, ReadingOptions, choose_reading, lm_log_probs
+from fusion.speech_reading import (
+    DEFAULT_READING,
+    ReadingOptions,
+    choose_reading,
+    lm_log_probs,
+    spoken_form,
+)
 from fusion.splice import splice
 
 # Plain on purpose: a 135M model answers worse when told it is a named product in glasses.
@@ -331,7 +337,7 @@ class LunettesModel:
             options = self.speech_reading
             features = speech.features.to(vocabulary.device)  # 1, T, C
             heard = [
-                self.tokenizer.encode(text.strip(), add_special_tokens=False)
+                self.tokenizer.encode(spoken_form(text), add_special_tokens=False)
                 for text in (speech.heard or ([speech.transcript] if speech.transcript else []))
             ]
 

@@ -5,7 +5,8 @@
 # For the tests (LUNETTES_TESTS=1, set by `make test`): chromium (browser tests), certutil
 # (libnss3-tools: the phone test's Chromium trusts the local HTTPS authority), flite (the
 # training smoke run and voice tests speak with it), sox (tempo and pitch changes) and a
-# font for the rendered signs that OCR reads (fonts-dejavu-core).
+# font for the rendered signs that OCR reads (fonts-dejavu-core), and a PostgreSQL server (the
+# store's tests start one of their own: tests/postgres.py).
 # For adapter training and evaluation (LUNETTES_TRAINING=1, set by `make train` / `make eval`):
 # flite and sox too, images with names (openclipart-png, gnome-backgrounds, Tux Paint's named
 # stamps: tuxpaint-stamps-default), an emoji font for the held-out named images only
@@ -35,6 +36,7 @@ fi
 if [ "${LUNETTES_TESTS:-0}" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
+    compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -7,6 +7,7 @@ so the next test sees it as built.
 import pytest
 
 from tests import tiny
+from tests.postgres import postgres_server  # noqa: F401  (a fixture: the store's tests)
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +66,4 @@ def tls(tmp_path_factory):
     from app.certificates import local_certificate
 
     return local_certificate(tmp_path_factory.mktemp("data") / "https", ["localhost", "127.0.0.1"])
+

@@ -138,3 +138,21 @@ def test_without_reading_a_clip_is_the_adapters_projection(model, monkeypatch):
 def test_a_reading_needs_a_token(model):
     with pytest.raises(ValueError):
         model.adapter.project_reading([], model.lm.get_input_embeddings().weight)
+
+
+@pytest.mark.parametrize(
+    ("heard", "said"),
+    [
+        ("What is 2 plus 3?", "What is two plus three?"),
+        ("What is 100 divided by 4.", "What is one hundred divided by four?"),
+        ("What is the square root of 81?", "What is the square root of eighty one?"),
+        ("is coffee bad for your health.", "Is coffee bad for your health?"),
+        ("Turn left at 10:30, pay $5, 3.5 km, 1,000 people, 12%, in 1969.",
+         "Turn left at 10:30, pay $5, 3.5 km, 1,000 people, 12%, in 1969."),
+        ("", ""),
+    ],
+)  # fmt: skip
+def test_a_transcript_is_written_as_the_words_were_said(heard, said):
+    from fusion.speech_reading import spoken_form
+
+    assert spoken_form(heard) == said
