@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from app.memory_cli import add_memory_commands
+from app.memory_cli import add_memory_commands, add_store_arguments, open_from
 from app.openai_api.config import ApiConfig
 from encoders.errors import InputError
 
@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     secure.add_argument(
         "--data-dir",
         type=Path,
-        help="where the certificates are kept (default: $LUNETTES_DATA or ~/.local/share/lunettes)",
+        help="where the certificates, conversations and memory are kept "
+        "(default: $LUNETTES_DATA or ~/.local/share/lunettes)",
     )
     serve.add_argument(
         "--max-waiting",
@@ -136,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"API requests let in beside one being answered (answered together in one batch "
         f"while their memory allows, else waiting); more are refused with 429 "
         f"(default: {ApiConfig.max_waiting})",
+    )
+    add_store_arguments(serve, data_dir=False)
+    serve.add_argument(
+        "--no-history",
+        action="store_true",
+        help="keep no conversations or memory (nothing is written to the data folder)",
     )
     add_model_arguments(serve)
     serve.set_defaults(run=run_serve)
@@ -318,7 +325,8 @@ def run_serve(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise InputError(str(error)) from None
     tls = tls_files(args)
-    serve(load_model(bundle_spec(args)), args.host, args.port, api, args.auth, tls)
+    store = None if args.no_history else open_from(args)  # a bad database fails before the load
+    serve(load_model(bundle_spec(args)), args.host, args.port, api, args.auth, tls, store)
     return 0
 
 

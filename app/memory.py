@@ -12,6 +12,7 @@ model in the system message, each with when it was kept, and the model answers f
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from PIL import Image
 
@@ -143,10 +144,10 @@ def recall_question(question: str, moments: list[FoundMoment], now=None) -> str:
 
 def kept_answer(remember: Remember, seen: str, text_read: str) -> str:
     """What the assistant says when a moment was kept."""
-    what = remember.note or (f"this: {seen}" if seen else "this")
+    what = second_person(remember.note) if remember.note else (f"this: {seen}" if seen else "this")
     if text_read and not remember.note:
         what += f' (the text reads "{text_read}")'
-    return f"I'll remember {what}."
+    return f"Okay, I'll remember: {what}."
 
 
 def with_moments(
@@ -180,3 +181,46 @@ def with_moments(
 def recall_options(options: GenerationOptions) -> GenerationOptions:
     """The person's answer settings, ending at the first blank line (one paragraph)."""
     return replace(options, stop=tuple(options.stop) + RECALL_STOP)
+
+
+def remember_or_recall(
+    store,
+    owner: str,
+    model: LunettesModel,
+    conversation: list[Message],
+    typed: str,
+    photo_files: list[Path] = (),
+    audio_file: Path | None = None,
+) -> tuple[list[Message], str | None, bool]:
+    """(the conversation to answer, what the assistant says it kept or None, whether the
+    question recalls moments) for the conversation's last question, typed as `typed`, its
+    photos and clip kept as `photo_files` and `audio_file`.
+
+    A "remember ..." question keeps a moment (with what its photos show and say) and is
+    answered with what was kept; a question recalling the person's moments gets them.
+    """
+    from app.store import moments
+    from app.store.files import StoreFull
+
+    question = conversation[-1]
+    if question.speech is not None and question.speech.transcript is None:
+        model.encode_media([question])  # what was said decides
+    said = question.speech.transcript if question.speech else ""
+    request = remember_request(typed or said or "")
+    if request is None:
+        recalled, found = with_moments(store, owner, model, conversation)
+        return recalled, None, bool(found)
+    seen, text_read = [], []
+    for photo in question.photos:
+        named, text = seen_in(model, photo.image)
+        seen.append(named)
+        text_read.append(text)
+    seen_words, read_words = "; ".join(filter(None, seen)), " / ".join(filter(None, text_read))
+    try:
+        moments.remember(
+            store, owner, request.note, list(photo_files), audio_file, transcript=said or "",
+            seen=seen_words, text_read=read_words,
+        )  # fmt: skip
+    except StoreFull as error:
+        return conversation, f"I could not remember this: {error.strerror}.", False
+    return conversation, kept_answer(request, seen_words, read_words), False

@@ -15,7 +15,8 @@ from encoders.errors import InputError
 LOCAL_OWNER = "local"  # the command line's own moments, apart from every browser's
 
 
-def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+def add_store_arguments(parser: argparse.ArgumentParser, data_dir: bool = True) -> None:
+    """--database, --keep-days, and --data-dir unless the parser has its own."""
     group = parser.add_argument_group("store (conversations and moments)")
     group.add_argument(
         "--database",
@@ -24,12 +25,13 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
         help="postgresql://user@host/db, or sqlite:///file.db (default: $LUNETTES_DATABASE, "
         "else SQLite in the data folder)",
     )
-    group.add_argument(
-        "--data-dir",
-        type=Path,
-        help="where the database, photos and recordings are kept "
-        "(default: $LUNETTES_DATA or ~/.local/share/lunettes)",
-    )
+    if data_dir:
+        group.add_argument(
+            "--data-dir",
+            type=Path,
+            help="where the database, photos and recordings are kept "
+            "(default: $LUNETTES_DATA or ~/.local/share/lunettes)",
+        )
     group.add_argument(
         "--keep-days",
         type=float,

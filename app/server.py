@@ -10,14 +10,16 @@ import sys
 from pathlib import Path
 
 import gradio as gr
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse
 
 from app.certificates import TlsFiles
 from app.openai_api.config import ApiConfig
 from app.openai_api.install import install_api
 from app.phone import CA_PATH, PhoneAccess, is_loopback, phone_access, terminal_lines
+from app.store.database import Store
 from app.web import build_app
+from app.web_history import BROWSER_COOKIE, BROWSER_COOKIE_DAYS, new_browser_id
 from fusion.model import LunettesModel
 
 DEFAULT_API = ApiConfig()  # frozen: safe to share
@@ -40,11 +42,15 @@ def build_server(
     ui_login: tuple[str, str] | None = None,
     phone: PhoneAccess = NO_PHONE,
     tls: TlsFiles | None = None,
+    store: Store | None = None,
 ) -> FastAPI:
+    """store: where the web app keeps conversations and memory (None: nothing is kept)."""
     server = FastAPI(
         title="Lunettes", docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json"
     )
-    worker = install_api(server, model, api)
+    if store is not None:
+        mark_browsers(server, secure=tls is not None)
+    worker = install_api(server, model, api, store)
     if tls is not None and tls.ca_file is not None:
         ca_file = tls.ca_file  # public: what a phone installs to trust this server
 
@@ -56,7 +62,7 @@ def build_server(
 
     # answers run together in the scheduler's batch; past WEB_QUEUE waiting events the page
     # says the queue is full (back-pressure) instead of growing without bound
-    blocks = build_app(worker.shared_model(), phone).queue(
+    blocks = build_app(worker.shared_model(), phone, store).queue(
         default_concurrency_limit=WEB_CONCURRENCY, max_size=WEB_QUEUE
     )
     return gr.mount_gradio_app(
@@ -73,6 +79,21 @@ def build_server(
     )
 
 
+def mark_browsers(server: FastAPI, secure: bool) -> None:
+    """Give each browser a long-lived random id (a cookie) on its first page: whose
+    conversations and memory are whose when there is no login (app/web_history.py)."""
+
+    @server.middleware("http")
+    async def browser_cookie(request: Request, call_next):
+        response = await call_next(request)
+        if BROWSER_COOKIE not in request.cookies and not request.url.path.startswith("/v1"):
+            response.set_cookie(
+                BROWSER_COOKIE, new_browser_id(), max_age=BROWSER_COOKIE_DAYS * 86400,
+                httponly=True, samesite="lax", secure=secure,
+            )  # fmt: skip
+        return response
+
+
 def serve(
     model: LunettesModel,
     host: str,
@@ -80,6 +101,7 @@ def serve(
     api: ApiConfig = DEFAULT_API,
     ui_login: tuple[str, str] | None = None,
     tls: TlsFiles | None = None,
+    store: Store | None = None,
 ) -> None:
     import uvicorn
 
@@ -93,7 +115,7 @@ def serve(
     )
     print("\n".join(terminal_lines(access, tls)), flush=True)
     uvicorn.run(
-        build_server(model, api, ui_login, access, tls),
+        build_server(model, api, ui_login, access, tls, store),
         host=host,
         port=port,
         log_level="warning",

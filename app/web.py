@@ -16,7 +16,9 @@ from functools import partial
 import gradio as gr
 
 from app import web_actions as act
+from app import web_history_ui as history_ui
 from app.phone import PhoneAccess, page_html
+from app.store.database import Store
 from app.web_format import KEYBOARD_HELP, header_markdown, status_html
 from app.web_page import PAGE_SCRIPT, PAGE_STYLE
 from app.web_session import WebSession, files_root
@@ -35,7 +37,10 @@ QUICK = {"concurrency_limit": None, "show_progress": "hidden"}  # light handlers
 ANSWERS_AT_ONCE = 8  # answers written at once (the model's scheduler batches them); more wait
 
 
-def build_app(model: LunettesModel, phone: PhoneAccess | None = None) -> gr.Blocks:
+def build_app(
+    model: LunettesModel, phone: PhoneAccess | None = None, store: Store | None = None
+) -> gr.Blocks:
+    """store: where conversations and memory are kept (app/store); None keeps nothing."""
     files = files_root()  # the sessions' photos, recordings and voices
     with gr.Blocks(title="Lunettes", analytics_enabled=False, delete_cache=(3600, 7200)) as app:
         ui = Controls(
@@ -53,7 +58,10 @@ def build_app(model: LunettesModel, phone: PhoneAccess | None = None) -> gr.Bloc
                 glasses_panel(ui)
             with gr.Column(scale=2, min_width=340):
                 chat_panel(ui)
-        wire(ui, model)
+                history = history_ui.panel() if store is not None else None
+        wire(ui, model, history)
+        if history is not None:
+            history_ui.wire(history, ui, store, app, QUICK)
     return app
 
 
@@ -165,14 +173,15 @@ def chat_panel(ui: Controls) -> None:
     gr.Markdown(KEYBOARD_HELP, elem_id="keyboard-help")
 
 
-def wire(ui: Controls, model: LunettesModel) -> None:
-    """Every way of asking adds a question, then `respond` answers it and `speak` says it."""
+def wire(ui: Controls, model: LunettesModel, history: dict | None = None) -> None:
+    """Every way of asking adds a question, then `respond` answers it and `speak` says it;
+    with a history panel, its list and memory are refreshed after each answer."""
 
     def respond(*settings):
         yield from act.respond(model, *settings)
 
     def answer(question: gr.events.Dependency) -> None:
-        question.then(
+        answered = question.then(
             respond,
             [ui.session, ui.max_tokens, ui.temperature, ui.system_prompt, ui.translate],
             [ui.chatbot, ui.status],
@@ -180,6 +189,13 @@ def wire(ui: Controls, model: LunettesModel) -> None:
             concurrency_limit=ANSWERS_AT_ONCE,
             show_progress="hidden",
         )
+        if history is not None:
+            answered.then(
+                history_ui.refresh,
+                [ui.session],
+                [history["conversations"], history["memory"]],
+                **QUICK,
+            )
         # beside the answer, not after it: each sentence is spoken as soon as it is written
         question.then(act.speak, [ui.session, ui.speak_on], [ui.voice, ui.status], **QUICK)
 

@@ -84,8 +84,12 @@ def answer_messages(turn: Turn) -> list[dict]:
         parts[0] = f"{TRANSLATION_MARK} *{language} → English:* {parts[0]}"
     if turn.state == "stopped":
         parts.append("*(stopped)*")
+    if turn.state == "cut off":
+        parts.append("*(cut off: the server stopped while answering)*")
     if turn.error:
         parts.append(error_text(turn.error))
+    if turn.not_kept:
+        parts.append(f"*({turn.not_kept})*")
     messages = [{"role": "assistant", "content": "\n\n".join(parts) or PENDING}]
     if turn.stats is not None:
         messages.append(
@@ -155,6 +159,8 @@ def status_text(turn: Turn | None) -> str:
         return error_text(turn.error or "")
     if turn.state == "stopped":
         return "Stopped."
+    if turn.state == "cut off":
+        return "This answer was cut off when the server stopped."
     if turn.state == "done":
         return f"Answered. {timing_line(turn.stats, turn)}." if turn.stats else "Answered."
     if turn.by_voice and turn.transcript is None:

@@ -27,6 +27,7 @@ import numpy as np
 import soundfile
 from PIL import Image
 
+from app.memory import recall_options
 from app.vad import VoiceActivityDetector, microphone_samples
 from encoders.audio_io import SAMPLE_RATE, check_speech, load_audio
 from encoders.errors import InputError
@@ -43,7 +44,8 @@ MODEL_FAILED = "the model failed while answering (the error was logged); please 
 
 log = logging.getLogger(__name__)
 
-TurnState = Literal["waiting", "answering", "done", "stopped", "failed"]
+# "cut off": a stored answer whose server ended while writing it (app/web_history.py)
+TurnState = Literal["waiting", "answering", "done", "stopped", "failed", "cut off"]
 
 
 @dataclass(eq=False)
@@ -67,6 +69,8 @@ class Turn:
     endpointing_ms: float | None = None
     first_audio_ms: float | None = None  # asked -> the first sound of the spoken answer
     translated_from: str | None = None  # translation mode: the language of what was said
+    stored_id: int | None = None  # its row in the store (app/web_history.py), once kept
+    not_kept: str | None = None  # why it could not be kept in the history (a full disk)
 
     @property
     def transcript(self) -> str | None:
@@ -95,6 +99,7 @@ class WebSession:
     saved: int = 0  # files saved so far (names them)
     # whose media cache entries its turns may use (fusion/media_cache.py): this tab's only
     owner: str = field(default_factory=lambda: f"web:{secrets.token_hex(8)}")
+    history: object | None = None  # app.web_history.History: where its turns are kept
 
     # -- questions -------------------------------------------------------------------------
 
@@ -115,6 +120,8 @@ class WebSession:
         if speech is not None:
             turn.audio_file = self.save_audio(speech, "question")
         self.turns.append(turn)
+        if self.history is not None:
+            self.history.keep_question(turn)
         return turn
 
     def refuse(self, text: str, names: Sequence[str], error: str) -> Turn:
@@ -171,6 +178,8 @@ class WebSession:
         self.heard, self.speaking_until = None, 0.0
         self.listener.reset()
         self.close()
+        if self.history is not None:  # the next question starts a new stored conversation
+            self.history.start_new()
 
     def close(self) -> None:
         """Delete this session's files (gr.State's delete_callback, and clear)."""
@@ -274,14 +283,24 @@ def answer_next(
         if translate and speech is not None:
             yield from _translated(model, turn, speech, current)
             return
-        conversation = session.conversation(turn, system_prompt)
-        for event in model.stream(conversation, options, owner=session.owner):
+        conversation, kept = session.conversation(turn, system_prompt), None
+        if session.history is not None:
+            conversation, kept, recalled = session.history.remember_or_recall(
+                model, turn, conversation
+            )
+            options = recall_options(options) if recalled else options
+        if kept is not None:  # "remember ...": what was kept is the answer
+            turn.answer, turn.state = kept, "done"
+        for event in (
+            model.stream(conversation, options, owner=session.owner) if kept is None else ()
+        ):
             if not current():
                 return
             if isinstance(event, Chunk):
                 turn.answer += event.text
             elif isinstance(event, Stats):
                 turn.stats = event
+            _keep(session, turn)  # kept before it is shown: a crash loses nothing seen
             yield turn  # Heard: the transcript is on the question's speech already
         if current():
             turn.state = "done"
@@ -295,7 +314,13 @@ def answer_next(
     finally:
         if current():  # the generator was closed: Stop
             turn.state = "stopped"
+        _keep(session, turn)
     yield turn
+
+
+def _keep(session: WebSession, turn: Turn) -> None:
+    if session.history is not None:
+        session.history.keep_answer(turn)
 
 
 def _translated(model: LunettesModel, turn: Turn, speech, current) -> Iterator[Turn]:

@@ -14,15 +14,19 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
 
+from app.memory import recall_options
 from app.openai_api import media
+from app.openai_api import memory as api_memory
 from app.openai_api.config import MODEL_ID, ApiConfig
 from app.openai_api.errors import ApiError, ClientGone
+from app.openai_api.memory import api_owner
 from app.openai_api.messages import to_conversation
 from app.openai_api.responses import Answer, EventStream, collect, events
 from app.openai_api.schema import ChatCompletionRequest, SpeechRequest
 from app.openai_api.speech import MEDIA_TYPES, SPEECH_MODELS, speech_bytes
 from app.openai_api.spoken import answer_voice
-from app.openai_api.worker import ModelWorker
+from app.openai_api.worker import Generation, ModelWorker
+from app.store.database import Store
 from encoders.audio_io import SAMPLE_RATE
 from fusion.generate import GenerationOptions
 from fusion.model import LunettesModel
@@ -40,7 +44,9 @@ MIN_TEMPERATURE = 1e-4  # below: greedy (logits / 1e-302 overflow to inf, and sa
 CLIENT_GONE = 499  # nginx's status for a client that closed the connection; nobody reads it
 
 
-def build_router(model: LunettesModel, worker: ModelWorker, config: ApiConfig) -> APIRouter:
+def build_router(
+    model: LunettesModel, worker: ModelWorker, config: ApiConfig, store: Store | None = None
+) -> APIRouter:
     router = APIRouter(prefix="/v1")
     chat_models = (MODEL_ID, model.lm_name)
     created = int(time.time())
@@ -70,7 +76,21 @@ def build_router(model: LunettesModel, worker: ModelWorker, config: ApiConfig) -
 
         async def prepare():
             conversation = await to_conversation(body.messages, config, anyio.to_thread.run_sync)
-            return await worker.start(conversation, options)
+            if not body.memory:
+                return await worker.start(conversation, options)
+            if store is None:
+                raise ApiError(
+                    400, "memory is off on this server: it keeps no store", "memory_off", "memory"
+                )
+            owner = api_owner(request, body.user)
+            conversation, kept, recalled = await worker.call(
+                api_memory.apply, store, owner, model, conversation
+            )
+            if kept is not None:
+                return Generation(worker, api_memory.said(kept))
+            return await worker.start(
+                conversation, recall_options(options) if recalled else options
+            )
 
         try:
             generation = await while_connected(request, prepare)

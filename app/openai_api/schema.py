@@ -107,6 +107,13 @@ class ChatCompletionRequest(Schema):
     )
     modalities: list[Literal["text", "audio"]] | None = None
     audio: AudioOutput | None = Field(None, description="the voice, when modalities has audio")
+    user: str | None = Field(None, max_length=128, description="whose memory, with `memory`")
+    memory: bool = Field(
+        False,
+        description="Lunettes' extension: a last message asking to remember ('Remember that "
+        "...') keeps a moment; a question about the person's own past is answered from their "
+        "moments. Moments belong to the API key and `user`",
+    )
 
 
 class SpeechRequest(Schema):
