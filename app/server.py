@@ -7,11 +7,13 @@ manifest, with the Lunettes icon) and offers the local CA to phones at phone.CA_
 """
 
 import sys
+from http.cookies import SimpleCookie
 from pathlib import Path
 
 import gradio as gr
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import FileResponse
+from starlette.datastructures import MutableHeaders
 
 from app.certificates import TlsFiles
 from app.openai_api.config import ApiConfig
@@ -49,7 +51,7 @@ def build_server(
         title="Lunettes", docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json"
     )
     if store is not None:
-        mark_browsers(server, secure=tls is not None)
+        server.add_middleware(BrowserCookie, secure=tls is not None)
     worker = install_api(server, model, api, store)
     if tls is not None and tls.ca_file is not None:
         ca_file = tls.ca_file  # public: what a phone installs to trust this server
@@ -79,19 +81,43 @@ def build_server(
     )
 
 
-def mark_browsers(server: FastAPI, secure: bool) -> None:
-    """Give each browser a long-lived random id (a cookie) on its first page: whose
-    conversations and memory are whose when there is no login (app/web_history.py)."""
+class BrowserCookie:
+    """Gives each browser a long-lived random id (a cookie) with its first page: whose
+    conversations and memory are whose when there is no login (app/web_history.py). Only
+    the page sets it: a set on each of its first requests (icons, config) could race and
+    hand the page's events a different id than the one it ends up with.
 
-    @server.middleware("http")
-    async def browser_cookie(request: Request, call_next):
-        response = await call_next(request)
-        if BROWSER_COOKIE not in request.cookies and not request.url.path.startswith("/v1"):
-            response.set_cookie(
-                BROWSER_COOKIE, new_browser_id(), max_age=BROWSER_COOKIE_DAYS * 86400,
-                httponly=True, samesite="lax", secure=secure,
-            )  # fmt: skip
-        return response
+    Plain ASGI (not BaseHTTPMiddleware, which buffers and breaks the web app's streams)."""
+
+    def __init__(self, app, secure: bool):
+        self.app, self.secure = app, secure
+
+    async def __call__(self, scope, receive, send) -> None:
+        page = scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == "/"
+        if not page or _has_cookie(scope):  # only the page: its other requests carry it
+            await self.app(scope, receive, send)
+            return
+        cookie = SimpleCookie()
+        cookie[BROWSER_COOKIE] = new_browser_id()
+        morsel = cookie[BROWSER_COOKIE]
+        morsel.update({"max-age": BROWSER_COOKIE_DAYS * 86400, "path": "/", "httponly": True})
+        morsel["samesite"] = "Lax"
+        morsel["secure"] = self.secure
+        header = morsel.OutputString()
+
+        async def send_with_cookie(message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append("set-cookie", header)
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
+def _has_cookie(scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"cookie" and f"{BROWSER_COOKIE}=".encode() in value:
+            return True
+    return False
 
 
 def serve(

@@ -11,7 +11,6 @@ answers one question at a time (concurrency group "model"). Nothing runs at impo
 """
 
 from dataclasses import dataclass, field
-from functools import partial
 
 import gradio as gr
 
@@ -44,7 +43,10 @@ def build_app(
     files = files_root()  # the sessions' photos, recordings and voices
     with gr.Blocks(title="Lunettes", analytics_enabled=False, delete_cache=(3600, 7200)) as app:
         ui = Controls(
-            session=gr.State(partial(WebSession, root=files), delete_callback=WebSession.close),
+            # a function, not a partial: gr.State deep-copies a partial (and the store with it)
+            session=gr.State(
+                lambda: WebSession(root=files, store=store), delete_callback=WebSession.close
+            ),
             heard=gr.State(0),  # questions heard hands-free; each change asks the newest
             page_script=gr.HTML(
                 "", js_on_load=PAGE_SCRIPT, head=PAGE_STYLE, visible="hidden", elem_id="page-script"
@@ -61,7 +63,7 @@ def build_app(
                 history = history_ui.panel() if store is not None else None
         wire(ui, model, history)
         if history is not None:
-            history_ui.wire(history, ui, store, app, QUICK)
+            history_ui.wire(history, ui, app, QUICK)
     return app
 
 

@@ -17,6 +17,7 @@ from app import speech_out
 from app.sentences import Sentences
 from app.vad import FRAME_S
 from app.web_format import chat_messages, error_text, status_html, status_text
+from app.web_history import ensure_history
 from app.web_session import Turn, WebSession, answer_next, read_files
 from encoders.errors import InputError
 from fusion.generate import GenerationOptions
@@ -56,16 +57,22 @@ def view(session: WebSession, turn: Turn | None = None) -> Chat:
 # -- questions: each adds a turn that `respond` answers next ------------------------------------
 
 
-def send_message(box: dict | None, session: WebSession) -> tuple[list[dict], str, None]:
+def send_message(
+    box: dict | None, session: WebSession, request: gr.Request | None = None
+) -> tuple[list[dict], str, None]:
     """The message box (typed text, attached photos and recordings) -> a new question."""
+    ensure_history(session, request)
     text, paths = box_contents(box)
     if text.strip() or paths:
         add_question(session, text, paths)
     return *view(session), None  # None empties the box
 
 
-def look_and_ask(box: dict | None, session: WebSession) -> tuple[list[dict], str, dict | None]:
+def look_and_ask(
+    box: dict | None, session: WebSession, request: gr.Request | None = None
+) -> tuple[list[dict], str, dict | None]:
     """The current camera frame, with whatever is in the message box -> a new question."""
+    ensure_history(session, request)
     text, paths = box_contents(box)
     frame = session.current_frame()
     if frame is None:
@@ -75,16 +82,20 @@ def look_and_ask(box: dict | None, session: WebSession) -> tuple[list[dict], str
     return *view(session), None
 
 
-def push_to_talk(recording: str | None, session: WebSession) -> tuple[list[dict], str, None]:
+def push_to_talk(
+    recording: str | None, session: WebSession, request: gr.Request | None = None
+) -> tuple[list[dict], str, None]:
     """A finished recording (and the camera frame, when the camera is on) -> a new question."""
+    ensure_history(session, request)
     if recording is None:
         return *view(session), None
     add_question(session, "", [recording], session.current_frame())
     return *view(session), None  # None empties the recorder for the next question
 
 
-def hands_free_question(session: WebSession) -> Chat:
+def hands_free_question(session: WebSession, request: gr.Request | None = None) -> Chat:
     """What hands-free listening just heard (and the camera frame, when on) -> a new question."""
+    ensure_history(session, request)
     try:
         heard = session.take_heard()
         if heard is not None:
@@ -217,8 +228,9 @@ def stop_speaking(session: WebSession) -> None:
     session.silence()
 
 
-def regenerate(session: WebSession) -> Chat:
+def regenerate(session: WebSession, request: gr.Request | None = None) -> Chat:
     """Ask the last question again (`respond` runs next)."""
+    ensure_history(session, request)
     if session.regenerate() is None:
         chat, _ = view(session)
         return chat, status_html("Nothing to regenerate: ask a question, or wait for the answer.")

@@ -44,6 +44,21 @@ def owner_of(username: str | None, cookie: str | None) -> str | None:
     return None
 
 
+def ensure_history(session: WebSession, request) -> "History | None":
+    """The session's history, made on its first event that carries the request (whose cookie
+    or login names the owner); turns asked before are kept now. None: nothing is kept (no
+    store, or no cookie)."""
+    if session.history is None and session.store is not None and request is not None:
+        cookies = getattr(request, "cookies", None) or {}
+        owner = owner_of(getattr(request, "username", None), cookies.get(BROWSER_COOKIE))
+        if owner is not None:
+            session.history = History(session.store, owner)
+            for turn in session.turns:
+                session.history.keep_question(turn)
+                session.history.keep_answer(turn)
+    return session.history
+
+
 @dataclass
 class History:
     store: Store

@@ -13,23 +13,18 @@ import gradio as gr
 from app import memory
 from app.store import conversations as talk
 from app.store import moments, privacy
-from app.store.database import Store
 from app.web_actions import view
 from app.web_format import status_html
-from app.web_history import BROWSER_COOKIE, History, owner_of
+from app.web_history import ensure_history
 from app.web_session import WebSession
 
 NO_HISTORY = "History is off for this page: the browser sent no cookie (are cookies blocked?)."
 log = logging.getLogger(__name__)
 
 
-def attach(store: Store, session: WebSession, request: gr.Request) -> tuple:
-    """Page load: the session's history for this browser or user -> (list, memory)."""
-    username = getattr(request, "username", None)
-    cookie = request.cookies.get(BROWSER_COOKIE) if request is not None else None
-    owner = owner_of(username, cookie)
-    if owner is not None and session.history is None:
-        session.history = History(store, owner)
+def attach(session: WebSession, request: gr.Request | None = None) -> tuple:
+    """Page load: this browser's or user's list and memory."""
+    ensure_history(session, request)
     return conversation_list(session), memory_markdown(session)
 
 
@@ -49,8 +44,9 @@ def memory_markdown(session: WebSession) -> str:
     return "\n".join(f"- {memory.described(m)[0:300]}" for m in kept)
 
 
-def open_conversation(choice: str | None, session: WebSession):
+def open_conversation(choice: str | None, session: WebSession, request: gr.Request | None = None):
     """A conversation picked in the list -> shown, ready for follow-ups."""
+    ensure_history(session, request)
     history = session.history
     if history is None or not choice or choice == history.conversation_id:
         return gr.skip(), gr.skip()
@@ -61,14 +57,16 @@ def open_conversation(choice: str | None, session: WebSession):
     return view(session)
 
 
-def new_conversation(session: WebSession):
+def new_conversation(session: WebSession, request: gr.Request | None = None):
+    ensure_history(session, request)
     session.clear()
     if session.history is not None:
         session.history.start_new()
     return [], status_html("A new conversation."), conversation_list(session)
 
 
-def rename(title: str, session: WebSession):
+def rename(title: str, session: WebSession, request: gr.Request | None = None):
+    ensure_history(session, request)
     try:
         if session.history is None:
             raise ValueError(NO_HISTORY)
@@ -78,15 +76,17 @@ def rename(title: str, session: WebSession):
     return status_html("Renamed."), conversation_list(session)
 
 
-def delete(session: WebSession):
+def delete(session: WebSession, request: gr.Request | None = None):
+    ensure_history(session, request)
     if session.history is not None:
         session.history.delete()
     session.clear()
     return [], status_html("Deleted: the conversation and its files."), conversation_list(session)
 
 
-def export(kind: str, session: WebSession):
+def export(kind: str, session: WebSession, request: gr.Request | None = None):
     """The conversation shown, as a Markdown or JSON (media inlined) file to download."""
+    ensure_history(session, request)
     history = session.history
     if history is None or history.conversation_id is None:
         return None, status_html("Nothing to export yet: ask a question first.")
@@ -100,7 +100,8 @@ def export(kind: str, session: WebSession):
     return str(path), status_html("Exported: download it below the buttons.")
 
 
-def export_everything(session: WebSession):
+def export_everything(session: WebSession, request: gr.Request | None = None):
+    ensure_history(session, request)
     if session.history is None:
         return None, status_html(NO_HISTORY)
     path = session.new_file("everything", ".json")
@@ -108,7 +109,8 @@ def export_everything(session: WebSession):
     return str(path), status_html("Exported every conversation and memory.")
 
 
-def forget_everything(confirmed: bool, session: WebSession):
+def forget_everything(confirmed: bool, session: WebSession, request: gr.Request | None = None):
+    ensure_history(session, request)
     if not confirmed or session.history is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     counts = privacy.forget_everything(session.history.store, session.history.owner)
@@ -146,15 +148,11 @@ def panel() -> dict:
     return parts
 
 
-def wire(parts: dict, ui, store: Store, app: gr.Blocks, quick: dict) -> None:
+def wire(parts: dict, ui, app: gr.Blocks, quick: dict) -> None:
     chat = [ui.chatbot, ui.status]
     listing = parts["conversations"]
-
-    def on_load(session: WebSession, request: gr.Request):
-        return attach(store, session, request)
-
-    app.load(on_load, [ui.session], [listing, parts["memory"]], **quick)
-    listing.input(open_conversation, [listing, ui.session], chat, **quick)
+    app.load(attach, [ui.session], [listing, parts["memory"]], **quick)
+    listing.select(open_conversation, [listing, ui.session], chat, **quick)  # a person's pick
     parts["new"].click(new_conversation, [ui.session], [*chat, listing], **quick)
     parts["delete"].click(delete, [ui.session], [*chat, listing], **quick)
     parts["rename"].click(rename, [parts["title"], ui.session], [ui.status, listing], **quick)
@@ -174,6 +172,6 @@ def wire(parts: dict, ui, store: Store, app: gr.Blocks, quick: dict) -> None:
     )  # fmt: skip
 
 
-def refresh(session: WebSession) -> tuple:
+def refresh(session: WebSession, request: gr.Request | None = None) -> tuple:
     """After an answer: the list (a new conversation appears) and the memory (a new moment)."""
     return conversation_list(session), memory_markdown(session)

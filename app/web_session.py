@@ -99,7 +99,8 @@ class WebSession:
     saved: int = 0  # files saved so far (names them)
     # whose media cache entries its turns may use (fusion/media_cache.py): this tab's only
     owner: str = field(default_factory=lambda: f"web:{secrets.token_hex(8)}")
-    history: object | None = None  # app.web_history.History: where its turns are kept
+    store: object | None = None  # app.store.database.Store: where its history can be kept
+    history: object | None = None  # app.web_history.History: kept there, for its owner
 
     # -- questions -------------------------------------------------------------------------
 

@@ -115,10 +115,10 @@ class LiveServer(ApiServer):
     """`app.server.build_server(model)` (the API and the web app) served by uvicorn in a
     thread on a free loopback port; over HTTPS with `tls`, telling phones `phone`."""
 
-    def __init__(self, model, tls=None, phone=None):
+    def __init__(self, model, tls=None, phone=None, store=None):
         from app.server import NO_PHONE, build_server
 
-        super().__init__(build_server(model, phone=phone or NO_PHONE, tls=tls), tls)
+        super().__init__(build_server(model, phone=phone or NO_PHONE, tls=tls, store=store), tls)
         self.url += "/"
 
 
