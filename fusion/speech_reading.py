@@ -38,10 +38,14 @@ class ReadingOptions:
 
 DEFAULT_READING = ReadingOptions()
 
-ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen \
-fifteen sixteen seventeen eighteen nineteen".split()
-TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-SAID_NUMBER = re.compile(r"(?<![\w.,:/$£€-])\d{1,3}(?![\w:/%-]|[.,]\d)")  # 81, not 3.5, 10:30, 1,000
+ONES = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen",
+]  # fmt: skip
+TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+# 81, but not 3.5, 10:30, 1,000, $5, 12%
+SAID_NUMBER = re.compile(r"(?<![\w.,:/$£€-])\d{1,3}(?![\w:/%-]|[.,]\d)")
 ASKING = re.compile(
     r"^(what|why|how|who|whom|whose|where|when|which|is|are|am|was|were|can|could|do|does|did|"
     r"will|would|should|shall|may|might|must|has|have|had)\b",
@@ -135,4 +139,6 @@ def greedy_reading(log_probs: torch.Tensor) -> list[int]:
     """The adapter's greedy CTC read-out of frames log_probs [T, 1 + V]: the likeliest class
     of each frame, repeats merged, blanks (class 0) dropped -> LM token ids."""
     best = log_probs.argmax(-1).tolist()  # T
-    return [label - 1 for k, label in enumerate(best) if label != 0 and (k == 0 or best[k - 1] != label)]
+    return [
+        label - 1 for k, label in enumerate(best) if label != 0 and (k == 0 or best[k - 1] != label)
+    ]

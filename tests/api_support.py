@@ -66,10 +66,11 @@ def chat(*parts: dict | str, **fields) -> dict:
     return {"model": "lunettes", "messages": [{"role": "user", "content": content}], **fields}
 
 
-def api_app(model, **config) -> FastAPI:
-    """The API alone (no web app) on a FastAPI app, with TEST_LIMITS unless overridden."""
+def api_app(model, store=None, **config) -> FastAPI:
+    """The API alone (no web app) on a FastAPI app, with TEST_LIMITS unless overridden; with a
+    store (app/store), memory works."""
     app = FastAPI(openapi_url="/v1/openapi.json")
-    app.state.worker = install_api(app, model, ApiConfig(**{**TEST_LIMITS, **config}))
+    app.state.worker = install_api(app, model, ApiConfig(**{**TEST_LIMITS, **config}), store)
     return app
 
 

@@ -48,6 +48,11 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def __deepcopy__(self, memo) -> "Store":
+        """A store is a shared handle: a copy of what holds it (gr.State deep-copies each new
+        session's WebSession) shares it."""
+        return self
+
 
 def open_store(url: str | None = None, data_dir: Path | None = None) -> Store:
     """The store at `url` (default: SQLite in the data folder), ready to use."""
