@@ -102,9 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     access.add_argument(
         "--auth",
         type=login,
-        default=os.environ.get("LUNETTES_AUTH"),
+        action="append",
         metavar="USER:PASSWORD",
-        help="login for the web app (default: $LUNETTES_AUTH)",
+        help="a login for the web app; repeat it for several people, each with conversations "
+        "and memory of their own (default: $LUNETTES_AUTH, one login)",
     )
     access.add_argument(
         "--allow-remote-media",
@@ -172,6 +173,19 @@ def run_training(args: argparse.Namespace) -> int:
     from fusion.training.__main__ import main as training_main
 
     return training_main([args.command, *args.extra])
+
+
+def web_logins(args: argparse.Namespace) -> list[tuple[str, str]] | None:
+    """The web app's logins: every --auth, else $LUNETTES_AUTH's one, else None (no login)."""
+    if args.auth:
+        return list(args.auth)
+    from_env = os.environ.get("LUNETTES_AUTH")
+    if not from_env:
+        return None
+    try:
+        return [login(from_env)]
+    except argparse.ArgumentTypeError as error:
+        raise InputError(f"LUNETTES_AUTH: {error}") from None
 
 
 def login(text: str) -> tuple[str, str]:
@@ -326,7 +340,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise InputError(str(error)) from None
     tls = tls_files(args)
     store = None if args.no_history else open_from(args)  # a bad database fails before the load
-    serve(load_model(bundle_spec(args)), args.host, args.port, api, args.auth, tls, store)
+    logins = web_logins(args)
+    serve(load_model(bundle_spec(args)), args.host, args.port, api, logins, tls, store)
     return 0
 
 

@@ -41,7 +41,7 @@ APP_HEAD = """
 def build_server(
     model: LunettesModel,
     api: ApiConfig = DEFAULT_API,
-    ui_login: tuple[str, str] | None = None,
+    ui_login: list[tuple[str, str]] | tuple[str, str] | None = None,
     phone: PhoneAccess = NO_PHONE,
     tls: TlsFiles | None = None,
     store: Store | None = None,
@@ -125,7 +125,7 @@ def serve(
     host: str,
     port: int,
     api: ApiConfig = DEFAULT_API,
-    ui_login: tuple[str, str] | None = None,
+    ui_login: list[tuple[str, str]] | tuple[str, str] | None = None,
     tls: TlsFiles | None = None,
     store: Store | None = None,
 ) -> None:
@@ -153,7 +153,7 @@ def serve(
 def exposure_warnings(
     host: str,
     api: ApiConfig,
-    ui_login: tuple[str, str] | None,
+    ui_login: list[tuple[str, str]] | tuple[str, str] | None,
     access: PhoneAccess = NO_PHONE,
 ) -> list[str]:
     """What is open to the network when serving on a non-loopback address, plainly."""

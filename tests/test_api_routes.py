@@ -266,10 +266,12 @@ def test_serve_flags_and_environment(monkeypatch):
     monkeypatch.setenv("LUNETTES_API_KEY", "from-env")
     monkeypatch.setenv("LUNETTES_AUTH", "ana:pass:word")
     args = cli.build_parser().parse_args(["serve", "--allow-remote-media", "--max-waiting", "2"])
-    assert args.api_key == "from-env" and args.auth == ("ana", "pass:word")
+    assert args.api_key == "from-env" and cli.web_logins(args) == [("ana", "pass:word")]
     assert args.allow_remote_media and args.max_waiting == 2 and args.host == "127.0.0.1"
-    args = cli.build_parser().parse_args(["serve", "--api-key", "flag", "--auth", "bo:pw"])
-    assert args.api_key == "flag" and args.auth == ("bo", "pw")
+    args = cli.build_parser().parse_args(
+        ["serve", "--api-key", "flag", "--auth", "bo:pw", "--auth", "cy:pw2"]
+    )
+    assert args.api_key == "flag" and cli.web_logins(args) == [("bo", "pw"), ("cy", "pw2")]
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["serve", "--auth", "no-colon"])
 

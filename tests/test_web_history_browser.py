@@ -107,3 +107,40 @@ def test_remember_shows_in_memory_and_forget_everything_clears_it(browser, serve
     wait_until(lambda: "Nothing remembered yet" in memory.inner_text(), WAIT_MS / 1000, "forgotten")
     assert listed_titles(page) == []
     context.close()
+
+
+def log_in(browser, url: str, user: str, password: str):
+    """A new browser (context) logged in to the web app as `user`, on the app's page."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.goto(url)
+    page.get_by_label("username").fill(user)
+    page.get_by_label("password").fill(password)
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_selector("#conversation", timeout=WAIT_MS)
+    return context, page
+
+
+def test_with_logins_history_belongs_to_the_user_in_any_browser(browser, model, tmp_path):
+    store = open_store(None, tmp_path / "data")
+    logins = [("ana", "pw-ana"), ("bo", "pw-bo")]
+    paced = PacedModel(model, pace_s=0.01, max_tokens=8)
+    with LiveServer(paced, store=store, ui_login=logins) as server:
+        first, page = log_in(browser, server.url, "ana", "pw-ana")
+        send(page, "Where is the museum?")
+        wait_for_answers(page, 1)
+        first.close()
+
+        other, page = log_in(browser, server.url, "bo", "pw-bo")  # another user
+        open_history(page)
+        assert listed_titles(page) == []
+        other.close()
+
+        again, page = log_in(browser, server.url, "ana", "pw-ana")  # ana, another browser
+        open_history(page)
+        page.locator("#conversations input").click()
+        options = page.locator("[data-testid=dropdown-option]")
+        options.first.wait_for(timeout=WAIT_MS)
+        assert options.first.inner_text().strip() == "Where is the museum?"
+        again.close()
+    store.close()

@@ -115,10 +115,12 @@ class LiveServer(ApiServer):
     """`app.server.build_server(model)` (the API and the web app) served by uvicorn in a
     thread on a free loopback port; over HTTPS with `tls`, telling phones `phone`."""
 
-    def __init__(self, model, tls=None, phone=None, store=None):
+    def __init__(self, model, tls=None, phone=None, store=None, ui_login=None):
         from app.server import NO_PHONE, build_server
 
-        super().__init__(build_server(model, phone=phone or NO_PHONE, tls=tls, store=store), tls)
+        phone = phone or NO_PHONE
+        served = build_server(model, ui_login=ui_login, phone=phone, tls=tls, store=store)
+        super().__init__(served, tls)
         self.url += "/"
 
 
