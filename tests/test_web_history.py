@@ -149,3 +149,22 @@ def test_a_server_killed_mid_answer_keeps_what_was_shown(tmp_path):
     assert turn.state == "cut off"
     assert talk.turns(store, owner, summary.id)[0].state == "cut off"
     store.close()
+
+
+def test_a_full_disk_is_said_and_the_answer_goes_on(model, store, tmp_path, monkeypatch):
+    import errno
+
+    from app.store import conversations as stored
+    from app.store.files import StoreFull
+    from app.web_format import chat_messages
+
+    def full(*args):
+        raise StoreFull(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(stored, "keep_file", full)
+    session = tab(store, tmp_path)
+    session.ask("What is this?", [(photo(), "your photo")])
+    turn = list(answer_next(model, session, SHORT))[-1]
+    assert turn.state == "done" and turn.answer  # answered all the same
+    assert turn.not_kept == "not kept in your history: No space left on device"
+    assert "not kept in your history" in chat_messages(session.turns)[1]["content"]
