@@ -1,6 +1,7 @@
 """History in a real browser (Debian's Chromium, headless): a conversation comes back after
 the page is reloaded, from the list; another browser (a fresh context: its own cookie) sees
-none of it; "Remember that ..." shows up in the memory list and Forget everything clears it."""
+none of it; "Remember that ..." shows up in the memory list, a recall question reaches the model
+with the moment, and Forget everything clears it; two logged-in users are kept apart."""
 
 import pytest
 
@@ -23,10 +24,25 @@ from tests.web_support import (
 pytestmark = needs_chromium
 
 
+class RecordingModel(PacedModel):
+    """The paced tiny model, keeping the last question as the model read it."""
+
+    read: str = ""
+
+    def stream(self, messages, options=None, owner: str = ""):
+        self.read = messages[-1].text
+        return super().stream(messages, options, owner)
+
+
 @pytest.fixture(scope="module")
-def server(model, tmp_path_factory):
+def recording(model):
+    return RecordingModel(model, pace_s=0.01, max_tokens=8)
+
+
+@pytest.fixture(scope="module")
+def server(recording, tmp_path_factory):
     store = open_store(None, tmp_path_factory.mktemp("data"))
-    with LiveServer(PacedModel(model, pace_s=0.01, max_tokens=8), store=store) as live:
+    with LiveServer(recording, store=store) as live:
         yield live
     store.close()
 
@@ -89,7 +105,7 @@ def test_a_conversation_comes_back_after_a_reload_and_only_in_its_own_browser(br
     mine.close()
 
 
-def test_remember_shows_in_memory_and_forget_everything_clears_it(browser, server):
+def test_remember_recall_and_forget_everything(browser, server, recording):
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = open_app(context, server.url)
     send(page, "Remember that my bike is by the library")
