@@ -67,3 +67,16 @@ def tls(tmp_path_factory):
 
     return local_certificate(tmp_path_factory.mktemp("data") / "https", ["localhost", "127.0.0.1"])
 
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """An empty store (app/store) on SQLite, then on a real PostgreSQL server (tests/postgres.py).
+    Tests that need one kind only define their own `store`."""
+    from app.store.database import open_store
+
+    url = None
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_server").new_database()
+    store = open_store(url, tmp_path / "data")
+    yield store
+    store.close()

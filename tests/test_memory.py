@@ -10,19 +10,8 @@ import pytest
 from app import memory
 from app.store import conversations as talk
 from app.store import moments, privacy
-from app.store.database import open_store
 from app.store.schema import Conversation, Moment, now
 from fusion.conversation import Message
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    url = None
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_server").new_database()
-    store = open_store(url, tmp_path / "data")
-    yield store
-    store.close()
 
 
 @pytest.mark.parametrize(

@@ -15,16 +15,6 @@ from app.store.files import StoreFull, keep_file
 HEAD = "0002"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    url = None
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_server").new_database()
-    store = open_store(url, tmp_path / "data")
-    yield store
-    store.close()
-
-
 @pytest.fixture
 def photo(tmp_path):
     from PIL import Image

@@ -83,9 +83,9 @@ def build_router(
                     400, "memory is off on this server: it keeps no store", "memory_off", "memory"
                 )
             owner = api_owner(request, body.user)
-            conversation, kept, recalled = await worker.call(
-                api_memory.apply, store, owner, model, conversation
-            )
+            # in a thread, without the media lock: what it encodes takes the lock itself
+            remembered = (worker.run, api_memory.apply, store, owner, model, conversation)
+            conversation, kept, recalled = await anyio.to_thread.run_sync(*remembered)
             if kept is not None:
                 return Generation(worker, api_memory.said(kept))
             return await worker.start(
