@@ -191,7 +191,7 @@ def _cleaned(tokens: list[int], tokenizer: Tokenizer) -> list[int]:
     while (period := repeated_tail(tokens)) is not None:
         tokens = tokens[:-period]  # a loop: keep one copy of the repeated block
     sentence_ends = [tokenizer.decode([t]).rstrip().endswith((".", "?", "!")) for t in tokens]
-    return tokens[: restart(tokens, sentence_ends)]
+    return tokens[: restart(tokens, sentence_ends, decode=tokenizer.decode)]
 
 
 class _KeepingRanker(MaximumLikelihoodRanker):
@@ -246,16 +246,25 @@ class PrefixTree:
         return torch.zeros(count, count).masked_fill(~sees, float("-inf"))
 
 
-def restart(tokens: list[int], sentence_ends: list[bool], min_sentence: int = 3) -> int:
+def restart(
+    tokens: list[int], sentence_ends: list[bool], min_sentence: int = 3, decode=None
+) -> int:
     """Where a transcript starts itself over: the first k (>= min_sentence) such that
-    tokens[k - 1] ends a sentence and tokens[k:] repeats the transcript's own beginning;
-    len(tokens) when it never does.
+    tokens[k - 1] ends a sentence and tokens[k:] repeats the transcript's own beginning
+    (with `decode`, as text: " Your" after a full stop is another token than "Your" at the
+    start); len(tokens) when it never does.
 
     [How long ... mile ? How long] -> the position of the second "How".
     """
     for k in range(min_sentence, len(tokens)):
-        if sentence_ends[k - 1] and tokens[k:] == tokens[: len(tokens) - k]:
+        if not sentence_ends[k - 1]:
+            continue
+        if tokens[k:] == tokens[: len(tokens) - k]:
             return k
+        if decode is not None:
+            again = decode(tokens[k:]).strip()
+            if again and decode(tokens[:k]).strip().startswith(again):
+                return k
     return len(tokens)
 
 

@@ -201,3 +201,20 @@ def test_a_prefix_tree_shares_beginnings_and_sees_only_ancestors():
     assert sees[2].tolist() == [True, True, True, False, False]  # 1 2 3
     assert sees[3].tolist() == [True, True, False, True, False]  # 1 2 4, not its sibling
     assert sees[4].tolist() == [True, False, False, False, True]  # 1 5
+
+
+def test_a_sentence_said_again_with_a_space_before_it_is_cut():
+    """Whisper heard Piper's 'Your train leaves from the last platform.' twice; the second
+    copy starts with the token ' Your', not 'Your', so only the text shows the repeat."""
+    import whisper.tokenizer
+
+    from encoders.transcribe import restart
+
+    tokenizer = whisper.tokenizer.get_tokenizer(True, language="en", task="transcribe")
+    said = "Your train leaves from the last platform."
+    tokens = tokenizer.encode(f"{said} {said}")
+    ends = [tokenizer.decode([t]).rstrip().endswith((".", "?", "!")) for t in tokens]
+    assert tokenizer.decode(tokens[: restart(tokens, ends, decode=tokenizer.decode)]) == said
+    kept = tokenizer.encode("Stop. Stop the car now.")
+    ends = [tokenizer.decode([t]).rstrip().endswith((".", "?", "!")) for t in kept]
+    assert restart(kept, ends, decode=tokenizer.decode) == len(kept)
