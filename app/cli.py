@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep no conversations or memory (nothing is written to the data folder)",
     )
+    add_replica_arguments(serve)
     add_model_arguments(serve)
     serve.set_defaults(run=run_serve)
 
@@ -215,6 +216,36 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--system", help="system prompt (default: a plain helpful-assistant prompt)"
+    )
+
+
+def add_replica_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "replicas on Ray Serve (pip install 'lunettes[replicas]'; default: one process, no Ray)"
+    )
+    group.add_argument(
+        "--replicas",
+        type=int,
+        metavar="N",
+        help="serve with N model replicas behind one front on Ray Serve; a replica that dies "
+        "is replaced, and the others go on answering",
+    )
+    group.add_argument(
+        "--min-replicas", type=int, metavar="N", help="autoscale: at least N replicas ..."
+    )
+    group.add_argument("--max-replicas", type=int, metavar="N", help="... and at most N")
+    group.add_argument(
+        "--replica-cpus",
+        type=float,
+        default=1.0,
+        metavar="CPUS",
+        help="Ray CPUs (and torch threads) each replica takes (default: 1)",
+    )
+    group.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="join this Ray cluster (HOST:6379 of `ray start --head`; 'auto': the one on this "
+        "machine) instead of starting Ray here",
     )
 
 
@@ -341,7 +372,56 @@ def run_serve(args: argparse.Namespace) -> int:
     tls = tls_files(args)
     store = None if args.no_history else open_from(args)  # a bad database fails before the load
     logins = web_logins(args)
+    if on_ray(args):
+        return run_replicas(args, api, logins, tls, store)
     serve(load_model(bundle_spec(args)), args.host, args.port, api, logins, tls, store)
+    return 0
+
+
+def on_ray(args: argparse.Namespace) -> bool:
+    return any(
+        value is not None
+        for value in (args.replicas, args.min_replicas, args.max_replicas, args.ray_address)
+    )
+
+
+def run_replicas(args: argparse.Namespace, api: ApiConfig, logins, tls, store) -> int:
+    """serve --replicas: the same server in each replica, on Ray Serve (app/replicas)."""
+    import functools
+
+    try:
+        from app.replicas.launch import Scale, serve_replicas
+    except ImportError as error:
+        raise InputError(
+            f"--replicas needs Ray Serve ({error.name} is missing): "
+            "pip install 'lunettes[replicas]'"
+        ) from None
+    from app.replicas.replica import ReplicaSettings
+    from app.store.database import open_store
+    from fusion.bundle import load_model
+
+    try:
+        scale = Scale(
+            replicas=args.replicas or args.min_replicas or 1,
+            min_replicas=args.min_replicas,
+            max_replicas=args.max_replicas,
+            replica_cpus=args.replica_cpus,
+            ray_address=args.ray_address,
+        )
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    opener = None
+    if store is not None:  # checked (and migrated) here; each replica opens its own
+        store.engine.dispose()
+        opener = functools.partial(open_store, args.database, args.data_dir)
+    settings = ReplicaSettings(
+        load_model=functools.partial(load_model, bundle_spec(args)),
+        api=api,
+        logins=logins,
+        open_store=opener,
+        threads=max(1, int(args.replica_cpus)),
+    )
+    serve_replicas(settings, scale, args.host, args.port, tls)
     return 0
 
 

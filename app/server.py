@@ -45,14 +45,17 @@ def build_server(
     phone: PhoneAccess = NO_PHONE,
     tls: TlsFiles | None = None,
     store: Store | None = None,
+    replica: dict | None = None,
 ) -> FastAPI:
-    """store: where the web app keeps conversations and memory (None: nothing is kept)."""
+    """store: where the web app keeps conversations and memory (None: nothing is kept).
+    replica: {"id", "pid"} of the Ray Serve replica this server is (app/replicas), named in
+    each API answer; None when it is the only one."""
     server = FastAPI(
         title="Lunettes", docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json"
     )
     if store is not None:
         server.add_middleware(BrowserCookie, secure=tls is not None)
-    worker = install_api(server, model, api, store)
+    worker = install_api(server, model, api, store, replica)
     if tls is not None and tls.ca_file is not None:
         ca_file = tls.ca_file  # public: what a phone installs to trust this server
 

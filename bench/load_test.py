@@ -7,7 +7,8 @@ Without --url it starts `lunettes serve` (the embedded bundle) on a free loopbac
 reads that process's memory from /proc. Each client sends, one after the other, its own
 requests (its own question, photo and clip), cycling text / photo / speech / photo+speech,
 streamed every other time. A request must be answered (200) or refused by back-pressure (429,
-retried after its Retry-After). It is *lost* on any other outcome (a timeout, a dropped
+retried after its Retry-After; on Ray Serve also 503, and a stream that says its replica
+was lost: each is sent again). It is *lost* on any other outcome (a timeout, a dropped
 connection, another status, a broken stream) and *mixed up* when the same request ever gets
 a different answer, usage or transcript (decoding is greedy: a request's answer is fixed).
 Prints throughput and latency percentiles; exits 1 when a request was lost or mixed up, or
@@ -65,6 +66,8 @@ class Outcome:
     heard: list[str] = field(default_factory=list)
     problem: str = ""  # why a request counts as lost
     retry_after_s: float = 1.0
+    replica: str = ""  # "<id> <pid>" of the replica that answered (serve --replicas)
+    cut: bool = False  # a streamed answer whose replica was lost: a clean error, sent again
 
 
 @dataclass
@@ -84,11 +87,16 @@ class LoadReport:
 
     @property
     def refused(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status == 429]
+        """Back-pressure (429) or no replica able to answer (503): sent again."""
+        return [o for o in self.outcomes if retried(o) and not o.cut]
+
+    @property
+    def cut(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.cut]
 
     @property
     def lost(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o not in self.answered and o not in self.refused]
+        return [o for o in self.outcomes if o not in self.answered and not retried(o)]
 
     def format(self) -> str:
         answered = self.answered
@@ -102,8 +110,8 @@ class LoadReport:
             ),
             (
                 f"requests: {len(self.outcomes)} sent, {len(answered)} answered (200), "
-                f"{len(self.refused)} refused (429), {len(self.lost)} lost, "
-                f"{len(self.mixed_up)} mixed up"
+                f"{len(self.refused)} refused (429/503), {len(self.cut)} cut by a lost replica, "
+                f"{len(self.lost)} lost, {len(self.mixed_up)} mixed up"
             ),
             (
                 f"throughput: {len(answered) / self.seconds:.2f} answers/s, "
@@ -144,6 +152,11 @@ class LoadReport:
     @property
     def ok(self) -> bool:
         return not self.lost and not self.mixed_up and self.after_ok
+
+
+def retried(outcome: Outcome) -> bool:
+    """A clean refusal or cut, which the client sends again (client_loop)."""
+    return outcome.status in (429, 503) or outcome.cut
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -193,6 +206,7 @@ def send(http: httpx.Client, body: dict, stream: bool, client: int, kind: str) -
             body = {**body, "stream": True, "stream_options": {"include_usage": True}}
             with http.stream("POST", "/v1/chat/completions", json=body) as response:
                 outcome.status = response.status_code
+                outcome.replica = response.headers.get("x-lunettes-replica", "")
                 if response.status_code == 200:
                     read_stream(response, outcome, start)
                 else:
@@ -200,6 +214,7 @@ def send(http: httpx.Client, body: dict, stream: bool, client: int, kind: str) -
         else:
             response = http.post("/v1/chat/completions", json=body)
             outcome.status = response.status_code
+            outcome.replica = response.headers.get("x-lunettes-replica", "")
             if response.status_code == 200:
                 answer = response.json()
                 outcome.answer = answer["choices"][0]["message"]["content"]
@@ -222,6 +237,9 @@ def read_stream(response: httpx.Response, outcome: Outcome, start: float) -> Non
             done = True
             break
         chunk = json.loads(line[6:])
+        if "error" in chunk and chunk["error"].get("code") == "replica_lost":
+            outcome.cut = True
+            return
         if "error" in chunk:
             outcome.problem = f"error in the stream: {chunk['error']['message']}"
             return
@@ -240,7 +258,7 @@ def read_stream(response: httpx.Response, outcome: Outcome, start: float) -> Non
 
 def read_refusal(content: bytes, headers: httpx.Headers, outcome: Outcome) -> None:
     error = json.loads(content)["error"]  # every refusal is OpenAI's error JSON
-    if outcome.status == 429:
+    if outcome.status in (429, 503):
         outcome.retry_after_s = float(headers.get("retry-after", "1"))
     else:
         outcome.problem = f"HTTP {outcome.status}: {error['message']}"
@@ -249,14 +267,18 @@ def read_refusal(content: bytes, headers: httpx.Headers, outcome: Outcome) -> No
 def client_loop(
     index: int, http: httpx.Client, bodies: dict[str, dict], deadline: float, outcomes: list
 ) -> None:
+    """Sends the client's requests in turn; one refused or cut is sent again (after its
+    Retry-After) until it is answered, even past the deadline."""
     count = 0
     while time.monotonic() < deadline:
         kind = KINDS[(index + count) % len(KINDS)]
-        outcome = send(http, bodies[kind], stream=count % 2 == 1, client=index, kind=kind)
-        outcomes.append(outcome)
+        while True:
+            outcome = send(http, bodies[kind], stream=count % 2 == 1, client=index, kind=kind)
+            outcomes.append(outcome)
+            if not retried(outcome):
+                break
+            time.sleep(0.0 if outcome.cut else min(outcome.retry_after_s, 5.0))
         count += 1
-        if outcome.status == 429:
-            time.sleep(max(0.0, min(outcome.retry_after_s, deadline - time.monotonic())))
 
 
 def asks_to_read(client: int) -> bool:

@@ -1,7 +1,7 @@
 """Answers in OpenAI's shapes: a chat completion, its streamed chunks (server-sent events).
 
 Besides OpenAI's fields, answers carry a `lunettes` object: what was heard in the clips, the
-timings, and whether the adapter is trained (while it is not, answers about photos and speech
+timings, the replica that answered (on Ray Serve), and whether the adapter is trained (while it is not, answers about photos and speech
 are not meaningful). `usage.prompt_tokens_details` splits the prompt by modality.
 """
 
@@ -27,11 +27,12 @@ log = logging.getLogger(__name__)
 class Answer:
     """Who asked for what: the fields every chunk and the completion repeat."""
 
-    def __init__(self, model_name: str, adapter_trained: bool):
+    def __init__(self, model_name: str, adapter_trained: bool, replica: dict | None = None):
         self.id = f"chatcmpl-{secrets.token_hex(12)}"
         self.created = int(time.time())
         self.model_name = model_name
         self.adapter_trained = adapter_trained
+        self.replica = replica  # {"id", "pid"} on Ray Serve (app/replicas); None: one process
 
     def head(self, kind: str) -> dict:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model_name}
@@ -65,6 +66,8 @@ class Answer:
 
     def extension(self, heard: list[str], stats: Stats | None = None) -> dict:
         extension = {"heard": heard, "adapter_trained": self.adapter_trained}
+        if self.replica is not None:
+            extension["replica"] = self.replica
         if stats is not None:
             extension |= {
                 "read_as": stats.read_as,  # the words the LM was given for the last turn's clip
@@ -134,7 +137,7 @@ async def events(
         while (event := await generation.next()) is not None:
             if isinstance(event, Heard):
                 heard.append(event.text)
-                yield sse(answer.chunk({}, **extra, lunettes={"heard": [event.text]}))
+                yield sse(answer.chunk({}, **extra, lunettes=answer.extension([event.text])))
             elif isinstance(event, Chunk) and event.text and voice is None:
                 yield sse(answer.chunk({"content": event.text}, **extra))
             elif isinstance(event, Chunk) and event.text:

@@ -45,8 +45,13 @@ CLIENT_GONE = 499  # nginx's status for a client that closed the connection; nob
 
 
 def build_router(
-    model: LunettesModel, worker: ModelWorker, config: ApiConfig, store: Store | None = None
+    model: LunettesModel,
+    worker: ModelWorker,
+    config: ApiConfig,
+    store: Store | None = None,
+    replica: dict | None = None,
 ) -> APIRouter:
+    """replica: {"id", "pid"} of the replica answering (app/replicas), named in each answer."""
     router = APIRouter(prefix="/v1")
     chat_models = (MODEL_ID, model.lm_name)
     created = int(time.time())
@@ -72,7 +77,7 @@ def build_router(
         check_model(body.model, chat_models)
         options = generation_options(body, config)
         voice = answer_voice(body)
-        answer = Answer(body.model, model.describe()["adapter"]["trained"])
+        answer = Answer(body.model, model.describe()["adapter"]["trained"], replica)
 
         async def prepare():
             conversation = await to_conversation(body.messages, config, anyio.to_thread.run_sync)
