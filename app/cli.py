@@ -388,14 +388,11 @@ def on_ray(args: argparse.Namespace) -> bool:
 def run_replicas(args: argparse.Namespace, api: ApiConfig, logins, tls, store) -> int:
     """serve --replicas: the same server in each replica, on Ray Serve (app/replicas)."""
     import functools
+    import importlib.util
 
-    try:
-        from app.replicas.launch import Scale, serve_replicas
-    except ImportError as error:
-        raise InputError(
-            f"--replicas needs Ray Serve ({error.name} is missing): "
-            "pip install 'lunettes[replicas]'"
-        ) from None
+    if importlib.util.find_spec("ray") is None:
+        raise InputError("--replicas needs Ray Serve: pip install 'lunettes[replicas]'")
+    from app.replicas.launch import Scale, serve_replicas
     from app.replicas.replica import ReplicaSettings
     from app.store.database import open_store
     from fusion.bundle import load_model

@@ -23,11 +23,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.replicas.replica import ACCEPTED
-from app.replicas.router import SESSION_KWARG
 
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "lunettes_replica"  # a web page's session: which replica holds its state
+SESSION_KWARG = "session"  # the keyword a call names the session in, for router.py
 ATTEMPTS = 3  # replicas tried for one request before a 503
 ACCEPT_TIMEOUT_S = 30.0  # for a replica to take a request (none alive: Ray is replacing them)
 RETRY_AFTER_S = 5  # what a 503 tells the client: about one replica's replacement time

@@ -1,15 +1,17 @@
 """`lunettes serve --replicas N`: the front and N replicas on Ray Serve, until stopped.
 
 Without --ray-address, Ray starts on this machine for the process's lifetime (no
-dashboard) and stops with it; with one, the deployments join that cluster and are removed
-from it on exit. Each replica gets `replica_cpus` of Ray's CPUs and as many torch threads.
+dashboard) and stops with it; with one, the deployments join that cluster (presenting the
+cluster's token, which Ray 2.60's `ray start` makes) and are removed from it on exit. Each replica gets `replica_cpus` of Ray's CPUs and as many torch threads.
 """
 
 import logging
+import os
 import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from app.replicas.front import build_front
 from app.replicas.replica import Replica, ReplicaSettings
@@ -58,13 +60,21 @@ class Scale:
         }
 
 
+def has_ray_token() -> bool:
+    """Whether this machine holds a Ray cluster's token (`ray start --head` writes it)."""
+    token_file = Path.home() / ".ray" / "auth_token"
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or token_file.exists()
+
+
 def serve_replicas(settings: ReplicaSettings, scale: Scale, host: str, port: int, tls=None) -> None:
     """Start (or join) Ray, deploy the front and the replicas, serve until SIGINT/SIGTERM."""
+    local = scale.ray_address is None
+    if not local and "RAY_AUTH_MODE" not in os.environ and has_ray_token():
+        # a cluster's `ray start` made one: present it (read when Ray is first imported)
+        os.environ["RAY_AUTH_MODE"] = "token"
     import ray
     from ray import serve
     from ray.serve.config import RequestRouterConfig
-
-    local = scale.ray_address is None
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # not each step of the start
     ray.init(
         address=scale.ray_address,
@@ -99,10 +109,14 @@ def serve_replicas(settings: ReplicaSettings, scale: Scale, host: str, port: int
         started = time.perf_counter()
         serve.run(front.bind(replica.bind(settings)), name=APP_NAME, route_prefix="/")
         scheme = "https" if tls else "http"
-        count = scale.replicas if scale.min_replicas is None else "autoscaled"
+        count = (
+            f"{scale.replicas} replica{'s' * (scale.replicas > 1)}"
+            if scale.min_replicas is None
+            else f"{scale.min_replicas}-{scale.max_replicas} replicas"
+        )
         print(
             f"Lunettes is serving on {scheme}://{host}:{port} (API: {scheme}://{host}:{port}/v1) "
-            f"with {count} replicas on Ray Serve, ready in {time.perf_counter() - started:.1f} s",
+            f"with {count} on Ray Serve, ready in {time.perf_counter() - started:.1f} s",
             flush=True,
         )
         while True:

@@ -20,7 +20,8 @@ from collections import OrderedDict
 
 from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, RunningReplica
 
-SESSION_KWARG = "session"  # the keyword the front passes the page's session in
+from app.replicas.front import SESSION_KWARG
+
 MAX_SESSIONS = 100_000  # homes remembered, least recently used forgotten first
 
 
