@@ -14,16 +14,20 @@ from app.replicas.launch import Scale, serve_replicas
 from app.replicas.replica import ReplicaSettings
 from app.store.database import open_store
 from tests import tiny
+from tests.web_support import PacedModel
+
+ANSWER_TOKENS = 12  # the tiny LM never stops by itself; the web page asks for 256
 
 
 def tiny_model():
     tokenizer = tiny.tiny_tokenizer()
-    return tiny.tiny_lunettes(
+    model = tiny.tiny_lunettes(
         tokenizer,
         tiny.tiny_lm(len(tokenizer), tokenizer.eos_token_id),
         tiny.tiny_clip_encoder(),
         tiny.tiny_audio_encoder(),
     )
+    return PacedModel(model, pace_s=0.0, max_tokens=ANSWER_TOKENS)
 
 
 def main(port: str, replicas: str, data_dir: str | None = None) -> None:

@@ -75,6 +75,7 @@ def serve_replicas(settings: ReplicaSettings, scale: Scale, host: str, port: int
     import ray
     from ray import serve
     from ray.serve.config import RequestRouterConfig
+
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # not each step of the start
     ray.init(
         address=scale.ray_address,
