@@ -99,6 +99,11 @@ class VoiceActivityDetector:
         """True while a question is being spoken."""
         return self.in_question and self.voiced >= self.min_speech_frames
 
+    @property
+    def voiced_s(self) -> float:
+        """Seconds of speech in the question being spoken so far (0 between questions)."""
+        return self.voiced * FRAME_S if self.in_question else 0.0
+
     def push(self, samples: np.ndarray) -> list[np.ndarray]:
         """samples [S] float32 at 16 kHz -> the questions that ended in them, each [S'] float32."""
         samples = np.concatenate([self.pending, samples.astype(np.float32)])

@@ -24,7 +24,7 @@ from app.web_session import WebSession, files_root
 from fusion.model import DEFAULT_SYSTEM_PROMPT, LunettesModel
 
 FRAME_EVERY_S = 0.5  # camera frames sent while the camera is on
-LISTEN_EVERY_S = 0.5  # microphone chunks sent while hands-free listening is on
+LISTEN_EVERY_S = 0.25  # microphone chunks sent while listening hands-free (barge-in waits on them)
 CAMERA_OPTIONS = gr.WebcamOptions(
     mirror=False,  # the model must see text the right way round
     constraints={
@@ -222,7 +222,11 @@ def wire(ui: Controls, model: LunettesModel, history: dict | None = None) -> Non
 
     ui.camera.stream(act.see, [ui.camera, session], None, stream_every=FRAME_EVERY_S, **QUICK)
     ui.hands_free.stream(
-        act.hear, [ui.hands_free, session], [ui.heard], stream_every=LISTEN_EVERY_S, **QUICK
+        act.hear,
+        [ui.hands_free, session],
+        [ui.heard, ui.voice],
+        stream_every=LISTEN_EVERY_S,
+        **QUICK,
     )
     ui.hands_free.start_recording(
         lambda: status_html("Listening hands-free: ask, then pause."), None, [ui.status], **QUICK

@@ -250,17 +250,20 @@ def see(frame: Image.Image | None, session: WebSession) -> None:
     session.see(frame)
 
 
-def hear(chunk: tuple[int, np.ndarray] | None, session: WebSession) -> int:
-    """A streamed microphone chunk of hands-free listening -> the count of questions heard
-    (its change asks the new one)."""
+def hear(chunk: tuple[int, np.ndarray] | None, session: WebSession) -> tuple:
+    """A streamed microphone chunk of hands-free listening -> (the count of questions heard:
+    its change asks the new one; the spoken answer's player, emptied when the wearer spoke
+    over the answer: barge-in)."""
     if chunk is None:
-        return gr.skip()
+        return gr.skip(), gr.skip()
+    interruptions = session.interruptions
     try:
-        if session.hear(*chunk):
-            return session.heard_count
+        ended = session.hear(*chunk)
     except Exception:
         log.exception("hands-free listening failed on a chunk")
-    return gr.skip()
+        return gr.skip(), gr.skip()
+    heard = session.heard_count if ended else gr.skip()
+    return heard, None if session.interruptions != interruptions else gr.skip()
 
 
 def media_problem(session: WebSession, event: gr.EventData) -> Chat:

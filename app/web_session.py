@@ -38,7 +38,11 @@ from fusion.model import Chunk, LunettesModel, Stats
 
 FRAME_FRESH_S = 5.0  # a camera frame older than this: the camera is off
 SHOWN_PHOTO_SIDE = 1024  # longest side of the copy of a photo shown in the chat
-SPEAKING_MARGIN_S = 0.5  # hands-free listening resumes this long after the spoken answer
+SPEAKING_MARGIN_S = 0.5  # the spoken answer is taken to last this much longer (its player)
+# Speaking over an answer (barge-in): this much of the wearer's voice stops the answer and its
+# voice, and what they say is the next question. Less ("yeah", "uh-huh", "right", a cough) is a
+# backchannel: the answer goes on, and it is no question.
+BARGE_IN_SPEECH_S = 0.4
 FILES_PREFIX = "lunettes-web-"  # + the server's process id: its sessions' files
 MODEL_FAILED = "the model failed while answering (the error was logged); please try again"
 
@@ -93,6 +97,9 @@ class WebSession:
     listener: VoiceActivityDetector = field(default_factory=VoiceActivityDetector)
     heard: np.ndarray | None = None  # a hands-free question waiting to be asked, [S] at 16 kHz
     heard_count: int = 0  # questions heard hands-free so far
+    interruptions: int = 0  # answers stopped by the wearer speaking over them (barge-in)
+    over_answer: bool = False  # the utterance being heard began over an answer
+    barged: bool = False  # ... and stopped it
     speaking_until: float = 0.0  # time.monotonic() when the spoken answer ends
     root: Path | None = None  # where the folder is made (None: the system's temp folder)
     folder: Path | None = None  # files shown in the chat or played; made on first use
@@ -178,6 +185,7 @@ class WebSession:
         self.turns = []
         self.heard, self.speaking_until = None, 0.0
         self.listener.reset()
+        self.over_answer = self.barged = False
         self.close()
         if self.history is not None:  # the next question starts a new stored conversation
             self.history.start_new()
@@ -203,14 +211,31 @@ class WebSession:
     def hear(self, rate: int, data: np.ndarray) -> bool:
         """Feed a hands-free microphone chunk; True when a question just ended (in `heard`).
 
-        While an answer is written or spoken the microphone is ignored: the assistant would
-        otherwise hear its own voice.
+        Speaking over an answer that is written or spoken (barge-in): once BARGE_IN_SPEECH_S
+        of the wearer's voice is heard, the answer stops (kept, marked stopped) with its
+        voice (`interruptions` grows: the page empties its player), and the utterance is the
+        next question. A shorter one over an answer is a backchannel: nothing happens. The
+        assistant's own voice is kept out of the microphone by the browser's echo
+        cancellation, and is quieter there than the wearer (vad.py's level test).
         """
-        if self.busy() or time.monotonic() < self.speaking_until:
-            self.listener.reset()
-            return False
+        answering = self.busy() or time.monotonic() < self.speaking_until
+        was_hearing = self.listener.in_question
         questions = self.listener.push(microphone_samples(rate, data))
+        if self.listener.in_question and (not was_hearing or questions):  # a new utterance
+            self.over_answer, self.barged = answering, False
+        if self.over_answer and not answering and not self.barged:
+            self.over_answer = False  # the answer ended meanwhile: an ordinary question
+        if self.over_answer and not self.barged and self.listener.voiced_s >= BARGE_IN_SPEECH_S:
+            self.barged = True
+            self.stop()
+            self.silence()
+            self.interruptions += 1
         if not questions:
+            return False
+        backchannel = self.over_answer and not self.barged
+        if not self.listener.in_question:
+            self.over_answer = self.barged = False
+        if backchannel:
             return False
         self.heard, self.heard_count = questions[-1], self.heard_count + 1
         return True

@@ -226,12 +226,26 @@ def test_hands_free_chunks_become_a_question(model, session):
     loud = (
         np.concatenate([said("What is this?") * 0.5, np.zeros(24_000, np.float32)]) * 32767
     ).astype(np.int16)
-    counts = [act.hear((16_000, loud[i : i + 8_000]), session) for i in range(0, len(loud), 8_000)]
-    assert 1 in counts
+    heard = [act.hear((16_000, loud[i : i + 8_000]), session) for i in range(0, len(loud), 8_000)]
+    assert (1, gr.skip()) in heard  # the player is left alone: nothing was being said
     chat, status = act.hands_free_question(session)
     assert texts(chat[0]) == [f"{SPOKEN_MARK} …"] and status == "Listening to your question…"
     answered = ask_and_answer(model, session)[-1][1]
     assert answered.startswith("Answered. pause 800 ms · ")  # the wait that ended the turn
+
+
+def test_speaking_over_the_spoken_answer_empties_its_player(session):
+    """Barge-in: the chunk in which the wearer's voice goes on long enough over the answer
+    empties the player (None), once; the utterance is then the next question."""
+    session.ask("typed")
+    session.speaking(5.0)
+    loud = (
+        np.concatenate([said("No, the other one.") * 0.5, np.zeros(24_000, np.float32)]) * 32767
+    ).astype(np.int16)
+    heard = [act.hear((16_000, loud[i : i + 8_000]), session) for i in range(0, len(loud), 8_000)]
+    assert [voice for _, voice in heard].count(None) == 1
+    assert [count for count, _ in heard].count(1) == 1
+    assert session.turns[0].state == "stopped"
 
 
 def test_timing_line_names_each_stage():

@@ -211,18 +211,29 @@ def test_hands_free_hears_a_question_when_the_speaker_pauses(tmp_path):
     assert session.take_heard() is None
 
 
-def test_hands_free_ignores_the_microphone_while_answering_or_speaking(monkeypatch, tmp_path):
+def test_speaking_over_an_answer_stops_it_and_is_the_next_question(tmp_path):
+    """Barge-in, while the answer is written and while it is spoken."""
     session = WebSession(root=tmp_path)
     question = microphone(
-        np.concatenate([said("What is this?") * 0.5, np.zeros(24_000, np.float32)])
+        np.concatenate([said("No, the other one.") * 0.5, np.zeros(24_000, np.float32)])
     )
-    session.ask("typed")  # waiting for its answer: busy
-    assert not any(session.hear(*chunk) for chunk in question)
-    session.stop()
+    turn = session.ask("typed")  # waiting for its answer: busy
+    ended = [session.hear(*chunk) for chunk in question]
+    assert turn.state == "stopped" and session.interruptions == 1
+    assert ended.count(True) == 1 and session.take_heard() is not None
     session.speaking(5.0)  # the spoken answer plays for 5 s
-    assert not any(session.hear(*chunk) for chunk in question)
-    session.silence()  # interrupted
-    assert any(session.hear(*chunk) for chunk in question)
+    assert [session.hear(*chunk) for chunk in question].count(True) == 1
+    assert session.interruptions == 2 and session.speaking_until == 0.0  # its voice stopped
+
+
+def test_a_backchannel_over_an_answer_is_no_question(tmp_path):
+    session = WebSession(root=tmp_path)
+    turn = session.ask("typed")
+    yeah = microphone(np.concatenate([said("Yeah.") * 0.5, np.zeros(24_000, np.float32)]))
+    assert not any(session.hear(*chunk) for chunk in yeah)
+    assert turn.state == "waiting" and session.interruptions == 0
+    session.stop()  # the answer is over: the same word is an ordinary (short) question
+    assert [session.hear(*chunk) for chunk in yeah].count(True) == 1
 
 
 def test_the_camera_frame_goes_stale(monkeypatch, tmp_path):
