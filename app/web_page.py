@@ -1,5 +1,5 @@
 """What the web page runs in the browser: keyboard shortcuts, camera and microphone problems
-reported to the server, a few styles. Loaded by the hidden page-script component in web.py.
+reported to the server, the follow-up window after a push-to-talk answer, a few styles. Loaded by the hidden page-script component in web.py.
 
 `trigger('change', {...})` sends an event to the server (web_actions.media_problem).
 """
@@ -50,6 +50,64 @@ if (!window.lunettesPage) {
       pauseVoice();
     }
   }, true);
+  // Follow-up window: once the answer to a push-to-talk question has been written and said
+  // (its voice quiet for QUIET_MS), the microphone stays open hands-free, with no button: a
+  // question heard then is answered, and the window lasts FOLLOW_UP_MS past the last
+  // question, answer or voice. The person's own click on hands-free (theirs from then on),
+  // or on Stop, Stop speaking or Clear, or Escape, ends it.
+  const FOLLOW_UP_MS = 8000;
+  const QUIET_MS = 1200;  // the first sentence's voice can start after the answer is written
+  const ownLabel = (button) => (button.dataset.ownLabel || button.innerText || '').trim();
+  const handsFree = (label) =>
+    [...document.querySelectorAll('#hands-free button')].find((b) => ownLabel(b) === label);
+  const count = (selector, text) => [...document.querySelectorAll(selector)]
+    .filter((node) => !text || (node.innerText || '').includes(text)).length;
+  const answered = () => count('#conversation .bot-row .thought', '⏱️');
+  const voicePlaying = () => [...document.querySelectorAll('#spoken-answer audio')]
+    .some((audio) => !audio.paused && !audio.ended);
+  const activity = () => [count('#conversation .user-row'), answered(), voicePlaying()].join();
+  let followUp = null;  // {answers, quietSince, until (0: not open yet), seen}
+  const endFollowUp = (closeMicrophone) => {
+    if (followUp && followUp.until && closeMicrophone) handsFree('Stop')?.click();
+    followUp = null;
+  };
+  document.addEventListener('click', (event) => {
+    const button = event.target.closest && event.target.closest('button');
+    if (!button || !event.isTrusted) return;  // the window's own clicks are not the person's
+    if (button.closest('#push-to-talk') && ownLabel(button) === 'Stop') {
+      if (!(followUp && followUp.until)) {  // (in an open window, its question extends it)
+        followUp = {answers: answered(), quietSince: 0, until: 0, seen: ''};
+      }
+    } else if (button.closest('#hands-free')) {
+      endFollowUp(false);
+    } else if (button.closest('#stop-button, #stop-speaking, #clear-button')) {
+      endFollowUp(true);
+    }
+  }, true);
+  setInterval(() => {
+    if (!followUp) return;
+    const now = Date.now();
+    if (!followUp.until) {  // its answer, written and said, opens the window
+      if (answered() <= followUp.answers || voicePlaying()) {
+        followUp.quietSince = 0;
+      } else if (!followUp.quietSince) {
+        followUp.quietSince = now;
+      } else if (now - followUp.quietSince >= QUIET_MS) {
+        const record = handsFree('Record');
+        if (!record) { followUp = null; return; }  // already listening hands-free
+        record.click();
+        followUp.until = now + FOLLOW_UP_MS;
+      }
+      return;
+    }
+    const seen = activity();
+    if (seen !== followUp.seen) {  // a question, an answer or the voice: still talking
+      followUp.seen = seen;
+      followUp.until = now + FOLLOW_UP_MS;
+    } else if (now > followUp.until && !voicePlaying()) {
+      endFollowUp(true);
+    }
+  }, 250);
   document.addEventListener('keydown', (event) => {
     const alt = event.altKey && !event.ctrlKey && !event.metaKey;
     if (alt && event.code === 'KeyL') {
@@ -59,6 +117,7 @@ if (!window.lunettesPage) {
       event.preventDefault();  // Alt+M: to the message box
       document.querySelector('#message textarea')?.focus();
     } else if (event.key === 'Escape') {
+      endFollowUp(true);
       pauseVoice();  // Escape: stop the answer and the voice
       document.querySelector('#stop-button')?.click();
     }

@@ -233,6 +233,9 @@ def test_stop_regenerate_and_clear(page, paced):
     page.locator("#regenerate-button").click()
     wait_for_answers(page, 1)
     assert "(stopped)" not in page.locator("#conversation").inner_text()
+    # the answer's last update (its status line) has arrived: a Clear racing it could be
+    # followed by that update, computed before the Clear
+    wait_until(lambda: status(page).startswith("Answered"), what="the answer's status line")
     page.locator("#clear-button").click()
     wait_until(
         lambda: user_messages(page).count() == 0 and bot_messages(page).count() == 0,
