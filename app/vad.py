@@ -99,6 +99,13 @@ class VoiceActivityDetector:
         """True while a question is being spoken."""
         return self.in_question and self.voiced >= self.min_speech_frames
 
+    def so_far(self) -> np.ndarray:
+        """The question being spoken, from its pre-roll to now, [S] float32 (empty between
+        questions)."""
+        if not self.in_question or not self.frames:
+            return np.zeros(0, np.float32)
+        return np.concatenate(self.frames)
+
     @property
     def voiced_s(self) -> float:
         """Seconds of speech in the question being spoken so far (0 between questions)."""

@@ -20,6 +20,7 @@ from app.phone import PhoneAccess, page_html
 from app.store.database import Store
 from app.web_format import KEYBOARD_HELP, header_markdown, status_html
 from app.web_page import PAGE_SCRIPT, PAGE_STYLE
+from app.web_partial import PartialTranscripts
 from app.web_session import WebSession, files_root
 from fusion.model import DEFAULT_SYSTEM_PROMPT, LunettesModel
 
@@ -221,10 +222,15 @@ def wire(ui: Controls, model: LunettesModel, history: dict | None = None) -> Non
     ui.speak_on.change(lambda on: gr.skip() if on else None, [ui.speak_on], [ui.voice], **QUICK)
 
     ui.camera.stream(act.see, [ui.camera, session], None, stream_every=FRAME_EVERY_S, **QUICK)
+    partials = PartialTranscripts(model)  # what is heard of a question while it is spoken
+
+    def hear(chunk, session):
+        return act.hear(chunk, session, partials)
+
     ui.hands_free.stream(
-        act.hear,
+        hear,
         [ui.hands_free, session],
-        [ui.heard, ui.voice],
+        [ui.heard, ui.voice, ui.status],
         stream_every=LISTEN_EVERY_S,
         **QUICK,
     )

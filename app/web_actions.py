@@ -16,8 +16,9 @@ from PIL import Image
 from app import speech_out
 from app.sentences import Sentences
 from app.vad import FRAME_S
-from app.web_format import chat_messages, error_text, status_html, status_text
+from app.web_format import SPOKEN_MARK, chat_messages, error_text, status_html, status_text
 from app.web_history import ensure_history
+from app.web_partial import PartialTranscripts
 from app.web_session import Turn, WebSession, answer_next, read_files
 from encoders.errors import InputError
 from fusion.generate import GenerationOptions
@@ -250,20 +251,34 @@ def see(frame: Image.Image | None, session: WebSession) -> None:
     session.see(frame)
 
 
-def hear(chunk: tuple[int, np.ndarray] | None, session: WebSession) -> tuple:
+def hear(
+    chunk: tuple[int, np.ndarray] | None,
+    session: WebSession,
+    partials: PartialTranscripts | None = None,
+) -> tuple:
     """A streamed microphone chunk of hands-free listening -> (the count of questions heard:
     its change asks the new one; the spoken answer's player, emptied when the wearer spoke
-    over the answer: barge-in)."""
+    over the answer: barge-in; the status line, with what was heard so far of the question
+    being spoken, when that changed)."""
     if chunk is None:
-        return gr.skip(), gr.skip()
+        return gr.skip(), gr.skip(), gr.skip()
     interruptions = session.interruptions
     try:
         ended = session.hear(*chunk)
+        if partials is not None:
+            partials.maybe_start(session)
     except Exception:
         log.exception("hands-free listening failed on a chunk")
-        return gr.skip(), gr.skip()
+        return gr.skip(), gr.skip(), gr.skip()
     heard = session.heard_count if ended else gr.skip()
-    return heard, None if session.interruptions != interruptions else gr.skip()
+    voice = None if session.interruptions != interruptions else gr.skip()
+    status = gr.skip()
+    partial = session.partial
+    hearing = session.listener.in_question and partial and partial[0] == session.utterances
+    if hearing and partial[1] and partial[1] != session.partial_shown:
+        session.partial_shown = partial[1]
+        status = status_html(f"{SPOKEN_MARK} {partial[1]} …")
+    return heard, voice, status
 
 
 def media_problem(session: WebSession, event: gr.EventData) -> Chat:

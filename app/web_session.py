@@ -100,6 +100,11 @@ class WebSession:
     interruptions: int = 0  # answers stopped by the wearer speaking over them (barge-in)
     over_answer: bool = False  # the utterance being heard began over an answer
     barged: bool = False  # ... and stopped it
+    utterances: int = 0  # utterances begun hands-free (names the one a partial belongs to)
+    partial: tuple[int, str] | None = None  # (utterance, what Whisper heard of it so far)
+    partial_at: float = 0.0  # time.monotonic() of its last partial transcript's start
+    partial_pending: bool = False  # one is being made (app/web_partial.py)
+    partial_shown: str = ""  # the last one the page was given
     speaking_until: float = 0.0  # time.monotonic() when the spoken answer ends
     root: Path | None = None  # where the folder is made (None: the system's temp folder)
     folder: Path | None = None  # files shown in the chat or played; made on first use
@@ -223,6 +228,7 @@ class WebSession:
         questions = self.listener.push(microphone_samples(rate, data))
         if self.listener.in_question and (not was_hearing or questions):  # a new utterance
             self.over_answer, self.barged = answering, False
+            self.utterances, self.partial, self.partial_at = self.utterances + 1, None, 0.0
         if self.over_answer and not answering and not self.barged:
             self.over_answer = False  # the answer ended meanwhile: an ordinary question
         if self.over_answer and not self.barged and self.listener.voiced_s >= BARGE_IN_SPEECH_S:

@@ -1,0 +1,54 @@
+"""Partial transcripts while the wearer speaks hands-free: what Whisper hears so far, shown live.
+
+Every PARTIAL_EVERY_S of a question being spoken (once it holds MIN_VOICED_S of voice), the
+audio so far is transcribed greedily (a third of beam search's cost; the question itself is
+then transcribed as usual, with beam search, when it ends). The work runs in one background
+thread per app, under the model's media lock (Whisper's decoder is shared), so that the
+microphone's chunks never wait for it; a result that arrives after its utterance ended is
+dropped. Nothing here imports gradio.
+"""
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from encoders.transcribe import Transcriber
+from fusion.model import LunettesModel
+
+log = logging.getLogger(__name__)
+
+PARTIAL_EVERY_S = 1.0  # between two partial transcripts of one utterance
+MIN_VOICED_S = 0.4  # of voice before the first one (a cough is not transcribed)
+
+
+class PartialTranscripts:
+    def __init__(self, model: LunettesModel):
+        self.model = model
+        self.greedy = Transcriber(model.audio.whisper, beam_size=1)
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="partial-transcript")
+
+    def maybe_start(self, session) -> None:
+        """Transcribe `session`'s utterance so far when it is time (a WebSession, after a
+        chunk was heard); the text lands in session.partial, for its utterance."""
+        listener = session.listener
+        if not listener.in_question or listener.voiced_s < MIN_VOICED_S:
+            return
+        now = time.monotonic()
+        if session.partial_pending or now - session.partial_at < PARTIAL_EVERY_S:
+            return
+        session.partial_pending, session.partial_at = True, now
+        audio, utterance = listener.so_far(), session.utterances
+        self.worker.submit(self._transcribe, session, audio, utterance)
+
+    def _transcribe(self, session, audio: np.ndarray, utterance: int) -> None:
+        try:
+            with self.model.media_lock:
+                text = self.greedy(self.model.audio.encode(audio)).text
+            if session.utterances == utterance and session.listener.in_question:
+                session.partial = (utterance, text)
+        except Exception:  # a partial transcript is a courtesy: the question still goes on
+            log.exception("a partial transcript failed")
+        finally:
+            session.partial_pending = False
