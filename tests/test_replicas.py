@@ -103,19 +103,24 @@ def ask(client: httpx.Client, url: str, stream: bool) -> tuple[str, dict]:
 
 
 def test_eight_parallel_requests_are_answered_by_both_replicas(served):
-    """Each goes to the less loaded of two replicas drawn at random: with both idle, both
-    answer some of 8 (all 8 on one: 2 chances in 2^8)."""
+    """Each goes to the less loaded of two replicas drawn at random. Rounds of 8 at once, a
+    few at most: just after the start the front's router may not list the second replica
+    yet (Ray's controller tells it a moment later)."""
     answers: list = []
     with httpx.Client(timeout=ANSWER_TIMEOUT_S) as client:
-        threads = [
-            threading.Thread(target=lambda i=i: answers.append(ask(client, served, i % 2 == 1)))
-            for i in range(8)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    assert len(answers) == 8 and all(text for text, _ in answers)
+        for _ in range(5):
+            threads = [
+                threading.Thread(target=lambda i=i: answers.append(ask(client, served, i % 2 == 1)))
+                for i in range(8)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if len({r["pid"] for _, r in answers}) == 2:
+                break
+            time.sleep(1)
+    assert len(answers) % 8 == 0 and all(text for text, _ in answers)
     replicas = {(r["id"], r["pid"]) for _, r in answers}
     assert len(replicas) == 2, replicas
 

@@ -38,7 +38,7 @@ class Unavailable(Exception):
     """No replica could answer this request."""
 
 
-def build_front(max_body_bytes: int, secure_cookie: bool):
+def build_front(max_body_bytes: int, body_timeout_s: float, secure_cookie: bool):
     """The front's deployment class, with its FastAPI app (built here, not at import)."""
     from ray import serve
 
@@ -51,19 +51,28 @@ def build_front(max_body_bytes: int, secure_cookie: bool):
 
         @app.api_route("/{path:path}", methods=METHODS, include_in_schema=False)
         async def forward(self, request: Request, path: str) -> Response:
-            return await forward(self.replicas, request, max_body_bytes, secure_cookie)
+            limits = (max_body_bytes, body_timeout_s)
+            return await forward(self.replicas, request, limits, secure_cookie)
 
     return Front
 
 
-async def forward(replicas, request: Request, max_body_bytes: int, secure_cookie: bool):
+async def forward(replicas, request: Request, limits: tuple[int, float], secure_cookie: bool):
+    """limits: (the largest body in bytes, seconds to receive it), as the API's gate has."""
+    max_body_bytes, body_timeout_s = limits
     path = request.url.path
     api = path == "/v1" or path.startswith("/v1/")
     session = None if api else request.cookies.get(SESSION_COOKIE)
     new_session = not api and not session
     if new_session:
         session = secrets.token_urlsafe(16)
-    body = await read_body(request, max_body_bytes)
+    try:
+        body = await asyncio.wait_for(read_body(request, max_body_bytes), body_timeout_s)
+    except TimeoutError:
+        return error_response(
+            408, f"the request body was not received within {body_timeout_s:g} s",
+            "request_timeout",
+        )  # fmt: skip
     if body is None:
         return error_response(
             413, f"the request body is over {max_body_bytes / 2**20:g} MiB", "request_too_large"
@@ -108,6 +117,9 @@ async def first_answer(replicas, call: dict, session: str | None):
         except TimeoutError:
             stream.cancel()
             raise Unavailable(f"none took the request within {ACCEPT_TIMEOUT_S:g} s") from None
+        except asyncio.CancelledError:  # the client left while it waited
+            stream.cancel()
+            raise
         except Exception as error:  # noqa: BLE001 - a replica lost (actor died, its server gone)
             stream.cancel()
             reason = f"{type(error).__name__}"

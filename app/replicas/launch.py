@@ -85,6 +85,7 @@ def serve_replicas(settings: ReplicaSettings, scale: Scale, host: str, port: int
         log_to_driver=True,  # a replica's errors reach this terminal
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop as Ctrl+C does: clean up
+    api = settings.api  # app.openai_api.config.ApiConfig: the front reads bodies as its gate does
     try:
         http = {"host": host, "port": port}
         if tls is not None:
@@ -106,7 +107,7 @@ def serve_replicas(settings: ReplicaSettings, scale: Scale, host: str, port: int
             ray_actor_options={"num_cpus": 0},
             max_ongoing_requests=FRONT_REQUESTS,
             logging_config=QUIET,
-        )(build_front(settings.api.max_body_bytes, secure_cookie=tls is not None))
+        )(build_front(api.max_body_bytes, api.body_timeout_s, secure_cookie=tls is not None))
         started = time.perf_counter()
         serve.run(front.bind(replica.bind(settings)), name=APP_NAME, route_prefix="/")
         scheme = "https" if tls else "http"
