@@ -55,7 +55,6 @@ class Replica:
             "id": serve.get_replica_context().replica_id.unique_id,
             "pid": os.getpid(),
         }
-        started = time.perf_counter()
         model = settings.load_model()
         store = settings.open_store() if settings.open_store else None
         app = build_server(model, settings.api, settings.logins, store=store, replica=self.identity)
@@ -74,7 +73,6 @@ class Replica:
                 raise RuntimeError("the replica's server did not start")
             time.sleep(0.02)
         self.client = None  # an httpx.AsyncClient, made in the replica's event loop
-        self.ready_s = round(time.perf_counter() - started, 2)
 
     async def http(self, request: dict, session: str | None = None) -> AsyncIterator:
         """request: {method, path, query, headers: [(name, value)], body} -> yields ACCEPTED
@@ -104,10 +102,6 @@ class Replica:
                 yield chunk
         finally:  # the front's client left (Ray cancels this): the server sees it leave too
             await response.aclose()
-
-    def whoami(self) -> dict:
-        """The replica's id, pid and start-up time (launch.py prints them)."""
-        return {**self.identity, "ready_s": self.ready_s}
 
     def check_health(self) -> None:
         """Called by Ray every few seconds; an exception marks the replica unhealthy."""
