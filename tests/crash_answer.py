@@ -18,13 +18,7 @@ from tests import tiny
 
 
 def main(data_dir: str, owner: str) -> None:
-    tokenizer = tiny.tiny_tokenizer()
-    model = tiny.tiny_lunettes(
-        tokenizer,
-        tiny.tiny_lm(len(tokenizer), tokenizer.eos_token_id),
-        tiny.tiny_clip_encoder(),
-        tiny.tiny_audio_encoder(),
-    )
+    model = tiny.tiny_model()
     session = WebSession(root=Path(data_dir))
     session.history = History(open_store(None, Path(data_dir)), owner)
     session.ask("Tell me a long story")

@@ -5,8 +5,12 @@ python -m tests.replicas_server PORT REPLICAS [DATA_DIR]: serves until SIGTERM. 
 import this module, so PYTHONPATH must name the repository (the test sets it).
 """
 
+import contextlib
 import functools
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from app.openai_api.config import ApiConfig
@@ -16,18 +20,36 @@ from app.store.database import open_store
 from tests import tiny
 from tests.web_support import PacedModel
 
+ROOT = Path(__file__).resolve().parents[1]
 ANSWER_TOKENS = 12  # the tiny LM never stops by itself; the web page asks for 256
 
 
 def tiny_model():
-    tokenizer = tiny.tiny_tokenizer()
-    model = tiny.tiny_lunettes(
-        tokenizer,
-        tiny.tiny_lm(len(tokenizer), tokenizer.eos_token_id),
-        tiny.tiny_clip_encoder(),
-        tiny.tiny_audio_encoder(),
-    )
-    return PacedModel(model, pace_s=0.0, max_tokens=ANSWER_TOKENS)
+    return PacedModel(tiny.tiny_model(), pace_s=0.0, max_tokens=ANSWER_TOKENS)
+
+
+@contextlib.contextmanager
+def serving(command: list[str], log: Path, env: dict, timeout_s: float):
+    """Run `command` (a `serve --replicas` of some kind) until it prints "serving on" (every
+    replica up) -> its process; SIGTERM at the end, as a person's Ctrl+C."""
+    started = time.monotonic()
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=output)
+    try:
+        while "serving on" not in log.read_text():
+            assert process.poll() is None, f"it stopped:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() - started < timeout_s, (
+                f"not serving:\n{log.read_text()[-3000:]}"
+            )
+            time.sleep(0.5)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def main(port: str, replicas: str, data_dir: str | None = None) -> None:

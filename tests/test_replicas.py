@@ -9,8 +9,6 @@ One Ray cluster for the module (its start takes ~15-30 s on 2 cores), in a subpr
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -21,6 +19,8 @@ import pytest
 
 from app.cli import main
 from app.replicas.launch import Scale
+from bench.load_test import free_port
+from tests.replicas_server import serving
 from tests.web_support import launch_chromium, needs_chromium, open_app, send, wait_for_answers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,36 +29,14 @@ ANSWER_TIMEOUT_S = 60  # one request, retries included: more is a hang
 ASK = {"model": "lunettes", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 8}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     port, data = free_port(), tmp_path_factory.mktemp("data")
     log = tmp_path_factory.mktemp("log") / "serve.log"
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
-    with open(log, "w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.replicas_server", str(port), "2", str(data)],
-            cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while "serving on" not in log.read_text():
-            assert process.poll() is None, f"the server stopped:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"not serving:\n{log.read_text()[-3000:]}"
-            time.sleep(0.5)
+    command = [sys.executable, "-m", "tests.replicas_server", str(port), "2", str(data)]
+    with serving(command, log, environment, START_TIMEOUT_S):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def replica_of(response: httpx.Response) -> tuple[str, int]:
@@ -165,10 +143,10 @@ def test_a_web_page_stays_with_its_replica(served):
                 )
                 page = open_app(context, served)
                 send(page, "Hello there")
-                wait_for_answers(page, 1)
+                wait_for_answers(page, 1, timeout_s=60)  # two Ray hops per update
                 page.reload()
                 send(page, "And again")
-                wait_for_answers(page, 1)
+                wait_for_answers(page, 1, timeout_s=60)  # two Ray hops per update
                 replicas.discard(None)
                 assert len(replicas) == 1, replicas  # every request, the reload included
                 context.close()

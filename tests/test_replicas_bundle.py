@@ -7,8 +7,6 @@ Ray's start and two bundle loads take ~30 s on 2 cores; one server for the modul
 
 import base64
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -18,7 +16,8 @@ import httpx
 import openai
 import pytest
 
-from tests.test_replicas import free_port
+from bench.load_test import free_port
+from tests.replicas_server import serving
 
 pytestmark = pytest.mark.bundle
 
@@ -38,24 +37,11 @@ def launched(tmp_path_factory):
     env.pop("LUNETTES_API_KEY", None)
     log = tmp_path_factory.mktemp("log") / "serve.log"
     started = time.monotonic()
-    with open(log, "w") as output:  # "serving on" is printed once every replica is up
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=output)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        while "serving on" not in log.read_text():
-            assert process.poll() is None, f"it stopped:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() - started < 180, f"not serving:\n{log.read_text()[-3000:]}"
-            time.sleep(0.5)
+    with serving(command, log, env, 180):
         ready_s = time.monotonic() - started
+        url = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{url}/v1/models", timeout=30).status_code == 200
         yield url, ready_s, data
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_a_photo_question_is_answered_by_both_replicas(launched):

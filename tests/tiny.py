@@ -161,6 +161,17 @@ def tiny_lunettes(tokenizer, lm, vision: VisionEncoder, audio: AudioEncoder) -> 
     return LunettesModel(lm, tokenizer, vision, audio, adapter, lm_name="tiny-llama")
 
 
+def tiny_model() -> LunettesModel:
+    """The whole tiny model, for a process of its own (the fixtures share theirs)."""
+    tokenizer = tiny_tokenizer()
+    return tiny_lunettes(
+        tokenizer,
+        tiny_lm(len(tokenizer), tokenizer.eos_token_id),
+        tiny_clip_encoder(),
+        tiny_audio_encoder(),
+    )
+
+
 def tone(
     seconds: float, frequency: float = 440.0, rate: int = SAMPLE_RATE, amplitude: float = 0.5
 ) -> np.ndarray:
