@@ -91,7 +91,7 @@ class Transcriber:
         reading, cleaned of loops and restarts, the library's choice first."""
         options = DecodingOptions(
             task=tokenizer.task,
-            language=tokenizer.language,
+            language=tokenizer.language or "en",  # English-only models' tokenizers have none
             beam_size=self.beam_size,
             sample_len=max_tokens,
             without_timestamps=True,

@@ -218,3 +218,18 @@ def test_a_sentence_said_again_with_a_space_before_it_is_cut():
     kept = tokenizer.encode("Stop. Stop the car now.")
     ends = [tokenizer.decode([t]).rstrip().endswith((".", "?", "!")) for t in kept]
     assert restart(kept, ends, decode=tokenizer.decode) == len(kept)
+
+
+@pytest.mark.parametrize("beam_size", [5, 1])
+def test_an_english_only_whisper_transcribes_without_detecting_a_language(beam_size):
+    """base.en, tiny.en, ...: their tokenizer has no language; the beam must not ask for one."""
+    from whisper.model import ModelDimensions, Whisper
+
+    from tests.tiny import WHISPER_DIMS
+
+    torch.manual_seed(0)
+    english = Whisper(ModelDimensions(**{**WHISPER_DIMS, "n_vocab": 51864})).eval()
+    assert not english.is_multilingual
+    frames = english.encoder.ln_post.weight.new_zeros(1, 50, WHISPER_DIMS["n_audio_state"])
+    heard = Transcriber(english, beam_size=beam_size)(frames)
+    assert heard.language == "en" and isinstance(heard.text, str)
