@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 
 import torch
-from whisper.decoding import DecodingOptions, DecodingTask, MaximumLikelihoodRanker
+from whisper.decoding import DecodingOptions, DecodingTask, LogitFilter, MaximumLikelihoodRanker
 from whisper.model import Whisper, disable_sdpa
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
@@ -206,9 +206,45 @@ class _KeepingRanker(MaximumLikelihoodRanker):
         return super().rank(tokens, sum_logprobs)
 
 
+class _EndLoops(LogitFilter):
+    """Ends a beam's reading (end of text, at its own log-probability) as soon as it loops or
+    starts the transcript over: everything after that point is cut by _cleaned anyway, and
+    without this the beam went on repeating the question up to its token cap. On 30 natural
+    tuning clips (the held-out neural voice) decoding took half the time, with the same best
+    reading on 29 and, on the 30th, another wrong one."""
+
+    def __init__(self, tokenizer: Tokenizer, sample_begin: int):
+        self.tokenizer = tokenizer
+        self.sample_begin = sample_begin
+        self._ends: dict[int, bool] = {}  # token -> it ends a sentence
+
+    def ends_sentence(self, token: int) -> bool:
+        if token not in self._ends:
+            self._ends[token] = self.tokenizer.decode([token]).rstrip().endswith((".", "?", "!"))
+        return self._ends[token]
+
+    def apply(self, logits: torch.Tensor, tokens: torch.Tensor) -> None:
+        """logits [B, V] of the next token, in place; tokens [B, L], the prompt included."""
+        eot = self.tokenizer.eot
+        for row, sequence in enumerate(tokens[:, self.sample_begin :].tolist()):
+            if not sequence or sequence[-1] >= eot:
+                continue  # nothing yet, or finished
+            ends = [self.ends_sentence(token) for token in sequence]
+            looping = repeated_tail(sequence) is not None
+            if looping or restart(sequence, ends, decode=self.tokenizer.decode) < len(sequence):
+                end = logits[row, eot].clone()
+                logits[row] = -torch.inf
+                logits[row, eot] = end
+
+
 class _EncodedFramesTask(DecodingTask):
-    """openai-whisper's decoding, given encoder frames of any length [B, T, D]: its own
-    check only recognises the full 30 s window (1500 frames) as already encoded."""
+    """openai-whisper's decoding, given encoder frames of any length [B, T, D] (its own
+    check only recognises the full 30 s window, 1500 frames, as already encoded), whose
+    beams end when they loop (_EndLoops)."""
+
+    def __init__(self, model: Whisper, options: DecodingOptions):
+        super().__init__(model, options)
+        self.logit_filters.append(_EndLoops(self.tokenizer, self.sample_begin))
 
     def _get_audio_features(self, features: torch.Tensor) -> torch.Tensor:
         return features
@@ -236,14 +272,20 @@ class PrefixTree:
                 self.depths.append(length - 1)
                 self.parents.append(self.nodes[prefix[:-1]] if length > 1 else -1)
 
-    def mask(self) -> torch.Tensor:
-        """[N, N] additive attention mask: 0 where a position sees itself or an ancestor."""
+    def sees(self) -> torch.Tensor:
+        """[N, N] bool: True where a position sees itself or an ancestor."""
         count = len(self.tokens)
         sees = torch.eye(count, dtype=torch.bool)
         for node, parent in enumerate(self.parents):
             if parent >= 0:
                 sees[node] |= sees[parent]
-        return torch.zeros(count, count).masked_fill(~sees, float("-inf"))
+        return sees
+
+    def mask(self) -> torch.Tensor:
+        """[N, N] additive attention mask: 0 where a position sees itself or an ancestor."""
+        return torch.zeros(len(self.tokens), len(self.tokens)).masked_fill(
+            ~self.sees(), float("-inf")
+        )
 
 
 def restart(
@@ -261,9 +303,9 @@ def restart(
             continue
         if tokens[k:] == tokens[: len(tokens) - k]:
             return k
-        if decode is not None:
-            again = decode(tokens[k:]).strip()
-            if again and decode(tokens[:k]).strip().startswith(again):
+        if decode is not None:  # as text, in any case: "how long ...? How long"
+            again = decode(tokens[k:]).strip().casefold()
+            if again and decode(tokens[:k]).strip().casefold().startswith(again):
                 return k
     return len(tokens)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from encoders.transcribe import PrefixTree
 from fusion.ctc_beam import prefix_beam_search, sequence_log_likelihoods
 
 
@@ -113,25 +114,37 @@ def choose_reading(
 @torch.inference_mode()
 def lm_log_probs(lm: torch.nn.Module, tokenizer, texts: list[str]) -> list[float]:
     """The language model's log-probability of each text as a person's whole message: the
-    text's tokens after the chat template's opening of a user turn, one padded batch."""
+    text's tokens after the chat template's opening of a user turn.
+
+    The texts are readings of one clip: they share the opening (the template's ~25 tokens)
+    and mostly their beginnings, so they run as one prefix tree (encoders/transcribe.py
+    PrefixTree): each distinct prefix is one position that attends to its own ancestors, and
+    the vocabulary projection runs only where a text's token is predicted. Four readings of
+    a short question: ~55 positions instead of ~150, a third of the time of a padded batch.
+    """
     marker = "\x00"
     opening = tokenizer.apply_chat_template(
         [{"role": "user", "content": marker}], tokenize=False
     ).split(marker)[0]
     prefix = tokenizer.encode(opening, add_special_tokens=False)
     rows = [prefix + tokenizer.encode(text, add_special_tokens=False) for text in texts]
-    width = max(len(row) for row in rows)
+    if all(len(row) == len(prefix) for row in rows):
+        return [0.0] * len(rows)  # no words: nothing to predict
+    tree = PrefixTree(rows)
+    predictors = [i for i, depth in enumerate(tree.depths) if depth >= len(prefix) - 1]
+    row_of = {node: k for k, node in enumerate(predictors)}
     device = lm.get_input_embeddings().weight.device
-    ids = torch.zeros(len(rows), width, dtype=torch.long)  # B, L (right-padded)
-    mask = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)], mask[i, : len(row)] = torch.tensor(row), 1
-    logits = lm(input_ids=ids.to(device), attention_mask=mask.to(device)).logits  # B, L, V
-    log_probs = logits[:, :-1].float().log_softmax(-1)  # position t predicts token t + 1
-    picked = log_probs.gather(-1, ids[:, 1:, None].to(device))[..., 0].cpu()  # B, L - 1
+    logits = lm(
+        input_ids=torch.tensor([tree.tokens], device=device),  # 1, N
+        attention_mask=tree.sees()[None, None].to(device),  # 1, 1, N, N
+        position_ids=torch.tensor([tree.depths], device=device),  # 1, N
+        logits_to_keep=torch.tensor(predictors, device=device),
+    ).logits[0]  # P, V
+    log_probs = logits.float().log_softmax(-1).cpu()  # P, V
     scores = []
-    for i, row in enumerate(rows):
-        scores.append(float(picked[i, len(prefix) - 1 : len(row) - 1].sum()))
+    for row in rows:
+        nodes = [row_of[tree.nodes[tuple(row[:end])]] for end in range(len(prefix), len(row))]
+        scores.append(float(log_probs[nodes, row[len(prefix) :]].sum()))
     return scores
 
 

@@ -100,6 +100,26 @@ def test_the_lm_scores_a_message_by_its_own_tokens(model):
     assert all(s < 0 for s in scores)
     alone = lm_log_probs(model.lm, tokenizer, ["a b c d"])[0]
     assert scores[1] == pytest.approx(alone, abs=1e-4)
+    assert lm_log_probs(model.lm, tokenizer, ["", "a"])[0] == 0.0
+
+
+def test_the_prefix_tree_gives_what_a_plain_causal_pass_gives(model):
+    """The texts share the template's opening and their beginnings (one tree); each score
+    must be what the LM gives the text's tokens after the opening, run alone, left to right."""
+    tokenizer = model.tokenizer
+    texts = ["a b c", "a b d e", "a f", "g"]
+    opening = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "\x00"}], tokenize=False
+    ).split("\x00")[0]
+    prefix = tokenizer.encode(opening, add_special_tokens=False)
+    expected = []
+    for text in texts:
+        row = prefix + tokenizer.encode(text, add_special_tokens=False)
+        with torch.inference_mode():
+            logits = model.lm(input_ids=torch.tensor([row])).logits[0].float()  # L, V
+        picked = logits[:-1].log_softmax(-1).gather(-1, torch.tensor(row[1:])[:, None])[:, 0]
+        expected.append(float(picked[len(prefix) - 1 :].sum()))
+    assert lm_log_probs(model.lm, tokenizer, texts) == pytest.approx(expected, abs=1e-4)
 
 
 def test_the_model_reads_each_clip_once_and_keeps_the_reading(model, monkeypatch):
