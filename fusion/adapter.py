@@ -86,9 +86,7 @@ class Adapter(nn.Module):
         # does not repeat typed text. They are scoped: only that text sees them, and they take
         # no position (prompt_layout.py), so a clip alone is answered as the typed words.
         # Trained in train.py's cue stage.
-        self.audio_cues = (
-            nn.Parameter(torch.zeros(2, config.lm_dim)) if config.audio_cues else None
-        )
+        self.audio_cues = nn.Parameter(torch.zeros(2, config.lm_dim)) if config.audio_cues else None
 
     def project(self, kind: str, features: torch.Tensor, vocabulary: torch.Tensor) -> torch.Tensor:
         """One medium's features [1, T, C] -> LM input embeddings [T', D].

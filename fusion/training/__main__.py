@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--cache-dir", type=Path, help="weights and training data cache")
     common.add_argument(
-        "--data-dir", type=Path, help="the cached training and held-out sets (default: <cache>/training)"
+        "--data-dir",
+        type=Path,
+        help="the cached training and held-out sets (default: <cache>/training)",
     )
     common.add_argument(
         "--clips-per-question", type=int, default=4, help="training voices per question"
@@ -89,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     evaluate.add_argument("--adapter", type=Path, default=DEFAULT_OUTPUT)
     evaluate.add_argument(
-        "--speech-limit", type=int, default=None, help="clips per held-out speech set (default: all)"
+        "--speech-limit",
+        type=int,
+        default=None,
+        help="clips per held-out speech set (default: all)",
     )
     evaluate.add_argument(
         "--vision-limit", type=int, default=FULL_VISION, help="images per held-out image set"

@@ -112,7 +112,9 @@ def evaluate_speech(
         spoken = answer_text(model, [Message("user", speech=speech)], GREEDY)
         agree += spoken == typed[clip.text]
         reference = normalise(clip.text).split()
-        errors += edit_distance(reference, normalise(model.tokenizer.decode(speech.reading)).split())
+        errors += edit_distance(
+            reference, normalise(model.tokenizer.decode(speech.reading)).split()
+        )
         words += len(reference)
     return SpeechScores(agree / max(1, len(clips)), errors / max(1, words), len(clips))
 

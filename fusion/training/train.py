@@ -202,9 +202,7 @@ def train_cues(model, speech, config, checkpoint_dir, state, device) -> None:
     while step < config.cue_steps:
         rng = random.Random(config.seed * 1_000_003 + 900_000_000 + step)
         for group in optimizer.param_groups:
-            group["lr"] = config.cue_learning_rate * _lr_factor(
-                step, config, config.cue_steps
-            )
+            group["lr"] = config.cue_learning_rate * _lr_factor(step, config, config.cue_steps)
         loss = cue_loss(
             model, [rng.choice(speech) for _ in range(config.batch_size)], rng, config, device
         )
