@@ -29,9 +29,8 @@ class Speech:
     features: torch.Tensor | None = None  # [1, T, C] Whisper encoder frames, filled on first use
     transcript: str | None = None  # what was said, filled on first use
     language: str | None = None
-    reading: list[int] | None = (
-        None  # the LM tokens it was read as (speech_reading.py), on first use
-    )
+    # the LM tokens it was read as (speech_reading.py), filled on first use
+    reading: list[int] | None = None
     heard: tuple[str, ...] = ()  # Whisper's readings of it, its best (transcript) first
 
 
