@@ -19,9 +19,10 @@ import pytest
 
 from app.cli import main
 from app.replicas.launch import Scale
+from bench.browser import launch_chromium
 from bench.load_test import free_port
 from tests.replicas_server import serving
-from tests.web_support import launch_chromium, needs_chromium, open_app, send, wait_for_answers
+from tests.web_support import needs_chromium, open_app, send, wait_for_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 180  # Ray, Serve and two replicas on a busy 2-core CI machine

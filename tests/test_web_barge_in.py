@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import soundfile
 
+from bench.browser import launch_chromium
 from tests.web_support import (
     LiveServer,
     PacedModel,
     answer_text,
     fake_microphone_wav,
     have_espeak,
-    launch_chromium,
     needs_chromium,
     open_app,
     screenshot,

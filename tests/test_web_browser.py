@@ -9,6 +9,7 @@ shows Chromium's test picture. Screenshots go to test-artifacts/.
 import pytest
 
 from app import speech_out
+from bench.browser import launch_chromium
 from tests.web_support import (
     PHOTOS,
     WAIT_MS,
@@ -19,7 +20,6 @@ from tests.web_support import (
     fake_microphone_wav,
     have_espeak,
     huge_png,
-    launch_chromium,
     needs_chromium,
     open_app,
     screenshot,

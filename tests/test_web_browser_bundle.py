@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from bench.browser import launch_chromium
 from tests.web_support import (
     ARTIFACTS,
     PHOTOS,
@@ -15,7 +16,6 @@ from tests.web_support import (
     answer_text,
     fake_microphone_wav,
     have_espeak,
-    launch_chromium,
     needs_chromium,
     open_app,
     screenshot,

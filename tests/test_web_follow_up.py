@@ -6,12 +6,12 @@ each recording that opens it (push to talk, then the window's), then silence.
 
 import pytest
 
+from bench.browser import launch_chromium
 from tests.web_support import (
     LiveServer,
     PacedModel,
     fake_microphone_wav,
     have_espeak,
-    launch_chromium,
     needs_chromium,
     open_app,
     screenshot,

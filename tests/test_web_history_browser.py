@@ -6,12 +6,12 @@ with the moment, and Forget everything clears it; two logged-in users are kept a
 import pytest
 
 from app.store.database import open_store
+from bench.browser import launch_chromium
 from tests.web_support import (
     WAIT_MS,
     LiveServer,
     PacedModel,
     answer_text,
-    launch_chromium,
     needs_chromium,
     open_app,
     screenshot,

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from bench.browser import CHROMIUM, FAKE_MICROPHONE_RATE, chromium_args
 from encoders.audio_io import resample
 from fusion.generate import GenerationOptions
 from fusion.model import Chunk
@@ -27,14 +28,6 @@ from tests.tiny import tone
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 PHOTOS = ROOT / "assets" / "examples"
-CHROMIUM = Path(os.environ.get("LUNETTES_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--use-fake-ui-for-media-stream",  # camera and microphone allowed without a prompt
-    "--use-fake-device-for-media-stream",  # a generated camera picture
-]  # fmt: skip
-FAKE_MICROPHONE_RATE = 48_000  # Chromium's fake capture wants 44.1 or 48 kHz PCM WAV
 WAIT_MS = 20_000  # longest wait for anything on the page (the tiny model answers in ms)
 
 needs_chromium = pytest.mark.skipif(
@@ -127,13 +120,6 @@ class LiveServer(ApiServer):
 # -- the browser -------------------------------------------------------------------------------
 
 
-def launch_chromium(playwright, microphone_wav: Path | None = None):
-    """Debian's Chromium, headless, with a fake camera and (when given) the WAV as microphone."""
-    return playwright.chromium.launch(
-        executable_path=str(CHROMIUM), args=chromium_args(microphone_wav)
-    )
-
-
 def launch_phone(playwright, profile: Path, device: str, microphone_wav: Path, home: Path):
     """Debian's Chromium as a phone (`device`, one of Playwright's descriptors) with a profile
     of its own, as an installed browser has (a fresh context is incognito: nothing installs
@@ -146,13 +132,6 @@ def launch_phone(playwright, profile: Path, device: str, microphone_wav: Path, h
         env={**os.environ, "HOME": str(home)},
         **emulated,
     )
-
-
-def chromium_args(microphone_wav: Path | None) -> list[str]:
-    args = list(CHROMIUM_ARGS)
-    if microphone_wav is not None:
-        args.append(f"--use-file-for-fake-audio-capture={microphone_wav}%noloop")
-    return args
 
 
 def open_app(context, url: str):
