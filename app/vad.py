@@ -4,7 +4,8 @@ Silero VAD (its ONNX model from the silero-vad wheel, run by onnxruntime) gives 
 frame a probability of speech. Unlike a loudness threshold it does not take a fan, a street
 or a tone for a voice, however loud they get. A question starts at the first frame above
 START_PROBABILITY and ends after END_SILENCE_S below END_PROBABILITY (Silero's own
-hysteresis); it is kept when it holds at least MIN_SPEECH_S of speech frames (a cough or a
+hysteresis), or sooner when the caller knows its words are complete (`end_now`, after a
+shorter pause: app/web_session.py); it is kept when it holds at least MIN_SPEECH_S of speech frames (a cough or a
 click is not a question). The model is loaded once per process; each listener keeps its
 own recurrent state. Nothing here knows about Gradio.
 
@@ -93,6 +94,18 @@ class VoiceActivityDetector:
         self.voiced_levels: list[float] = []  # their RMS levels
         self.silent = 0  # unvoiced frames since the last voiced one
         self.in_question = False
+        self.last_pause_s = 0.0  # the pause that ended the last question
+
+    @property
+    def silent_s(self) -> float:
+        """Seconds since the last voiced frame of the question being spoken (0 between them)."""
+        return self.silent * FRAME_S if self.in_question else 0.0
+
+    @property
+    def spoken_frames(self) -> int:
+        """Frames of the question being spoken up to its last voiced one (so_far() holds them
+        and the pause since)."""
+        return len(self.frames) - self.silent if self.in_question else 0
 
     @property
     def hearing(self) -> bool:
@@ -145,9 +158,19 @@ class VoiceActivityDetector:
         too_long = len(self.frames) * FRAME_S >= MAX_QUESTION_S
         if self.silent < self.end_silence_frames and not too_long:
             return None
+        return self._end()
+
+    def end_now(self) -> np.ndarray | None:
+        """End the question being spoken at this point of its pause -> the question, or None
+        (none is being spoken, or it is no question: too little voice, or the room's noise)."""
+        return self._end() if self.in_question else None
+
+    def _end(self) -> np.ndarray | None:
         frames, voiced_frames, silent = self.frames, self.voiced, self.silent
         spoken_level = float(np.median(self.voiced_levels))
+        room = float(np.percentile(self.levels, ROOM_PERCENTILE))
         self.frames, self.voiced, self.silent, self.in_question = [], 0, 0, False
+        self.last_pause_s = silent * FRAME_S
         if voiced_frames < self.min_speech_frames:
             return None  # a click or a cough
         after = float(np.median(self.levels[-silent:])) if silent else room  # the pause's level

@@ -15,7 +15,6 @@ from PIL import Image
 
 from app import speech_out
 from app.sentences import Sentences
-from app.vad import FRAME_S
 from app.web_format import SPOKEN_MARK, chat_messages, error_text, status_html, status_text
 from app.web_history import ensure_history
 from app.web_partial import PartialTranscripts
@@ -102,7 +101,7 @@ def hands_free_question(session: WebSession, request: gr.Request | None = None) 
         if heard is not None:
             frame = session.current_frame()
             turn = session.ask("", [(frame, "camera frame")] if frame else [], heard)
-            turn.endpointing_ms = session.listener.end_silence_frames * FRAME_S * 1000
+            turn.endpointing_ms = session.heard_pause_s * 1000
     except InputError as error:
         session.refuse("", [], str(error))
     return view(session)
@@ -274,10 +273,10 @@ def hear(
     voice = None if session.interruptions != interruptions else gr.skip()
     status = gr.skip()
     partial = session.partial
-    hearing = session.listener.in_question and partial and partial[0] == session.utterances
-    if hearing and partial[1] and partial[1] != session.partial_shown:
-        session.partial_shown = partial[1]
-        status = status_html(f"{SPOKEN_MARK} {partial[1]} …")
+    hearing = session.listener.in_question and partial and partial.utterance == session.utterances
+    if hearing and partial.text and partial.text != session.partial_shown:
+        session.partial_shown = partial.text
+        status = status_html(f"{SPOKEN_MARK} {partial.text} …")
     return heard, voice, status
 
 

@@ -2,7 +2,9 @@
 
 Every PARTIAL_EVERY_S of a question being spoken (once it holds MIN_VOICED_S of voice), the
 audio so far is transcribed greedily (a third of beam search's cost; the question itself is
-then transcribed as usual, with beam search, when it ends). The work runs in one background
+then transcribed as usual, with beam search, when it ends). Once the wearer has paused
+PAUSE_CHECK_S, everything said is transcribed at once: when those words end as a question
+does, the listener need not wait out its whole pause (web_session.py, QUICK_END_S). The work runs in one background
 thread per app, under the model's media lock (Whisper's decoder is shared), so that the
 microphone's chunks never wait for it; a result that arrives after its utterance ended is
 dropped. Nothing here imports gradio.
@@ -11,9 +13,11 @@ dropped. Nothing here imports gradio.
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 
+from app.vad import FRAME
 from encoders.transcribe import Transcriber
 from fusion.model import LunettesModel
 
@@ -21,6 +25,17 @@ log = logging.getLogger(__name__)
 
 PARTIAL_EVERY_S = 1.0  # between two partial transcripts of one utterance
 MIN_VOICED_S = 0.4  # of voice before the first one (a cough is not transcribed)
+PAUSE_CHECK_S = 0.15  # of a pause before all that was said is transcribed (see above)
+
+
+class Partial(NamedTuple):
+    utterance: int  # the session's utterance it belongs to (WebSession.utterances)
+    text: str  # what Whisper heard of it
+    frames: int  # the VAD frames of the utterance it heard (from its start)
+
+    def covers(self, utterance: int, spoken_frames: int) -> bool:
+        """It heard all that was said of `utterance`, up to its last voiced frame."""
+        return self.utterance == utterance and self.frames >= spoken_frames
 
 
 class PartialTranscripts:
@@ -36,7 +51,11 @@ class PartialTranscripts:
         if not listener.in_question or listener.voiced_s < MIN_VOICED_S:
             return
         now = time.monotonic()
-        if session.partial_pending or now - session.partial_at < PARTIAL_EVERY_S:
+        heard_all = session.partial is not None and session.partial.covers(
+            session.utterances, listener.spoken_frames
+        )
+        paused = listener.silent_s >= PAUSE_CHECK_S and not heard_all
+        if session.partial_pending or (now - session.partial_at < PARTIAL_EVERY_S and not paused):
             return
         session.partial_pending, session.partial_at = True, now
         audio, utterance = listener.so_far(), session.utterances
@@ -47,7 +66,7 @@ class PartialTranscripts:
             with self.model.media_lock:
                 text = self.greedy(self.model.audio.encode(audio)).text
             if session.utterances == utterance and session.listener.in_question:
-                session.partial = (utterance, text)
+                session.partial = Partial(utterance, text, len(audio) // FRAME)
         except Exception:  # a partial transcript is a courtesy: the question still goes on
             log.exception("a partial transcript failed")
         finally:

@@ -29,6 +29,7 @@ from PIL import Image
 
 from app.memory import recall_options
 from app.vad import VoiceActivityDetector, microphone_samples
+from app.web_partial import Partial
 from encoders.audio_io import SAMPLE_RATE, check_speech, load_audio
 from encoders.errors import InputError
 from encoders.image_io import load_image
@@ -43,6 +44,11 @@ SPEAKING_MARGIN_S = 0.5  # the spoken answer is taken to last this much longer (
 # voice, and what they say is the next question. Less ("yeah", "uh-huh", "right", a cough) is a
 # backchannel: the answer goes on, and it is no question.
 BARGE_IN_SPEECH_S = 0.4
+# A pause of QUICK_END_S ends a question whose partial transcript, of all that was said, ends
+# in "?" or "!" (app/web_partial.py); other words get the listener's whole END_SILENCE_S, as
+# a sentence that ends in "." may be only the first of two ("I lost my keys. Where ...").
+QUICK_END_S = 0.4
+QUESTION_ENDS = ("?", "!")
 FILES_PREFIX = "lunettes-web-"  # + the server's process id: its sessions' files
 MODEL_FAILED = "the model failed while answering (the error was logged); please try again"
 
@@ -96,12 +102,13 @@ class WebSession:
     frame_at: float = 0.0  # its time.monotonic()
     listener: VoiceActivityDetector = field(default_factory=VoiceActivityDetector)
     heard: np.ndarray | None = None  # a hands-free question waiting to be asked, [S] at 16 kHz
+    heard_pause_s: float = 0.0  # the pause after it that ended it
     heard_count: int = 0  # questions heard hands-free so far
     interruptions: int = 0  # answers stopped by the wearer speaking over them (barge-in)
     over_answer: bool = False  # the utterance being heard began over an answer
     barged: bool = False  # ... and stopped it
     utterances: int = 0  # utterances begun hands-free (names the one a partial belongs to)
-    partial: tuple[int, str] | None = None  # (utterance, what Whisper heard of it so far)
+    partial: Partial | None = None  # what Whisper heard so far of an utterance (web_partial.py)
     partial_at: float = 0.0  # time.monotonic() of its last partial transcript's start
     partial_pending: bool = False  # one is being made (app/web_partial.py)
     partial_shown: str = ""  # the last one the page was given
@@ -226,6 +233,9 @@ class WebSession:
         answering = self.busy() or time.monotonic() < self.speaking_until
         was_hearing = self.listener.in_question
         questions = self.listener.push(microphone_samples(rate, data))
+        if not questions and self.listener.silent_s >= QUICK_END_S and self.asked_already():
+            question = self.listener.end_now()
+            questions = [question] if question is not None else []
         if self.listener.in_question and (not was_hearing or questions):  # a new utterance
             self.over_answer, self.barged = answering, False
             self.utterances, self.partial, self.partial_at = self.utterances + 1, None, 0.0
@@ -244,7 +254,19 @@ class WebSession:
         if backchannel:
             return False
         self.heard, self.heard_count = questions[-1], self.heard_count + 1
+        self.heard_pause_s = self.listener.last_pause_s
         return True
+
+    def asked_already(self) -> bool:
+        """The utterance being heard has paused, and its partial transcript, of all that was
+        said, ends as a question does ("?" or "!"): the pause need not go on to END_SILENCE_S."""
+        partial, listener = self.partial, self.listener
+        return (
+            listener.hearing
+            and partial is not None
+            and partial.covers(self.utterances, listener.spoken_frames)
+            and partial.text.rstrip().endswith(QUESTION_ENDS)
+        )
 
     def take_heard(self) -> np.ndarray | None:
         heard, self.heard = self.heard, None

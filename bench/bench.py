@@ -528,6 +528,44 @@ def measure_int4_decoding(model, cache_dir: Path | None) -> dict | None:
     return {**measured, "layers": layers, "bytes_per_token": lm_bytes_per_token(model.lm)}
 
 
+def measure_llama_cpp_decoding(model, threads: int | None) -> dict | None:
+    """The peer: llama.cpp (llama-cpp-python) decoding the embedded LM's own Q4_1 GGUF, the
+    same prompt's tokens, greedy, DECODE_TOKENS tokens (end of text not stopping it), the
+    same threads; tok/s after the first token, as Stats.tokens_per_s. None (saying why)
+    when llama-cpp-python is not installed (README: how to build it) or the LM is not the
+    embedded one."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        print("llama.cpp peer: SKIPPED (llama-cpp-python is not installed)", flush=True)
+        return None
+    from fusion.language_model import embedded_gguf
+
+    if model.lm_name is None or "embedded" not in model.lm_name:
+        return None
+    threads = threads or torch.get_num_threads()
+    llm = Llama(
+        model_path=str(embedded_gguf()), n_ctx=1024, n_threads=threads, n_threads_batch=threads,
+        verbose=False,
+    )  # fmt: skip
+    text = model.tokenizer.apply_chat_template(
+        [{"role": "user", "content": DECODE_PROMPT}], add_generation_prompt=True, tokenize=False
+    )
+    prompt = model.tokenizer.encode(text, add_special_tokens=False)
+
+    def once(tokens: int) -> float:
+        times = []
+        for _ in llm.generate(prompt, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
+            times.append(time.perf_counter())
+            if len(times) == tokens:
+                break
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    once(8)  # warm-up
+    runs = [round(once(DECODE_TOKENS), 1) for _ in range(DECODE_RUNS)]
+    return {"tokens_per_s": statistics.median(runs), "runs_tokens_per_s": runs, "threads": threads}
+
+
 # ----------------------------------------------------------------------------- contention
 
 
@@ -841,6 +879,15 @@ def main(argv=None) -> int:
             f"{int4_bound:.1f} tok/s, {int4['tokens_per_s'] / int4_bound:.2f} of it; "
             f"{int4['layers']} int4 layers"
         )
+    peer = measure_llama_cpp_decoding(model, args.threads)
+    if peer is not None:
+        best = max(decoding["tokens_per_s"], int4["tokens_per_s"] if int4 else 0.0)
+        print(
+            f"decoding, llama.cpp on the same Q4_1 GGUF ({peer['threads']} threads): "
+            f"{peer['tokens_per_s']:.1f} tok/s (runs {peer['runs_tokens_per_s']}); ours, best of "
+            f"float32 and int4: {best:.1f} tok/s = {best / peer['tokens_per_s']:.2f}x llama.cpp "
+            f"(target >= 1.2x)"
+        )
     adapter = measure_adapter_load(model)
     if adapter:
         print(
@@ -878,6 +925,7 @@ def main(argv=None) -> int:
             "voice": voice,
             "listening": listening,
             "browser_voice_loop": loop,
+            "llama_cpp": peer,
             "adapter": adapter,
             "total_s": total_s,
         }

@@ -41,6 +41,11 @@ def embedded_cache_path(cache_dir: Path) -> Path:
     return cache_dir / "smollm2-135m-instruct"
 
 
+def embedded_gguf() -> Path:
+    """The embedded LM's own file: SmolLM2-135M-Instruct, Q4_1 GGUF, inside its package."""
+    return packaged_path(_GGUF_PACKAGE, _GGUF_FILE)
+
+
 def use_int4_weights(lm, spec: str, cache_dir: Path) -> int:
     """Run the embedded LM's linear layers on the GGUF's own 4-bit weights (int4_linear.py);
     returns how many layers. Other LMs have no 4-bit file here: an InputError says so."""
@@ -49,8 +54,7 @@ def use_int4_weights(lm, spec: str, cache_dir: Path) -> int:
 
     if spec != EMBEDDED:
         raise InputError(f"int4 weights come from the embedded LM's GGUF file; {spec!r} has none")
-    gguf_file = packaged_path(_GGUF_PACKAGE, _GGUF_FILE)
-    return int4_linears(lm, gguf_file, cache_dir / f"smollm2-135m-int4-torch{torch.__version__}")
+    return int4_linears(lm, embedded_gguf(), cache_dir / f"smollm2-135m-int4-torch{torch.__version__}")
 
 
 def _convert_gguf(out: Path) -> None:

@@ -9,7 +9,9 @@ import pytest
 import soundfile
 
 from app import web_session
-from app.web_session import MODEL_FAILED, WebSession, answer_next, read_files
+from app.vad import END_SILENCE_S
+from app.web_partial import Partial
+from app.web_session import MODEL_FAILED, QUICK_END_S, WebSession, answer_next, read_files
 from encoders.errors import InputError
 from fusion.generate import GenerationOptions
 from tests.tiny import photo, said, tone
@@ -193,11 +195,11 @@ def test_photos_and_one_recording_are_read(tmp_path):
         read_files([str(clip), str(clip)])
 
 
-def microphone(audio: np.ndarray, rate: int = 48_000):
-    """16 kHz float audio -> half-second int16 chunks at 48 kHz, as the browser sends them."""
+def microphone(audio: np.ndarray, rate: int = 48_000, chunk_s: float = 0.5):
+    """16 kHz float audio -> int16 chunks at `rate`, as the browser sends them."""
     loud = np.repeat(audio, rate // 16_000)
     pcm = (loud * 32767).astype(np.int16)
-    step = rate // 2
+    step = round(rate * chunk_s)
     return [(rate, pcm[i : i + step]) for i in range(0, len(pcm), step)]
 
 
@@ -209,6 +211,40 @@ def test_hands_free_hears_a_question_when_the_speaker_pauses(tmp_path):
     heard = session.take_heard()
     assert heard is not None and 0.5 <= len(heard) / 16_000 < 2.0  # Piper says it in ~0.9 s
     assert session.take_heard() is None
+
+
+@pytest.mark.parametrize(
+    ("heard_so_far", "quick"),
+    [("What is this?", True), ("Stop!", True), ("I lost my keys.", False)],
+)
+def test_a_question_whose_words_end_as_one_is_taken_after_a_short_pause(
+    tmp_path, heard_so_far, quick
+):
+    """Its partial transcript (of everything said) ends in "?" or "!": QUICK_END_S of pause
+    ends it; other words wait for the listener's whole pause (a second sentence may follow)."""
+    session = WebSession(root=tmp_path)
+    speech = microphone(said("What is this?") * 0.5, rate=16_000, chunk_s=0.25)
+    assert not any(session.hear(*chunk) for chunk in speech)
+    assert session.listener.hearing
+    session.partial = Partial(session.utterances, heard_so_far, frames=10**6)
+    pauses = microphone(np.zeros(16_000, np.float32), rate=16_000, chunk_s=0.25)
+    ended_after = next(i for i, chunk in enumerate(pauses, 1) if session.hear(*chunk)) * 0.25
+    if quick:
+        assert QUICK_END_S <= session.heard_pause_s < END_SILENCE_S and ended_after < END_SILENCE_S
+    else:
+        assert session.heard_pause_s >= END_SILENCE_S
+    assert session.take_heard() is not None
+
+
+def test_a_partial_transcript_of_an_earlier_utterance_ends_nothing(tmp_path):
+    session = WebSession(root=tmp_path)
+    speech = microphone(said("What is this?") * 0.5, rate=16_000, chunk_s=0.25)
+    for chunk in speech:
+        session.hear(*chunk)
+    session.partial = Partial(session.utterances - 1, "What is this?", frames=10**6)
+    pauses = microphone(np.zeros(16_000, np.float32), rate=16_000, chunk_s=0.25)
+    next(i for i, chunk in enumerate(pauses, 1) if session.hear(*chunk))
+    assert session.heard_pause_s >= END_SILENCE_S
 
 
 def test_speaking_over_an_answer_stops_it_and_is_the_next_question(tmp_path):
