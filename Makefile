@@ -8,7 +8,7 @@ STAMP := $(VENV)/.lunettes-installed
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: setup prepare run test bench train eval lint clean
+.PHONY: setup prepare run test bench llama-cpp train eval lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ test: prepare
 
 bench: prepare
 	$(BIN)/python bench/bench.py
+
+# make bench's peer row: llama.cpp (llama-cpp-python) on the same GGUF. It builds from source
+# (5-10 min on 2 cores); not native (a native build crashed on an AMX host), with the x86
+# extensions this CPU has.
+LLAMA_CPP_FLAGS := -DGGML_NATIVE=OFF $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && echo -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON) $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo -DGGML_AVX512=ON)
+llama-cpp: setup
+	CMAKE_ARGS="$(LLAMA_CPP_FLAGS)" $(BIN)/python -m pip install -q llama-cpp-python==0.3.36
 
 # Adapter training (checkpoints to <cache>/training/checkpoint and resumes from it) and its held-out evaluation.
 STEPS ?= 2000
