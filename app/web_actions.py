@@ -42,6 +42,10 @@ MEDIA_PROBLEMS = {
 }
 
 SPEAK_POLL_S = 0.05  # how often the voice looks for new sentences of the answer
+# The chat is sent to the page at most this often while an answer streams: each update is a
+# round trip through Gradio's event loop (a quarter of a second with hands-free listening's
+# microphone chunks in the same loop), and the answer waited for each one, token by token.
+UPDATE_EVERY_S = 0.1
 log = logging.getLogger(__name__)
 
 Chat = tuple[list[dict], str]  # the chat messages and the status line
@@ -154,8 +158,12 @@ def respond(
             turn.fail(f"the settings cannot be used: {error}")
         yield view(session)
         return
+    shown_at = 0.0
     for turn in answer_next(model, session, options, system_prompt or "", bool(translate)):
-        yield view(session, turn)
+        now = time.monotonic()
+        if now - shown_at >= UPDATE_EVERY_S or turn.state != "answering":
+            shown_at = now
+            yield view(session, turn)
     yield view(session)  # last: whatever Stop or Clear did meanwhile
 
 

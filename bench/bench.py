@@ -36,7 +36,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as `python bench/bench.py`: sys.path[0] is bench/
+if __name__ == "__main__":  # run as `python bench/bench.py`: sys.path[0] is bench/, where
+    # `import bench` would find this file instead of the package of bench/browser.py & co.
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
     sys.path.insert(0, str(ROOT))
 
 import numpy as np

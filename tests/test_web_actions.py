@@ -15,6 +15,7 @@ from app.web_session import Turn, WebSession
 from fusion.model import Stats
 from tests.api_support import wait_until
 from tests.tiny import photo, said, tone
+from tests.web_support import PacedModel
 
 
 @pytest.fixture
@@ -49,14 +50,40 @@ def test_a_typed_question_with_photos_shows_them_and_streams_the_answer(model, t
     shown = [part for part in question["content"] if isinstance(part, gr.Image)]
     assert [part.alt_text for part in shown] == ["your photo photo1.png", "your photo photo2.png"]
     assert texts(question) == ["What is this?"]
-    updates = ask_and_answer(model, session)
-    assert len(updates) > 3
+    updates = ask_and_answer(PacedModel(model, pace_s=0.05), session)  # 8 pieces in 0.4 s
+    assert len(updates) > 3  # streamed, not only at the end
     final_chat, final_status = updates[-1]
     assert final_status.startswith("Answered.")
     answer, timing = final_chat[1], final_chat[2]
     assert answer["role"] == "assistant" and answer["content"]
     assert timing["metadata"]["title"].startswith(TIMING_MARK)
     assert "photo" in timing["metadata"]["title"] and "8 tokens at" in timing["metadata"]["title"]
+
+
+def test_a_fast_answer_reaches_the_page_in_few_updates(model, session):
+    """Each update is a round trip through Gradio's event loop: pieces that arrive within
+    UPDATE_EVERY_S of the last update wait for the next one (the whole answer at the end)."""
+    session.ask("What is this?")
+    pieces = []
+    paced = PacedModel(model, pace_s=0.0, max_tokens=24)
+    real_stream = paced.stream
+
+    def counted(*args, **kwargs):
+        for event in real_stream(*args, **kwargs):
+            pieces.append(event)
+            yield event
+
+    paced.stream = counted
+    start = time.monotonic()
+    updates = list(act.respond(paced, session, 24, 0.0, ""))
+    took = time.monotonic() - start
+    assert len(updates) <= 3 + took / act.UPDATE_EVERY_S
+    assert len(updates) < len(pieces) / 2  # the tiny model's pieces come far faster
+    final_chat, final_status = updates[-1]
+    assert (
+        final_status.startswith("Answered.")
+        and final_chat[1]["content"] == session.turns[-1].answer
+    )
 
 
 def test_a_recording_shows_its_transcript_in_the_question(model, tmp_path, session):
