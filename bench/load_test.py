@@ -424,10 +424,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int, max_waiting: int) -> subprocess.Popen:
+def start_server(port: int, *options: str) -> subprocess.Popen:
+    """`lunettes serve` on 127.0.0.1:port with `options`, once its API answers."""
     command = [
         sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--max-waiting", str(max_waiting),
+        *options,
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "LUNETTES_API_KEY"}
     server = subprocess.Popen(command, cwd=ROOT, env=env)
@@ -460,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.url is None:
         port = free_port()
         print(f"starting `lunettes serve` on 127.0.0.1:{port} (embedded bundle)...", flush=True)
-        server = start_server(port, args.max_waiting)
+        server = start_server(port, "--max-waiting", str(args.max_waiting))
         args.url = f"http://127.0.0.1:{port}"
     try:
         with tempfile.TemporaryDirectory() as folder:

@@ -21,10 +21,8 @@ gives the server's own split of each turn; it is printed beside each run.
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +30,8 @@ import psutil
 import soundfile
 
 from bench.browser import FAKE_MICROPHONE_RATE, launch_chromium
-from bench.load_test import free_port
+from bench.load_test import free_port, start_server
 
-ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = [  # natural questions, not the training templates (assets/eval/spoken_questions.txt)
     "What is the capital of Australia?",
     "How long should I boil an egg?",
@@ -44,7 +41,6 @@ QUESTIONS = [  # natural questions, not the training templates (assets/eval/spok
 ]
 LEAD_S, TAIL_S = 1.0, 12.0  # silence before and after the question in the WAV
 SILENT = 1e-3  # |sample| below this counts as silence when finding the question's last sound
-START_TIMEOUT_S = 240
 ANSWER_TIMEOUT_S = 60
 
 PAGE_CLOCK = """
@@ -77,26 +73,6 @@ def microphone_wav(path: Path, question: str) -> float:
     silence = [np.zeros(round(s * FAKE_MICROPHONE_RATE), np.float32) for s in (LEAD_S, TAIL_S)]
     soundfile.write(path, np.concatenate([silence[0], samples, silence[1]]), FAKE_MICROPHONE_RATE)
     return LEAD_S + speech_s
-
-
-def serve(port: int, data_dir: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
-    command += ["--no-history", "--data-dir", str(data_dir)]
-    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    import httpx
-
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"lunettes serve exited:\n{server.stdout.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    server.kill()
-    raise RuntimeError(f"lunettes serve was not ready within {START_TIMEOUT_S} s")
 
 
 def lowest_priority(processes) -> None:
@@ -147,7 +123,7 @@ def measure_voice_loop(runs: int = len(QUESTIONS), port: int = 0) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         print(f"lunettes serve on port {port} (embedded bundle) ...", flush=True)
-        server = serve(port, folder / "data")
+        server = start_server(port, "--no-history", "--data-dir", str(folder / "data"))
         try:
             with sync_playwright() as playwright:
                 for run in range(runs):
