@@ -5,9 +5,9 @@ audio so far is transcribed greedily (a third of beam search's cost; the questio
 then transcribed as usual, with beam search, when it ends). Once the wearer has paused
 PAUSE_CHECK_S, everything said is transcribed at once: when those words end as a question
 does, the listener need not wait out its whole pause (web_session.py, QUICK_END_S). The
-work runs in one background thread per app, under the model's media lock (Whisper's decoder is shared), so that the
-microphone's chunks never wait for it; a result that arrives after its utterance ended is
-dropped. Nothing here imports gradio.
+work runs in one background thread per app, under the model's media lock (Whisper's decoder
+is shared), so that the microphone's chunks never wait for it; a result that arrives after
+its utterance ended is dropped. Nothing here imports gradio.
 """
 
 import logging
