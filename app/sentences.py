@@ -4,15 +4,25 @@ A voice that waits for the whole answer starts seconds late; one that speaks wor
 sounds broken. The answer's text arrives token by token; `Sentences.push` returns each
 sentence once its end (. ! ? or a line break, then a space) has arrived, and `end` returns
 what is left. The first piece may end at a clause (a comma, colon or semicolon after at least
-FIRST_CLAUSE_WORDS words), so that the voice starts sooner; later pieces are whole sentences,
-which sound more natural.
+FIRST_CLAUSE_WORDS words), or, in a long first sentence with no such mark, before a word that
+joins two clauses ("and", "because", "which", ... after at least FIRST_JOIN_WORDS words), so
+that the voice starts sooner; later pieces are whole sentences, which sound more natural.
+"The ideal time to boil an egg depends on the recipe | and the type of egg you use." Five
+typed questions to the embedded bundle, asked -> first sound, one run each (2026-12-02):
+median 981 -> 756 ms; that egg question 2467 -> 2118 ms.
 """
 
 import re
 
 FIRST_CLAUSE_WORDS = 4
+FIRST_JOIN_WORDS = 8
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|\n+")
 _CLAUSE_END = re.compile(r"(?<=[,;:])\s+")
+_JOINING_WORD = re.compile(
+    r"\s+(?=(?:and|but|or|because|which|who|when|where|while|if|although|though|since|"
+    r"unless|until|whereas)\s)",
+    re.IGNORECASE,
+)  # the space before the word: the piece ends there, the next begins with the word
 _ABBREVIATIONS = ("e.g.", "i.e.", "mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "etc.", "no.")
 
 
@@ -53,5 +63,8 @@ class Sentences:
         if self.pieces == 0:
             for match in _CLAUSE_END.finditer(self.pending):
                 if len(self.pending[: match.start()].split()) >= FIRST_CLAUSE_WORDS:
+                    return match.end()
+            for match in _JOINING_WORD.finditer(self.pending):
+                if len(self.pending[: match.start()].split()) >= FIRST_JOIN_WORDS:
                     return match.end()
         return None

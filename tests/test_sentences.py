@@ -31,6 +31,24 @@ def test_the_first_piece_may_be_a_clause_and_later_ones_are_sentences():
     ]
 
 
+def test_a_long_first_sentence_is_cut_before_a_word_that_joins_two_clauses():
+    text = (
+        "The ideal amount of time to boil an egg depends on the recipe and the type of egg. "
+        "It is done when the white is firm and the yolk is soft."
+    )
+    assert fed(text, 2) == [
+        "The ideal amount of time to boil an egg depends on the recipe",
+        "and the type of egg.",
+        "It is done when the white is firm and the yolk is soft.",  # later: whole sentences
+    ]
+    assert fed("Salt and pepper and oil go in first.", 2) == [
+        "Salt and pepper and oil go in first."
+    ]
+    assert fed("The history of the island of Android is long.", 1) == [
+        "The history of the island of Android is long."  # a word that begins like "and"
+    ]
+
+
 def test_abbreviations_and_numbers_do_not_end_a_sentence():
     text = "Pack light, e.g. a coat. It costs 3.50 euros. Steps: 1. boil 2. cool."
     assert fed(text, 1) == [
