@@ -544,6 +544,7 @@ def measure_llama_cpp_decoding(model, threads: int | None) -> dict | None:
     from fusion.language_model import embedded_gguf
 
     if model.lm_name is None or "embedded" not in model.lm_name:
+        print("llama.cpp peer: SKIPPED (it runs the embedded LM's GGUF; this LM has none)")
         return None
     threads = threads or torch.get_num_threads()
     llm = Llama(

@@ -54,15 +54,15 @@ def use_int4_weights(lm, spec: str, cache_dir: Path) -> int:
 
     if spec != EMBEDDED:
         raise InputError(f"int4 weights come from the embedded LM's GGUF file; {spec!r} has none")
-    return int4_linears(lm, embedded_gguf(), cache_dir / f"smollm2-135m-int4-torch{torch.__version__}")
+    return int4_linears(
+        lm, embedded_gguf(), cache_dir / f"smollm2-135m-int4-torch{torch.__version__}"
+    )
 
 
 def _convert_gguf(out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    directory = packaged_path(
-        _GGUF_PACKAGE, _GGUF_FILE
-    ).parent  # found, not imported: it imports llm
+    directory = embedded_gguf().parent  # found, not imported: it imports llm
     tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=_GGUF_FILE)
     model = AutoModelForCausalLM.from_pretrained(
         directory, gguf_file=_GGUF_FILE, dtype=torch.float32

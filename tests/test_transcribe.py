@@ -215,6 +215,10 @@ def test_a_sentence_said_again_with_a_space_before_it_is_cut():
     tokens = tokenizer.encode(f"{said} {said}")
     ends = [tokenizer.decode([t]).rstrip().endswith((".", "?", "!")) for t in tokens]
     assert tokenizer.decode(tokens[: restart(tokens, ends, decode=tokenizer.decode)]) == said
+    lowered = tokenizer.encode(f"{said.lower()} {said}")  # "your train ... Your train"
+    ends = [tokenizer.decode([t]).rstrip().endswith((".", "?", "!")) for t in lowered]
+    cut = restart(lowered, ends, decode=tokenizer.decode)
+    assert tokenizer.decode(lowered[:cut]) == said.lower()
     kept = tokenizer.encode("Stop. Stop the car now.")
     ends = [tokenizer.decode([t]).rstrip().endswith((".", "?", "!")) for t in kept]
     assert restart(kept, ends, decode=tokenizer.decode) == len(kept)
@@ -233,3 +237,28 @@ def test_an_english_only_whisper_transcribes_without_detecting_a_language(beam_s
     frames = english.encoder.ln_post.weight.new_zeros(1, 50, WHISPER_DIMS["n_audio_state"])
     heard = Transcriber(english, beam_size=beam_size)(frames)
     assert heard.language == "en" and isinstance(heard.text, str)
+
+
+def test_a_beam_that_loops_or_starts_over_is_ended_there():
+    """_EndLoops leaves only end of text (at its own logit) to a beam that repeats a block or
+    starts the question over; other beams keep every choice."""
+    import whisper.tokenizer
+
+    from encoders.transcribe import _EndLoops
+
+    tokenizer = whisper.tokenizer.get_tokenizer(True, language="en", task="transcribe")
+    prompt = list(tokenizer.sot_sequence_including_notimestamps)
+    ending = _EndLoops(tokenizer, len(prompt))
+    for said, ended in [
+        (" How long does it take? How long", True),  # starts over
+        (" one two three four one two three four", True),  # loops
+        (" How long does it take to walk", False),  # goes on
+    ]:
+        logits = torch.randn(1, tokenizer.eot + 100)  # 1, V
+        before = logits.clone()
+        ending.apply(logits, torch.tensor([prompt + tokenizer.encode(said)]))
+        if ended:
+            assert torch.isinf(logits[0]).sum() == logits.shape[1] - 1, said
+            assert logits[0, tokenizer.eot] == before[0, tokenizer.eot]
+        else:
+            assert torch.equal(logits, before), said
