@@ -61,10 +61,10 @@ class BatchDecoder:
     ) -> Row:
         """embeddings [1, L, D] -> a new row with its first token chosen (row.generated), in
         the batch unless it finished at once."""
-        from transformers import DynamicCache
+        from fusion.kv_cache import GrowingCache  # transformers, imported when first used
 
         seed = options.seed if options.seed is not None else secrets.randbits(63)
-        cache = DynamicCache()
+        cache = GrowingCache()
         length = embeddings.shape[1]
         if layout is None:
             seen = torch.ones(length, dtype=torch.long)  # L

@@ -78,12 +78,14 @@ def load_model(spec: BundleSpec = BundleSpec()) -> LunettesModel:
 
 
 def speed_up_decoding(lm, cache_dir: Path) -> str:
-    """Give the LM's linear layers the fastest one-row product available here; returns which:
-    "kernel" (gemv.py, ~2.5x torch's default), "packed" (packed_linear.py, ~1.7x) or "torch"."""
+    """Give the LM's float32 linear layers the fastest products available here; returns which:
+    "kernel+packed" (one row through gemv.py, more through oneDNN's packed weights), "kernel",
+    "packed" (packed_linear.py) or "torch"."""
+    packed = pack_linears(lm) > 0
     gemv = load_gemv(cache_dir)
     if gemv is not None and use_row_kernel(lm, gemv) > 0:
-        return "kernel"
-    return "packed" if pack_linears(lm) > 0 else "torch"
+        return "kernel+packed" if packed else "kernel"
+    return "packed" if packed else "torch"
 
 
 def load_adapter(spec: str, config: AdapterConfig, identities: dict) -> Adapter:

@@ -48,13 +48,13 @@ def generate_tokens(
     layout: PromptLayout | None = None,
 ) -> Iterator[int]:
     """inputs_embeds [1, L, D] -> yields new token ids until a stop id or max_new_tokens."""
-    from transformers import DynamicCache
+    from fusion.kv_cache import GrowingCache  # transformers, imported when first used
 
     seed = (
         options.seed if options.seed is not None else secrets.randbits(63)
     )  # global RNG untouched
     generator = torch.Generator().manual_seed(seed)
-    cache = DynamicCache()
+    cache = GrowingCache()
     scoped: dict = {}
     if layout is not None:  # seen: [1, L + k] what each new token may attend to
         seen = layout.attention[-1].long()[None].to(inputs_embeds.device)

@@ -1,17 +1,19 @@
 """Linear layers that send single-row inference through the compiled kernel (gemv.py).
 
-Decoding runs one row per step through every linear layer; everything else (prefill of many
-rows, training, autograd, other dtypes or devices) keeps nn.Linear's own path. The kernel
-reads nn.Linear's own weight: no second copy is kept.
+Decoding one answer runs one row per step through every linear layer; several rows (a decode
+batch, a prefill), training, autograd, other dtypes or devices keep the layer's own path:
+PackedLinear's oneDNN layout when pack_linears gave it one, else nn.Linear's. The kernel
+reads nn.Linear's own weight: it keeps no copy of its own.
 """
 
 import torch
 from torch import nn
 
 from fusion.gemv import Gemv
+from fusion.packed_linear import PackedLinear
 
 
-class RowLinear(nn.Linear):
+class RowLinear(PackedLinear):
     gemv: Gemv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -28,10 +30,11 @@ class RowLinear(nn.Linear):
 
 
 def use_row_kernel(module: nn.Module, gemv: Gemv) -> int:
-    """Route every float32 CPU nn.Linear inside `module` through `gemv`; returns how many."""
+    """Route single rows through every float32 CPU linear layer inside `module` (nn.Linear,
+    or PackedLinear, which keeps its packed weight for more rows) to `gemv`; returns how many."""
     count = 0
     for layer in module.modules():
-        weight = layer.weight if type(layer) is nn.Linear else None
+        weight = layer.weight if type(layer) in (nn.Linear, PackedLinear) else None
         if weight is None or weight.dtype != torch.float32 or weight.device.type != "cpu":
             continue
         if not weight.is_contiguous() or (

@@ -10,6 +10,7 @@ from fusion.conversation import user
 from fusion.gemv import load_gemv
 from fusion.generate import GenerationOptions
 from fusion.model import Chunk
+from fusion.packed_linear import pack_linears, packing_available
 from fusion.row_linear import RowLinear, use_row_kernel
 
 
@@ -103,6 +104,26 @@ def test_row_linears_use_the_kernel_for_one_row_only_and_keep_autograd(gemv):
     x = torch.randn(1, 16, requires_grad=True)
     net(x).sum().backward()  # with gradients nn.Linear's path is used
     assert x.grad is not None and net[0].weight.grad is not None
+
+
+@pytest.mark.skipif(not packing_available(), reason="no oneDNN in this torch")
+def test_packed_row_linears_use_the_kernel_for_one_row_and_packed_weights_for_more(gemv):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 40), nn.GELU(), nn.Linear(40, 8, bias=False))
+    reference = copy.deepcopy(net)
+    assert pack_linears(net) == 2 and use_row_kernel(net, gemv) == 2
+    assert all(isinstance(m, RowLinear) and m.packed_weight is not None for m in net[::2])
+    calls = []
+    original = type(gemv).unchecked
+    for x in (torch.randn(1, 16), torch.randn(8, 1, 16)):  # one row, then a decode batch
+        with torch.inference_mode():
+            try:
+                type(gemv).unchecked = lambda self, *a: calls.append(1) or original(self, *a)
+                out = net(x)
+            finally:
+                type(gemv).unchecked = original
+        torch.testing.assert_close(out, reference(x), rtol=1e-5, atol=1e-5)
+    assert len(calls) == 2  # the single row only; the batch went through oneDNN
 
 
 def test_row_kernel_skips_other_dtypes(gemv):
