@@ -1,8 +1,9 @@
 """Decoding several answers at once: one batched KV cache, a row per answer.
 
 Each answer's prompt is prefilled alone (its own length, positions and scoped attention,
-prompt_layout.py), then its KV cache joins the batch as a new row, left-padded with columns
-it never attends to. Each decode step then feeds every row's last token in one forward pass
+prompt_layout.py; after the prefix it shares with a kept prompt, whole or a chunk at a time:
+prefill.py), then its KV cache joins the batch as a new row, left-padded with columns it
+never attends to. Each decode step then feeds every row's last token in one forward pass
 [B, 1], with each row's own positions and attention mask [B, T]. On a CPU the weights are
 read once per step whatever the number of rows, so B answers cost little more than one.
 A finished or cancelled row leaves at once, and the columns no row attends to any more are
@@ -13,7 +14,8 @@ The transformers library has its own continuous batching (generate_batch, paged 
 but it takes token ids only: a prompt whose photo and clip are spliced in as embeddings,
 with scoped attention, cannot go through it.
 
-No threads here: scheduler.py calls prefill and step from the one thread that owns the model.
+No threads here: scheduler.py calls begin, advance and step from the one thread that owns
+the model.
 
 Letters: B rows, T cache columns, L prompt length, D LM width, V vocabulary.
 """
@@ -24,6 +26,8 @@ from dataclasses import dataclass, field
 import torch
 
 from fusion.generate import GenerationOptions, penalise_repeats, pick
+from fusion.prefill import Prefill, advance, start_prefill
+from fusion.prefix_cache import PrefixCache
 from fusion.prompt_layout import PromptLayout
 
 
@@ -41,17 +45,55 @@ class Row:
 
 
 class BatchDecoder:
-    def __init__(self, lm: torch.nn.Module):
+    def __init__(self, lm: torch.nn.Module, prefixes: PrefixCache | None = None):
         self.lm = lm
+        self.prefixes = prefixes  # kept prompt prefixes: start from them, keep each prompt
         self.rows: list[Row] = []  # in the cache's batch order
-        self.cache = None  # transformers DynamicCache [B, H, T, Dh] per layer, None when empty
+        self.cache = None  # kv_cache.GrowingCache [B, H, T, Dh] per layer, None when empty
         self.mask: torch.Tensor | None = None  # [B, T] long: 1 where a row attends
 
     @property
     def columns(self) -> int:
         return 0 if self.mask is None else self.mask.shape[1]
 
+    def begin(
+        self,
+        embeddings: torch.Tensor,
+        layout: PromptLayout | None = None,
+        owner: str | None = "",
+    ) -> Prefill:
+        """embeddings [1, L, D] -> its prefill, after the longest prefix it shares with the
+        owner's kept prompts."""
+        return start_prefill(embeddings, layout, self.prefixes, owner)
+
     @torch.inference_mode()
+    def advance(
+        self,
+        prefill: Prefill,
+        options: GenerationOptions,
+        stop_ids: set[int],
+        tokens: int | None = None,
+    ) -> Row | None:
+        """Prefill the next `tokens` of the prompt (all when None) -> None while some are
+        left; then a new row with its first token chosen (row.generated), in the batch unless
+        it finished at once."""
+        logits = advance(self.lm, prefill, tokens, self.prefixes)  # V, or None
+        if logits is None:
+            return None
+        seed = options.seed if options.seed is not None else secrets.randbits(63)
+        layout = prefill.layout
+        if layout is None:
+            seen = torch.ones(prefill.length, dtype=torch.long)  # L
+            position = prefill.length - 1
+        else:
+            seen = layout.attention[-1].long()  # L: what the prompt's last token sees
+            position = int(layout.positions[-1])
+        row = Row(options, stop_ids, torch.Generator().manual_seed(seed), position)
+        self._choose(row, logits)
+        if not row.finished:
+            self._join(row, prefill.cache, seen.to(prefill.embeddings.device))
+        return row
+
     def prefill(
         self,
         embeddings: torch.Tensor,
@@ -59,31 +101,8 @@ class BatchDecoder:
         stop_ids: set[int],
         layout: PromptLayout | None = None,
     ) -> Row:
-        """embeddings [1, L, D] -> a new row with its first token chosen (row.generated), in
-        the batch unless it finished at once."""
-        from fusion.kv_cache import GrowingCache  # transformers, imported when first used
-
-        seed = options.seed if options.seed is not None else secrets.randbits(63)
-        cache = GrowingCache()
-        length = embeddings.shape[1]
-        if layout is None:
-            seen = torch.ones(length, dtype=torch.long)  # L
-            position, scoped = length - 1, {}
-        else:
-            seen = layout.attention[-1].long()  # L: what the prompt's last token sees
-            position = int(layout.positions[-1])
-            scoped = {
-                "attention_mask": layout.attention[None, None].to(embeddings.device),
-                "position_ids": layout.positions[None].to(embeddings.device),
-            }
-        output = self.lm(
-            inputs_embeds=embeddings, cache=cache, use_cache=True, logits_to_keep=1, **scoped
-        )
-        row = Row(options, stop_ids, torch.Generator().manual_seed(seed), position)
-        self._choose(row, output.logits[0, -1])
-        if not row.finished:
-            self._join(row, cache, seen.to(embeddings.device))
-        return row
+        """embeddings [1, L, D] -> a new row, the whole prompt prefilled at once (advance)."""
+        return self.advance(self.begin(embeddings, layout), options, stop_ids)
 
     @torch.inference_mode()
     def step(self) -> list[Row]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from fusion.prefill import advance, start_prefill
+from fusion.prefix_cache import PrefixCache
 from fusion.prompt_layout import PromptLayout
 
 MIN_TEMPERATURE = 1e-4  # below this, sampling is greedy decoding
@@ -46,39 +48,38 @@ def generate_tokens(
     options: GenerationOptions,
     stop_ids: set[int],
     layout: PromptLayout | None = None,
+    prefixes: PrefixCache | None = None,
+    owner: str | None = "",
 ) -> Iterator[int]:
-    """inputs_embeds [1, L, D] -> yields new token ids until a stop id or max_new_tokens."""
-    from fusion.kv_cache import GrowingCache  # transformers, imported when first used
-
+    """inputs_embeds [1, L, D] -> yields new token ids until a stop id or max_new_tokens.
+    prefixes: kept prompt prefixes to start from (the owner's), and to keep this prompt in."""
     seed = (
         options.seed if options.seed is not None else secrets.randbits(63)
     )  # global RNG untouched
     generator = torch.Generator().manual_seed(seed)
-    cache = GrowingCache()
+    prefill = start_prefill(inputs_embeds, layout, prefixes, owner)
+    logits = advance(lm, prefill, prefixes=prefixes)  # V
+    cache = prefill.cache
     scoped: dict = {}
     if layout is not None:  # seen: [1, L + k] what each new token may attend to
         seen = layout.attention[-1].long()[None].to(inputs_embeds.device)
         position = int(layout.positions[-1])
-        scoped = {
-            "attention_mask": layout.attention[None, None].to(inputs_embeds.device),
-            "position_ids": layout.positions[None].to(inputs_embeds.device),
-        }
-    output = lm(
-        inputs_embeds=inputs_embeds, cache=cache, use_cache=True, logits_to_keep=1, **scoped
-    )
     generated: list[int] = []
     for _ in range(options.max_new_tokens):
-        logits = penalise_repeats(output.logits[0, -1], generated, options.repetition_penalty)
+        logits = penalise_repeats(logits, generated, options.repetition_penalty)
         token = pick(logits, options, generator)
         if token in stop_ids:
             return
         generated.append(token)
         yield token
+        if len(generated) == options.max_new_tokens:
+            return
         if layout is not None:
             seen = torch.cat([seen, seen.new_ones(1, 1)], dim=1)
             position += 1
             scoped = {"attention_mask": seen, "position_ids": torch.tensor([[position]])}
         output = lm(input_ids=torch.tensor([[token]]), cache=cache, use_cache=True, **scoped)
+        logits = output.logits[0, -1]
 
 
 def penalise_repeats(logits: torch.Tensor, generated: list[int], penalty: float) -> torch.Tensor:

@@ -27,6 +27,7 @@ from fusion.name_head import class_vote_matrix
 from fusion.photo_text.prompt import text_in_photos
 from fusion.photo_text.request import asks_for_words, photos_to_read, question_words
 from fusion.placeholders import expand_placeholders, new_marker
+from fusion.prefix_cache import PUBLIC, PrefixCache
 from fusion.prompt_layout import PromptLayout, Scope, layout
 from fusion.scheduler import DecodeScheduler
 from fusion.speech_reading import (
@@ -99,6 +100,8 @@ class LunettesModel:
         self.context_length = getattr(lm.config, "max_position_embeddings", 2048)
         self.stop_ids = _stop_ids(lm, tokenizer)
         self.media_cache = MediaCache()  # what each photo and clip gave, by content and owner
+        self.prefixes = PrefixCache()  # keys and values of prompts prefilled, by owner
+        self._opening: torch.Tensor | None = None  # [1, L, D] the system prompt alone
         self.media_lock = threading.Lock()  # one request's encoders at a time
         # a scheduler.DecodeScheduler when several answers share the model (the server); None:
         # each answer decodes alone in its caller's thread (the CLI, evaluation)
@@ -378,7 +381,8 @@ class LunettesModel:
         emitted, stopped, first_token_at = 0, False, None
         longest_stop = max((len(s) for s in options.stop), default=0)
         decode = self.decoder.tokens if self.decoder is not None else self._decode_alone
-        tokens = decode(inputs.embeddings, options, self.stop_ids, inputs.layout)
+        self._keep_opening(decode)
+        tokens = decode(inputs.embeddings, options, self.stop_ids, inputs.layout, owner)
         with closing(tokens):  # a stop string, or a reader that left: the row is freed
             for token in tokens:
                 if first_token_at is None:
@@ -421,7 +425,7 @@ class LunettesModel:
     def share(self) -> None:
         """Answer many at once from now on: one DecodeScheduler batches every answer."""
         if self.decoder is None:
-            self.decoder = DecodeScheduler(self.lm)
+            self.decoder = DecodeScheduler(self.lm, prefixes=self.prefixes)
 
     def unshare(self) -> None:
         """Back to each answer decoding alone (its scheduler's thread stops when idle)."""
@@ -429,8 +433,24 @@ class LunettesModel:
             self.decoder.close()
             self.decoder = None
 
-    def _decode_alone(self, embeddings, options, stop_ids, layout) -> Iterator[int]:
-        return generate_tokens(self.lm, embeddings, options, stop_ids, layout)
+    def _keep_opening(self, decode) -> None:
+        """Prefill the system prompt alone when it is not kept (the first answer, or evicted),
+        so that every conversation, anyone's, starts after it (prefix_cache.PUBLIC)."""
+        if not self.system_prompt:
+            return
+        if self._opening is None:
+            system = [{"role": "system", "content": self.system_prompt}]
+            text = self.tokenizer.apply_chat_template(system, tokenize=False)
+            ids = self.tokenizer.encode(text, add_special_tokens=False)
+            embed = self.lm.get_input_embeddings()
+            self._opening = embed(torch.tensor([ids], device=embed.weight.device))  # 1, L, D
+        if not self.prefixes.holds(self._opening[0], PUBLIC):
+            one = GenerationOptions(max_new_tokens=1)
+            for _ in decode(self._opening, one, set(), None, PUBLIC):
+                pass
+
+    def _decode_alone(self, embeddings, options, stop_ids, layout, owner) -> Iterator[int]:
+        return generate_tokens(self.lm, embeddings, options, stop_ids, layout, self.prefixes, owner)
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> int | None:

@@ -2,10 +2,12 @@
 
 Continuous batching on a BatchDecoder (batch_decoder.py): between two decode steps the
 scheduler takes the next waiting answer (first come, first served), prefills it and adds its
-row; it then runs one step for every row and hands each answer its new token. A running
-answer therefore waits at most one prefill between two of its tokens, however many arrive.
-An answer whose reader stops (a client that left, Stop in the web app) leaves the batch at
-the next step, freeing its row.
+row; it then runs one step for every row and hands each answer its new token. While answers
+are running, a prompt is prefilled PREFILL_CHUNK tokens per turn (after the prefix a kept
+prompt gave it, prefix_cache.py), so a running answer waits at most one chunk between two of
+its tokens, however many arrive and however long their prompts. An answer whose reader stops
+(a client that left, Stop in the web app) leaves the batch at the next step, freeing its row;
+one still being prefilled is dropped at the next turn.
 
 Rows are bounded by memory, not by a count: an answer is let in while the batch's KV cache,
 counted at the longest row (prompt + max_new_tokens, as the rows are padded to it), stays
@@ -31,9 +33,12 @@ import torch
 
 from fusion.batch_decoder import BatchDecoder, Row
 from fusion.generate import GenerationOptions
+from fusion.prefill import Prefill
+from fusion.prefix_cache import PrefixCache
 from fusion.prompt_layout import PromptLayout
 
 DEFAULT_KV_BUDGET_BYTES = 512 * 1024 * 1024
+PREFILL_CHUNK = 64  # prompt tokens prefilled per turn while other answers are running
 _END = object()
 
 
@@ -43,8 +48,10 @@ class _Answer:
     options: GenerationOptions
     stop_ids: set[int]
     layout: PromptLayout | None
+    owner: str | None  # whose kept prompt prefixes it may start from
     tokens: deque = field(default_factory=deque)  # new token ids, then _END or an exception
     ready: threading.Event = field(default_factory=threading.Event)
+    prefill: Prefill | None = None  # while its prompt goes into the cache
     row: Row | None = None
     sent: int = 0  # tokens of row.generated handed over so far
     cancelled: bool = False
@@ -65,13 +72,17 @@ class DecodeScheduler:
         lm: torch.nn.Module,
         kv_budget_bytes: int = DEFAULT_KV_BUDGET_BYTES,
         threads: int | None = None,
+        prefixes: PrefixCache | None = None,
     ):
-        self.decoder = BatchDecoder(lm)
+        """prefixes: kept prompt prefixes (prefix_cache.py) each prompt starts from; None:
+        every prompt is prefilled whole."""
+        self.decoder = BatchDecoder(lm, prefixes)
         self.threads = threads or max(1, torch.get_num_threads() - 1)
         self.kv_budget_bytes = kv_budget_bytes
         self.kv_bytes_per_column = kv_bytes_per_token(lm)
         self._waiting: deque[_Answer] = deque()
         self._running: list[_Answer] = []
+        self._filling: _Answer | None = None  # the answer whose prompt is being prefilled
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -84,10 +95,11 @@ class DecodeScheduler:
         options: GenerationOptions,
         stop_ids: set[int],
         layout: PromptLayout | None = None,
+        owner: str | None = "",
     ) -> Iterator[int]:
         """As generate.generate_tokens: embeddings [1, L, D] -> new token ids, decoded in the
         batch. Closing the iterator cancels the answer."""
-        answer = _Answer(embeddings.detach(), options, set(stop_ids), layout)
+        answer = _Answer(embeddings.detach(), options, set(stop_ids), layout, owner)
         with self._wake:
             self._start()
             self._waiting.append(answer)
@@ -137,29 +149,33 @@ class DecodeScheduler:
             except BaseException as error:  # never leave a reader waiting on a dead thread
                 with self._wake:
                     stranded = list(self._running) + list(self._waiting)
+                    stranded += [self._filling] if self._filling is not None else []
                     self._waiting.clear()
                 self._running.clear()
-                self.decoder = BatchDecoder(self.decoder.lm)
+                self._filling = None
+                self.decoder = BatchDecoder(self.decoder.lm, self.decoder.prefixes)
                 for answer in stranded:
                     answer.put(RuntimeError(f"decoding failed: {error!r}"))
                 if not isinstance(error, Exception):
                     raise
 
     def _turn(self) -> bool:
-        """Let in at most one waiting answer (prefilled), then one step for every row ->
-        False when closed and idle."""
+        """Prefill the answer being let in (a chunk of it while others run; let in the next
+        waiting one first when none is), then one step for every row -> False when closed
+        and idle."""
         with self._wake:
-            while not self._waiting and not self._running:
+            while not self._waiting and not self._running and self._filling is None:
                 if self._closed:
                     self._thread = None
                     return False
                 self._wake.wait()
-            admitted = self._next_to_admit()
+            if self._filling is None:
+                self._filling = self._next_to_admit()
             cancelled = [a for a in self._running if a.cancelled]
         if cancelled:
             self._finish(cancelled, None)
-        if admitted is not None:
-            self._prefill(admitted)
+        if self._filling is not None:
+            self._prefill(self._filling)
         if self._running:
             self._step()
         return True
@@ -177,13 +193,26 @@ class DecodeScheduler:
         return self._waiting.popleft()
 
     def _prefill(self, answer: _Answer) -> None:
+        """The next chunk of the answer's prompt (all of it when no other answer runs); once
+        the prompt is in, its row joins the batch."""
+        if answer.cancelled:
+            self._filling = None
+            answer.put(_END)
+            return
         try:
-            answer.row = self.decoder.prefill(
-                answer.embeddings, answer.options, answer.stop_ids, answer.layout
+            if answer.prefill is None:
+                answer.prefill = self.decoder.begin(answer.embeddings, answer.layout, answer.owner)
+            chunk = PREFILL_CHUNK if self._running else None
+            answer.row = self.decoder.advance(
+                answer.prefill, answer.options, answer.stop_ids, chunk
             )
         except Exception as error:  # noqa: BLE001 - this answer's prompt only: the batch goes on
+            self._filling = None
             answer.put(error)
             return
+        if answer.row is None:
+            return  # more chunks to come
+        self._filling, answer.prefill = None, None
         self._deliver(answer)
         if not answer.row.finished:
             self._running.append(answer)
@@ -193,7 +222,7 @@ class DecodeScheduler:
             self.decoder.step()
         except Exception as error:  # noqa: BLE001 - the batch is lost: every answer hears why
             self._finish(list(self._running), error)
-            self.decoder = BatchDecoder(self.decoder.lm)
+            self.decoder = BatchDecoder(self.decoder.lm, self.decoder.prefixes)
             return
         self.steps += 1
         self.row_steps += len(self._running)

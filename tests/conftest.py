@@ -50,11 +50,13 @@ def model(tokenizer, lm, clip_encoder, audio_encoder):
 
 @pytest.fixture(autouse=True)
 def _fresh_model_state(request):
-    """Each test starts with the shared model's media cache empty, as a new server would, and
-    ends with its answers decoding alone again (a server's worker shares it: model.share)."""
+    """Each test starts with the shared model's media cache and kept prompts empty, as a new
+    server would, and ends with its answers decoding alone again (a server's worker shares
+    it: model.share)."""
     model = request.getfixturevalue("model") if "model" in request.fixturenames else None
     if model is not None:
         model.media_cache.clear()
+        model.prefixes.clear()
     yield
     if model is not None:
         model.unshare()

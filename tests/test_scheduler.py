@@ -1,6 +1,7 @@
 """The decode scheduler: answers from many threads share one batch, each gets exactly its
 own tokens; a reader that stops frees its row; the KV budget holds answers back."""
 
+import itertools
 import threading
 
 import torch
@@ -74,4 +75,31 @@ def test_a_broken_prompt_fails_alone(lm):
     results = answer_together(scheduler, [good, broken, good], options)
     assert isinstance(results[1], Exception)
     assert results[0] == results[2] == alone(lm, good, options)
+    scheduler.close()
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_between_the_steps_of_running_answers(lm):
+    from fusion.scheduler import PREFILL_CHUNK
+
+    scheduler = DecodeScheduler(lm)
+    options = GenerationOptions(max_new_tokens=40)
+    running, long = prompt(lm, 6, 40), prompt(lm, 3 * PREFILL_CHUNK + 5, 41)
+    seen = []  # (tokens asked for, the running answer's tokens so far) at each advance
+    original = scheduler.decoder.advance
+
+    def advance(prefill, options, stop_ids, tokens=None):
+        rows = scheduler.decoder.rows
+        seen.append((tokens, len(rows[0].generated) if rows else 0))
+        return original(prefill, options, stop_ids, tokens)
+
+    scheduler.decoder.advance = advance
+    first = scheduler.tokens(running, options, set())
+    got = [next(first) for _ in range(3)]  # running before the long prompt arrives
+    results = answer_together(scheduler, [long], options)
+    got += list(first)
+    assert got == alone(lm, running, options) and results[0] == alone(lm, long, options)
+    chunked = seen[1:]  # after the running answer's own prefill
+    assert [tokens for tokens, _ in chunked] == [PREFILL_CHUNK] * 4
+    steps_between = [b - a for (_, a), (_, b) in itertools.pairwise(chunked)]
+    assert steps_between == [1, 1, 1]  # one decode step for the running answer per chunk
     scheduler.close()

@@ -1,0 +1,122 @@
+"""Prompts that begin like a kept one reuse its keys and values and answer exactly as when
+prefilled whole; prompts prefilled a chunk at a time too; owners never share; the budget
+holds."""
+
+import torch
+
+from fusion.generate import GenerationOptions, generate_tokens
+from fusion.prefill import advance, start_prefill
+from fusion.prefix_cache import PrefixCache
+from fusion.prompt_layout import Scope, layout
+from tests.test_batch_decoder import alone, prompt
+
+GREEDY = GenerationOptions(max_new_tokens=10)
+
+
+def answer(lm, embeddings, prefixes, scoped=None, owner=""):
+    return list(generate_tokens(lm, embeddings, GREEDY, set(), scoped, prefixes, owner))
+
+
+def test_a_follow_up_reuses_the_conversation_so_far_and_answers_the_same(lm):
+    first = prompt(lm, 12, 1)
+    follow_up = torch.cat([first, prompt(lm, 7, 2)], dim=1)  # the same 12 tokens, then more
+    prefixes = PrefixCache()
+    assert answer(lm, first, prefixes) == alone(lm, first, GREEDY)
+    assert prefixes.hits == 0 and len(prefixes) == 1
+    assert answer(lm, follow_up, prefixes) == alone(lm, follow_up, GREEDY)
+    assert prefixes.hits == 1 and prefixes.reused_tokens == 12
+    assert len(prefixes) == 1  # the follow-up's prompt replaced the one it extends
+
+
+def test_a_prompt_diverging_mid_way_reuses_only_what_it_shares(lm):
+    prefixes = PrefixCache()
+    kept = prompt(lm, 15, 3)
+    answer(lm, kept, prefixes)
+    other = kept.clone()
+    other[0, 9:] = prompt(lm, 6, 4)[0]  # the same first 9 tokens, then another question
+    assert answer(lm, other, prefixes) == alone(lm, other, GREEDY)
+    assert prefixes.reused_tokens == 9
+    again = answer(lm, kept, prefixes)  # the very same prompt: all but its last token reused
+    assert again == alone(lm, kept, GREEDY) and prefixes.reused_tokens == 9 + 14
+
+
+def test_scoped_prompts_reuse_a_prefix_only_where_positions_and_attention_agree(lm):
+    prefixes = PrefixCache()
+    embeddings = prompt(lm, 20, 5)
+    scoped = layout(20, [Scope(tuple(range(4, 10)), range(10, 13))])  # a clip's cues and text
+    answer(
+        lm, embeddings[:, :16], prefixes, layout(16, [Scope(tuple(range(4, 10)), range(10, 13))])
+    )
+    assert answer(lm, embeddings, prefixes, scoped) == alone(lm, embeddings, GREEDY, scoped)
+    assert prefixes.reused_tokens == 16  # all of the kept prompt
+    plain = PrefixCache()  # the same inputs kept without the layout: rows 10+ attend otherwise
+    answer(lm, embeddings[:, :16], plain)
+    assert answer(lm, embeddings, plain, scoped) == alone(lm, embeddings, GREEDY, scoped)
+    assert plain.reused_tokens == 4  # tokens 0-3 alike; the scoped 4-9 take no position
+
+
+def test_prefill_in_chunks_gives_the_logits_of_one_pass(lm):
+    embeddings = prompt(lm, 23, 6)
+    scoped = layout(23, [Scope(tuple(range(3, 11)), range(11, 15))])
+    for chosen in (None, scoped):
+        whole = advance(lm, start_prefill(embeddings, chosen, None))
+        chunked = start_prefill(embeddings, chosen, None)
+        outputs = [advance(lm, chunked, 5) for _ in range(5)]
+        assert [o is None for o in outputs] == [True, True, True, True, False]
+        torch.testing.assert_close(outputs[-1], whole, rtol=1e-4, atol=1e-4)
+        assert chunked.cache.get_seq_length() == 23
+
+
+def test_owners_never_reuse_each_others_prompts(lm):
+    prefixes = PrefixCache()
+    embeddings = prompt(lm, 12, 7)
+    answer(lm, embeddings, prefixes, owner="browser-a")
+    answer(lm, embeddings, prefixes, owner="browser-b")
+    assert prefixes.hits == 0 and len(prefixes) == 2
+    answer(lm, embeddings, prefixes, owner="browser-a")
+    assert prefixes.hits == 1
+
+
+def test_the_budget_evicts_the_least_recently_used_prompt(lm):
+    one = PrefixCache()
+    answer(lm, prompt(lm, 10, 8), one)
+    budget = int(one.bytes * 2.5)  # room for two prompts of this length
+    prefixes = PrefixCache(budget_bytes=budget)
+    a, b, c = prompt(lm, 10, 8), prompt(lm, 10, 9), prompt(lm, 10, 10)
+    answer(lm, a, prefixes)
+    answer(lm, b, prefixes)
+    answer(lm, a, prefixes)  # a used again: b is now the oldest
+    answer(lm, c, prefixes)
+    assert len(prefixes) == 2 and prefixes.bytes <= budget
+    hits = prefixes.hits
+    answer(lm, a, prefixes)
+    assert prefixes.hits == hits + 1  # a kept
+    answer(lm, b, prefixes)
+    assert prefixes.hits == hits + 1  # b evicted
+
+
+def test_every_conversation_starts_after_the_system_prompt_and_only_its_owner_goes_further(
+    model,
+):
+    from fusion.conversation import Message, user
+    from fusion.model import Chunk
+
+    options = GenerationOptions(max_new_tokens=6)
+
+    def ask(messages, owner):
+        before = model.prefixes.reused_tokens
+        events = model.stream(messages, options, owner)
+        text = "".join(e.text for e in events if isinstance(e, Chunk))
+        return text, model.prefixes.reused_tokens - before
+
+    answer_a, reused = ask([user("What is the capital of France?")], "browser-a")
+    opening = model._opening.shape[1]
+    assert reused == opening  # the system prompt, kept by this very answer, then reused
+    _, reused = ask([user("What is the capital of France?")], "browser-b")
+    assert reused == opening  # the same question from someone else: the system prompt only
+    follow_up = [user("What is the capital of France?"), Message("assistant", answer_a),
+                 user("And of Spain?")]  # fmt: skip
+    text, reused = ask(follow_up, "browser-a")
+    assert reused > opening  # the owner's own conversation so far
+    model.prefixes.clear()
+    assert ask(follow_up, "browser-a")[0] == text  # the same answer, prefilled whole
