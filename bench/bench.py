@@ -278,13 +278,18 @@ GEMV_RUNS = 5
 def measure_matrix_vector_ceiling(lm: torch.nn.Module) -> dict:
     """One row through every linear layer of the LM in order, nothing else: how fast the
     weights stream with no attention, norms or Python between them (best of GEMV_RUNS), with
-    the layers as loaded (the decoding kernel, where built) and with torch's plain F.linear.
+    the layers as loaded (the decoding kernel, where built), through oneDNN's packed weights
+    alone (the library path) and with torch's plain F.linear; and 8 rows (a decode batch) as
+    loaded and with F.linear.
 
     Decoding cannot beat the first; the gap between it and the probe is the kernel's
     streaming efficiency, the gap between it and decoding is per-layer overhead.
     """
+    from fusion.packed_linear import PackedLinear
+
     layers = [m for m in lm.modules() if isinstance(m, torch.nn.Linear)]
     rows = {layer: torch.randn(1, layer.in_features) for layer in layers}
+    batch = {layer: torch.randn(8, layer.in_features) for layer in layers}
     weight_bytes = sum(layer.weight.numel() * layer.weight.element_size() for layer in layers)
 
     def best_seconds(product) -> float:
@@ -298,12 +303,19 @@ def measure_matrix_vector_ceiling(lm: torch.nn.Module) -> dict:
 
     loaded = best_seconds(lambda layer, row: layer(row))
     plain = best_seconds(lambda layer, row: F.linear(row, layer.weight, layer.bias))
+    packed = all(getattr(layer, "packed_weight", None) is not None for layer in layers)
+    library = best_seconds(lambda layer, row: PackedLinear.forward(layer, row)) if packed else None
+    loaded_8 = best_seconds(lambda layer, _: layer(batch[layer]))
+    plain_8 = best_seconds(lambda layer, _: F.linear(batch[layer], layer.weight, layer.bias))
     return {
         "read_gb_s": weight_bytes / loaded / 1e9,
         "ms": loaded * 1000,
         "layers": len(layers),
         "layer_type": type(layers[0]).__name__,
         "torch_read_gb_s": weight_bytes / plain / 1e9,
+        "packed_read_gb_s": weight_bytes / library / 1e9 if library else None,
+        "rows_8_ms": loaded_8 * 1000,
+        "torch_rows_8_ms": plain_8 * 1000,
     }
 
 
@@ -878,6 +890,14 @@ def main(argv=None) -> int:
         f"them) stream {ceiling['read_gb_s']:.1f} GB/s ({ceiling['ms']:.1f} ms per token) as "
         f"loaded ({ceiling['layer_type']}) vs {ceiling['torch_read_gb_s']:.1f} GB/s through "
         f"torch's F.linear: {ceiling['read_gb_s'] / ceiling['torch_read_gb_s']:.2f}x"
+        + (
+            f", vs {ceiling['packed_read_gb_s']:.1f} GB/s through oneDNN's packed weights: "
+            f"{ceiling['read_gb_s'] / ceiling['packed_read_gb_s']:.2f}x"
+            if ceiling["packed_read_gb_s"]
+            else ""
+        )
+        + f"; 8 rows: {ceiling['rows_8_ms']:.1f} ms as loaded vs {ceiling['torch_rows_8_ms']:.1f} "
+        f"ms through F.linear"
     )
     follow_up = measure_follow_up(model, image)
     print(
