@@ -285,7 +285,7 @@ def measure_matrix_vector_ceiling(lm: torch.nn.Module) -> dict:
     Decoding cannot beat the first; the gap between it and the probe is the kernel's
     streaming efficiency, the gap between it and decoding is per-layer overhead.
     """
-    from fusion.packed_linear import PackedLinear
+    from encoders.packed_linear import PackedLinear
 
     layers = [m for m in lm.modules() if isinstance(m, torch.nn.Linear)]
     rows = {layer: torch.randn(1, layer.in_features) for layer in layers}

@@ -130,8 +130,7 @@ class Transcriber:
             hidden = self._decoder_hidden(tree, features)  # N, D
         predictors = [i for i, depth in enumerate(tree.depths) if depth >= len(prompt) - 1]
         row_of = {node: k for k, node in enumerate(predictors)}
-        embedding = self.whisper.decoder.token_embedding.weight.to(hidden.dtype)  # V, D
-        log_probs = (hidden[predictors] @ embedding.T).float().log_softmax(-1)  # P, V
+        log_probs = _logits(self.whisper.decoder, hidden[predictors]).log_softmax(-1)  # P, V
         scores = []
         for row in rows:
             total = 0.0
@@ -184,6 +183,14 @@ class Transcriber:
                 return generated[:-period]  # a loop: keep one copy of the repeated block
             tokens = torch.tensor([[token]])
         return generated
+
+
+def _logits(decoder, hidden: torch.Tensor) -> torch.Tensor:
+    """hidden [..., D] after the decoder's final norm -> logits [..., V] float32: the
+    decoder's own projection where it has one (whisper_decoder.py), else openai-whisper's."""
+    if hasattr(decoder, "logits"):
+        return decoder.logits(hidden)
+    return (hidden @ decoder.token_embedding.weight.to(hidden.dtype).T).float()
 
 
 def _cleaned(tokens: list[int], tokenizer: Tokenizer) -> list[int]:

@@ -20,6 +20,7 @@ from encoders.ct2_whisper import dimensions_from_ct2, read_ct2_variables, whispe
 from encoders.errors import InputError
 from encoders.packaged import packaged_path
 from encoders.skip_init import skipped_init
+from encoders.whisper_decoder import pack_decoder
 
 EMBEDDED = "embedded"
 EMBEDDED_NAME = "whisper-base (embedded, CTranslate2 conversion)"
@@ -80,9 +81,11 @@ def _load_converted(path: Path, build) -> Whisper:
 
 
 def _freeze(model: Whisper) -> Whisper:
+    """Float32, eval mode, no gradients; the decoder on packed weights (whisper_decoder.py)."""
     model = model.float().eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
+    pack_decoder(model)
     return model
 
 

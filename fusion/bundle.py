@@ -13,13 +13,13 @@ from encoders.audio import AudioEncoder
 from encoders.cache import default_cache_dir
 from encoders.errors import InputError
 from encoders.fingerprint import fingerprint
+from encoders.packed_linear import pack_linears
 from encoders.vision_models import load_vision_encoder
 from encoders.whisper_model import load_whisper
 from fusion.adapter import Adapter, AdapterConfig, AdapterMismatchError
 from fusion.gemv import load_gemv
 from fusion.language_model import load_language_model, use_int4_weights
 from fusion.model import LunettesModel
-from fusion.packed_linear import pack_linears
 from fusion.row_linear import use_row_kernel
 
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
@@ -80,7 +80,7 @@ def load_model(spec: BundleSpec = BundleSpec()) -> LunettesModel:
 def speed_up_decoding(lm, cache_dir: Path) -> str:
     """Give the LM's float32 linear layers the fastest products available here; returns which:
     "kernel+packed" (one row through gemv.py, more through oneDNN's packed weights), "kernel",
-    "packed" (packed_linear.py) or "torch"."""
+    "packed" (encoders/packed_linear.py) or "torch"."""
     packed = pack_linears(lm) > 0
     gemv = load_gemv(cache_dir)
     if gemv is not None and use_row_kernel(lm, gemv) > 0:

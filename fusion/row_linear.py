@@ -9,8 +9,8 @@ reads nn.Linear's own weight: it keeps no copy of its own.
 import torch
 from torch import nn
 
+from encoders.packed_linear import PackedLinear
 from fusion.gemv import Gemv
-from fusion.packed_linear import PackedLinear
 
 
 class RowLinear(PackedLinear):

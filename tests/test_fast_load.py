@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from encoders.packed_linear import PackedLinear, pack_linears, packing_available
 from encoders.skip_init import skipped_init
 from fusion.conversation import user
 from fusion.generate import GenerationOptions
 from fusion.model import Chunk
-from fusion.packed_linear import PackedLinear, pack_linears, packing_available
 
 needs_onednn = pytest.mark.skipif(not packing_available(), reason="no oneDNN in this torch")
 

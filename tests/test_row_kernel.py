@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from encoders.packed_linear import pack_linears, packing_available
 from fusion.conversation import user
 from fusion.gemv import load_gemv
 from fusion.generate import GenerationOptions
 from fusion.model import Chunk
-from fusion.packed_linear import pack_linears, packing_available
 from fusion.row_linear import RowLinear, use_row_kernel
 
 
@@ -58,8 +58,8 @@ def test_kernel_refuses_what_it_cannot_read_safely(gemv, weight, row, bias):
 
 
 def test_decoding_falls_back_to_packed_weights_without_the_kernel(tmp_path, monkeypatch):
+    from encoders.packed_linear import PackedLinear, packing_available
     from fusion.bundle import speed_up_decoding
-    from fusion.packed_linear import PackedLinear, packing_available
 
     net = nn.Sequential(nn.Linear(8, 8))
     monkeypatch.setenv("LUNETTES_GEMV", "0")

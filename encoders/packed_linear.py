@@ -5,7 +5,8 @@ matrix, so its speed is how fast the weights stream from memory. torch's default
 product streams them slowly for a few rows: over the LM's 210 layers, one thread, 8 rows took
 50 ms with F.linear and 23 ms on weights reordered once into oneDNN's blocked layout for a
 batch of 8 (1 row: 32 vs 21 ms; AMD EPYC, 2026-12-03). A single row goes faster still through
-the decoding kernel (row_linear.py), which reads nn.Linear's own weight.
+the decoding kernel (fusion/row_linear.py), which reads nn.Linear's own weight. Whisper's
+decoder, with 5 beams (5 rows), uses them too (whisper_decoder.py).
 
 `pack_linears` keeps each layer's original weight (training, autograd, other dtypes and
 devices still use it) and adds the packed copy, used only when no gradient is needed and the
@@ -44,15 +45,17 @@ class PackedLinear(nn.Linear):
         return out.reshape(*x.shape[:-1], out.shape[-1])  # -> [..., out]
 
 
-def pack_linears(module: nn.Module) -> int:
-    """Give every float32 CPU nn.Linear inside `module` a packed copy; returns how many.
+def pack_linears(module: nn.Module, kinds: tuple[type, ...] = (nn.Linear,)) -> int:
+    """Give every float32 CPU linear layer inside `module` a packed copy; returns how many.
+    kinds: the layer classes to pack (exactly these, not subclasses that may compute
+    otherwise); each must be an nn.Linear whose forward is F.linear of its own weight and bias.
     Does nothing (returns 0) where oneDNN is not available, e.g. on ARM builds without it.
     """
     if not packing_available():
         return 0
     count = 0
     for layer in module.modules():
-        if type(layer) is nn.Linear and layer.weight.dtype == torch.float32:
+        if type(layer) in kinds and layer.weight.dtype == torch.float32:
             if layer.weight.device.type != "cpu":
                 continue
             with torch.no_grad():

@@ -1,0 +1,57 @@
+"""Whisper's decoder on packed weights with cross-attention kept split (whisper_decoder.py)
+gives openai-whisper's own logits: beam steps over one clip, teacher-forced scoring."""
+
+import copy
+
+import pytest
+import torch
+from whisper.decoding import PyTorchInference
+
+from encoders.packed_linear import packing_available
+from encoders.transcribe import Transcriber
+from encoders.whisper_decoder import CrossAttention, PackedTextDecoder, pack_decoder
+from tests.tiny import tiny_audio_encoder, tone
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """(openai-whisper's tiny model, the same weights with pack_decoder), one clip's frames."""
+    encoder = tiny_audio_encoder(seed=3)
+    plain = encoder.whisper
+    packed = copy.deepcopy(plain)
+    pack_decoder(packed)
+    return plain, packed, encoder.encode(tone(1.5))  # frames 1, T, D
+
+
+def test_the_decoder_is_packed_and_its_cross_attention_kept_split(pair):
+    _, packed, _ = pair
+    assert all(type(b.cross_attn) is CrossAttention for b in packed.decoder.blocks)
+    assert isinstance(packed.decoder, PackedTextDecoder) == packing_available()
+
+
+def test_beam_steps_over_one_clip_give_openai_whispers_logits(pair):
+    plain, packed, frames = pair
+    first = torch.tensor([[50258, 50259, 50359, 50363]] * 5)  # 5 beams, the start tokens
+    steps = [first] + [torch.randint(0, 50000, (5, 1), generator=torch.Generator().manual_seed(i))
+                       for i in range(4)]  # fmt: skip
+    runs = []
+    for model in (plain, packed):
+        inference = PyTorchInference(model, first.shape[1])
+        tokens, logits = first, []
+        with torch.inference_mode():
+            for step in steps:
+                tokens = step if step is first else torch.cat([tokens, step], dim=1)
+                logits.append(inference.logits(tokens, frames))  # frames: one clip for 5 rows
+                inference.rearrange_kv_cache([1, 0, 2, 4, 3])  # beams change places
+        inference.cleanup_caching()
+        runs.append(logits)
+    for mine, theirs in zip(runs[1], runs[0]):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_scores_of_readings_agree(pair):
+    plain, packed, frames = pair
+    texts = ["what is the time", "what is the weather", "hello"]
+    mine = Transcriber(packed).score(frames, texts)
+    theirs = Transcriber(plain).score(frames, texts)
+    assert mine == pytest.approx(theirs, rel=1e-4, abs=1e-3)
