@@ -101,7 +101,7 @@ class LunettesModel:
         self.stop_ids = _stop_ids(lm, tokenizer)
         self.media_cache = MediaCache()  # what each photo and clip gave, by content and owner
         self.prefixes = PrefixCache()  # keys and values of prompts prefilled, by owner
-        self._opening: torch.Tensor | None = None  # [1, L, D] the system prompt alone
+        self._opening: tuple[str, torch.Tensor] | None = None  # system prompt, [1, L, D]
         self.media_lock = threading.Lock()  # one request's encoders at a time
         # a scheduler.DecodeScheduler when several answers share the model (the server); None:
         # each answer decodes alone in its caller's thread (the CLI, evaluation)
@@ -438,15 +438,17 @@ class LunettesModel:
         so that every conversation, anyone's, starts after it (prefix_cache.PUBLIC)."""
         if not self.system_prompt:
             return
-        if self._opening is None:
+        if self._opening is None or self._opening[0] != self.system_prompt:
             system = [{"role": "system", "content": self.system_prompt}]
             text = self.tokenizer.apply_chat_template(system, tokenize=False)
             ids = self.tokenizer.encode(text, add_special_tokens=False)
             embed = self.lm.get_input_embeddings()
-            self._opening = embed(torch.tensor([ids], device=embed.weight.device))  # 1, L, D
-        if not self.prefixes.holds(self._opening[0], PUBLIC):
+            opening = embed(torch.tensor([ids], device=embed.weight.device))  # 1, L, D
+            self._opening = (self.system_prompt, opening)
+        opening = self._opening[1]
+        if not self.prefixes.holds(opening[0], PUBLIC):
             one = GenerationOptions(max_new_tokens=1)
-            for _ in decode(self._opening, one, set(), None, PUBLIC):
+            for _ in decode(opening, one, set(), None, PUBLIC):
                 pass
 
     def _decode_alone(self, embeddings, options, stop_ids, layout, owner) -> Iterator[int]:

@@ -110,7 +110,7 @@ def test_every_conversation_starts_after_the_system_prompt_and_only_its_owner_go
         return text, model.prefixes.reused_tokens - before
 
     answer_a, reused = ask([user("What is the capital of France?")], "browser-a")
-    opening = model._opening.shape[1]
+    opening = model._opening[1].shape[1]
     assert reused == opening  # the system prompt, kept by this very answer, then reused
     _, reused = ask([user("What is the capital of France?")], "browser-b")
     assert reused == opening  # the same question from someone else: the system prompt only
