@@ -190,10 +190,14 @@ def wait_until(
         time.sleep(0.05)
 
 
+def finished_answers(page) -> int:
+    """How many answers are complete (each ends with its timing note)."""
+    return page.locator("#conversation .bot-row .thought", has_text="⏱️").count()
+
+
 def wait_for_answers(page, count: int, timeout_s: float = WAIT_MS / 1000) -> None:
-    """Wait until `count` answers are complete (each ends with its timing note)."""
-    notes = page.locator("#conversation .bot-row .thought", has_text="⏱️")
-    wait_until(lambda: notes.count() >= count, timeout_s, f"{count} finished answers")
+    """Wait until `count` answers are complete."""
+    wait_until(lambda: finished_answers(page) >= count, timeout_s, f"{count} finished answers")
 
 
 def screenshot(page, name: str) -> Path:
