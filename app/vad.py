@@ -6,8 +6,8 @@ or a tone for a voice, however loud they get. A question starts at the first fra
 START_PROBABILITY and ends after END_SILENCE_S below END_PROBABILITY (Silero's own
 hysteresis), or sooner when the caller knows its words are complete (`end_now`, after a
 shorter pause: app/web_session.py); it is kept when it holds at least MIN_SPEECH_S of
-speech frames (a cough or a click is not a question). The model is loaded once per process; each listener keeps its
-own recurrent state. Nothing here knows about Gradio.
+speech frames (a cough or a click is not a question). The model is loaded once per process;
+each listener keeps its own recurrent state. Nothing here knows about Gradio.
 
 The silero-vad package is not imported: its import sets torch's thread count to 1 for the
 whole process, which would slow the language model down.

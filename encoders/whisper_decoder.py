@@ -83,9 +83,9 @@ def pack_decoder(model: Whisper) -> int:
     for block in decoder.blocks:
         if type(block.cross_attn) is MultiHeadAttention:
             block.cross_attn.__class__ = CrossAttention
-    vocabulary = nn.Linear(decoder.token_embedding.embedding_dim, 1, bias=False)
+    vocab, width = decoder.token_embedding.weight.shape
+    vocabulary = nn.Linear(width, vocab, bias=False, device="meta")  # no weight of its own:
     vocabulary.weight = decoder.token_embedding.weight  # tied, as in TextDecoder.forward
-    vocabulary.out_features = vocabulary.weight.shape[0]
     packed = pack_linears(decoder, kinds=(WhisperLinear,)) + pack_linears(vocabulary)
     if not isinstance(vocabulary, PackedLinear):
         return packed

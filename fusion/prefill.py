@@ -25,7 +25,6 @@ class Prefill:
     layout: PromptLayout | None
     cache: object  # kv_cache.GrowingCache
     done: int = 0  # prompt tokens whose keys and values are in the cache
-    reused: int = 0  # of which taken from a kept prefix
     owner: str | None = ""  # whose kept prefixes it may start from, and who keeps it
 
     @property
@@ -45,7 +44,7 @@ def start_prefill(
 
     found = prefixes.find(embeddings[0], layout, owner) if prefixes is not None else (0, None)
     reused, cache = found
-    return Prefill(embeddings, layout, cache or GrowingCache(), reused, reused, owner)
+    return Prefill(embeddings, layout, cache or GrowingCache(), done=reused, owner=owner)
 
 
 @torch.inference_mode()

@@ -54,7 +54,7 @@ class PrefixCache:
         self.hits = 0  # prompts that reused a kept prefix, and the tokens they reused
         self.reused_tokens = 0
 
-    def find(self, embeddings: torch.Tensor, layout: PromptLayout | None, owner: str = ""):
+    def find(self, embeddings: torch.Tensor, layout: PromptLayout | None, owner: str | None = ""):
         """embeddings [L, D] -> (n, cache): a GrowingCache holding the keys and values of the
         first n tokens (n < L, so that one token is left to prefill) of the owner's kept
         prompt that shares the most with it, or (0, None)."""

@@ -6,8 +6,7 @@ row; it then runs one step for every row and hands each answer its new token. Wh
 are running, a prompt is prefilled PREFILL_CHUNK tokens per turn (after the prefix a kept
 prompt gave it, prefix_cache.py), so a running answer waits at most one chunk between two of
 its tokens, however many arrive and however long their prompts. An answer whose reader stops
-(a client that left, Stop in the web app) leaves the batch at the next step, freeing its row;
-one still being prefilled is dropped at the next turn.
+(a client that left, Stop in the web app) leaves the batch at the next step, freeing its row.
 
 Rows are bounded by memory, not by a count: an answer is let in while the batch's KV cache,
 counted at the longest row (prompt + max_new_tokens, as the rows are padded to it), stays
@@ -194,11 +193,8 @@ class DecodeScheduler:
 
     def _prefill(self, answer: _Answer) -> None:
         """The next chunk of the answer's prompt (all of it when no other answer runs); once
-        the prompt is in, its row joins the batch."""
-        if answer.cancelled:
-            self._filling = None
-            answer.put(_END)
-            return
+        the prompt is in, its row joins the batch. (Its reader cannot leave before its first
+        token: it waits for it inside the iterator.)"""
         try:
             if answer.prefill is None:
                 answer.prefill = self.decoder.begin(answer.embeddings, answer.layout, answer.owner)

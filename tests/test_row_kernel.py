@@ -85,14 +85,11 @@ def test_no_compiler_or_switched_off_means_no_kernel(tmp_path, monkeypatch):
     assert load_gemv(tmp_path / "other") is None  # a clear fallback, not an exception
 
 
-def test_row_linears_use_the_kernel_for_one_row_only_and_keep_autograd(gemv):
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(16, 40), nn.GELU(), nn.Linear(40, 8, bias=False))
-    reference = copy.deepcopy(net)
-    assert use_row_kernel(net, gemv) == 2 and all(isinstance(m, RowLinear) for m in net[::2])
+def kernel_calls(gemv, net, reference, inputs) -> int:
+    """Run each input through net (checked against reference) -> how often the kernel ran."""
     calls = []
     original = type(gemv).unchecked
-    for x in (torch.randn(1, 1, 16), torch.randn(3, 5, 16)):  # one row, then many
+    for x in inputs:
         with torch.inference_mode():
             try:
                 type(gemv).unchecked = lambda self, *a: calls.append(1) or original(self, *a)
@@ -100,7 +97,16 @@ def test_row_linears_use_the_kernel_for_one_row_only_and_keep_autograd(gemv):
             finally:
                 type(gemv).unchecked = original
         torch.testing.assert_close(out, reference(x), rtol=1e-5, atol=1e-5)
-    assert len(calls) == 2  # both layers, for the single row only
+    return len(calls)
+
+
+def test_row_linears_use_the_kernel_for_one_row_only_and_keep_autograd(gemv):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 40), nn.GELU(), nn.Linear(40, 8, bias=False))
+    reference = copy.deepcopy(net)
+    assert use_row_kernel(net, gemv) == 2 and all(isinstance(m, RowLinear) for m in net[::2])
+    inputs = (torch.randn(1, 1, 16), torch.randn(3, 5, 16))  # one row, then many
+    assert kernel_calls(gemv, net, reference, inputs) == 2  # both layers, the single row only
     x = torch.randn(1, 16, requires_grad=True)
     net(x).sum().backward()  # with gradients nn.Linear's path is used
     assert x.grad is not None and net[0].weight.grad is not None
@@ -113,17 +119,8 @@ def test_packed_row_linears_use_the_kernel_for_one_row_and_packed_weights_for_mo
     reference = copy.deepcopy(net)
     assert pack_linears(net) == 2 and use_row_kernel(net, gemv) == 2
     assert all(isinstance(m, RowLinear) and m.packed_weight is not None for m in net[::2])
-    calls = []
-    original = type(gemv).unchecked
-    for x in (torch.randn(1, 16), torch.randn(8, 1, 16)):  # one row, then a decode batch
-        with torch.inference_mode():
-            try:
-                type(gemv).unchecked = lambda self, *a: calls.append(1) or original(self, *a)
-                out = net(x)
-            finally:
-                type(gemv).unchecked = original
-        torch.testing.assert_close(out, reference(x), rtol=1e-5, atol=1e-5)
-    assert len(calls) == 2  # the single row only; the batch went through oneDNN
+    inputs = (torch.randn(1, 16), torch.randn(8, 1, 16))  # one row, then a decode batch
+    assert kernel_calls(gemv, net, reference, inputs) == 2  # the batch went through oneDNN
 
 
 def test_row_kernel_skips_other_dtypes(gemv):
