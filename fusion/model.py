@@ -137,8 +137,8 @@ class LunettesModel:
         )
         return {
             "text": "its own tokens, through the chat template",
-            "photo": f"{self.vision.num_tokens} projected vision tokens, then the words of "
-            f"{naming}; when the message asks about text in view, the text OCR found in it, "
+            "photo": f"{self.vision.num_tokens} projected vision tokens, with a sentence "
+            f"naming it on both sides ('This is a penguin.'): {naming}; when the message asks about text in view, the text OCR found in it, "
             "in reading order; when it asks for the words themselves ('what does it say?') "
             "and OCR found some, only that text",
             "speech": speech
@@ -292,9 +292,13 @@ class LunettesModel:
     ) -> torch.Tensor:
         """One encoded medium -> its LM input embeddings [T', D]: the adapter's projection of
         its features [1, T, C] (a clip read as tokens when the model reads speech,
-        read_speech), then, for a photo and an adapter that reads labels, the embeddings of
-        the words naming it: the adapter's name head's ("a penguin", "perhaps a penguin") when
-        it has one, else the vision labeller's top label ("a king penguin")."""
+        read_speech); for a photo and an adapter that reads labels, the sentence naming it
+        both before and after those tokens ("This is a penguin.", "This is perhaps a
+        penguin."; the name from the adapter's name head when it has one, else the vision
+        labeller's top label). After the tokens alone, the answer mostly followed the tokens,
+        which were trained on ImageNet's labels: held-out drawings whose name head was right
+        were named in the answer 32 times of 72 that way, 68 times of 72 with the sentence on
+        both sides (README)."""
         features = medium.features.to(embed.weight.device)
         if kind == "audio" and self.reads_speech:
             reading = self.read_speech(medium, embed.weight)
@@ -306,9 +310,9 @@ class LunettesModel:
         phrase = self.photo_phrase(medium)
         if phrase is None:
             return tokens
-        words = self.tokenizer.encode(phrase, add_special_tokens=False)
-        label = embed(torch.tensor(words, device=tokens.device))  # W, D
-        return torch.cat([tokens, label.to(tokens.dtype)])
+        words = self.tokenizer.encode(f"This is {phrase}.", add_special_tokens=False)
+        named = embed(torch.tensor(words, device=tokens.device)).to(tokens.dtype)  # W, D
+        return torch.cat([named, tokens, named])  # W + T + W, D
 
     def photo_phrase(self, photo: Photo) -> str | None:
         """The words that name an encoded photo for the LM, or None when nothing can: the

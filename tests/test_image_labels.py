@@ -36,7 +36,9 @@ def test_labeller_refuses_names_that_do_not_fit_the_head():
         ImageLabeller(torch.nn.Linear(4, 3), ["a", "b"])
 
 
-def test_label_words_follow_the_photo_tokens_only_when_the_adapter_reads_labels(model):
+def test_the_naming_sentence_surrounds_the_photo_tokens_only_when_the_adapter_reads_labels(
+    model,
+):
     conversation = [user("What is this?", photos=[photo(seed=2)])]
     model.encode_media(conversation)
     plain_counts = model.build_inputs(conversation).prompt_tokens
@@ -49,8 +51,8 @@ def test_label_words_follow_the_photo_tokens_only_when_the_adapter_reads_labels(
         model.adapter.load_state_dict(saved_adapter.state_dict())
         model.adapter.eval().requires_grad_(False)
         inputs = model.build_inputs(conversation)
-        words = model.tokenizer.encode("a tabby cat", add_special_tokens=False)
-        assert inputs.prompt_tokens["image"] == plain_counts["image"] + len(words)
+        words = model.tokenizer.encode("This is a tabby cat.", add_special_tokens=False)
+        assert inputs.prompt_tokens["image"] == plain_counts["image"] + 2 * len(words)
         embed = model.lm.get_input_embeddings()
         rows = embed(torch.tensor(words))  # W, D
         found = [
@@ -58,6 +60,7 @@ def test_label_words_follow_the_photo_tokens_only_when_the_adapter_reads_labels(
             for i in range(inputs.embeddings.shape[1] - len(words) + 1)
             if torch.equal(inputs.embeddings[0, i : i + len(words)], rows)
         ]
-        assert found, "the label's own token embeddings are in the prompt"
+        # the sentence's own token embeddings, before and after the photo's tokens
+        assert len(found) == 2 and found[1] - found[0] == len(words) + plain_counts["image"]
     finally:
         model.adapter, model.vision.labeller = saved_adapter, saved_labeller

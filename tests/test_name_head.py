@@ -96,3 +96,82 @@ def test_a_folder_names_a_drawing_only_when_it_names_one_thing(tmp_path):
     assert name_data.named_drawing(bear, words).names == ("orso",)  # "mammal": a kind
     assert name_data.named_drawing(star, words | {"star", "stars"}).names == ("star",)
     assert name_data.named_drawing(tmp_path / "mammals" / "x.png", words) is None
+
+
+def test_an_icon_is_named_by_its_own_name_less_kinds(tmp_path):
+    words = {"food", "fruit", "apple", "fire", "truck", "game", "icons", "park"}
+    apple = tmp_path / "icons" / "streamline-plump-color" / "food-fruit-apple-1.png"
+    truck = tmp_path / "icons" / "game-icons" / "fire-truck.png"
+    assert name_data.named_drawing(apple, words).names == ("apple",)  # food, fruit: kinds
+    assert name_data.named_drawing(truck, words).names == ("fire", "truck")  # no folder word
+    assert name_data.named_drawing(tmp_path / "icons" / "mdi" / "food.png", words) is None
+    # outside the icons folder the same name is a clip-art title with its folder word
+    assert name_data.named_drawing(tmp_path / "park" / "fire-truck.png", words).names == (
+        "fire", "truck", "park",
+    )  # fmt: skip
+
+
+def test_icons_are_rendered_in_a_colour_on_transparency(tmp_path):
+    from PIL import Image
+
+    from fusion.training import icon_data
+
+    square = '<path fill="currentColor" d="M4 4h16v16H4z"/>'
+    icons = {"width": 24, "height": 24, "icons": {"box": {"body": square}, "gone": {"body": square, "hidden": True}}}  # fmt: skip
+    assert icon_data.render_icon_set(icons, tmp_path, seed="s") == 1
+    image = Image.open(tmp_path / "box.png").convert("RGBA")
+    assert image.size == (icon_data.RENDER_SIZE, icon_data.RENDER_SIZE)
+    centre, corner = image.getpixel((112, 112)), image.getpixel((2, 2))
+    assert corner[3] == 0 and centre[3] == 255  # transparent around, the drawing opaque
+    assert max(centre[:3]) <= 0.6 * 255 + 1  # dark enough for the light view backgrounds
+
+
+def test_no_emoji_icon_set_is_fetched():
+    import pytest
+
+    from fusion.training import icon_data
+
+    assert not any(w in name for name in icon_data.ICON_SETS for w in icon_data.EMOJI_SET_WORDS)
+    with pytest.raises(ValueError, match="held out"):
+        icon_data.fetch_icon_set("fluent-emoji-flat", "1.0.0", "sha512-x")  # refused offline
+
+
+def test_new_drawings_join_the_cached_views_without_encoding_the_others(
+    tmp_path, monkeypatch, model
+):
+    from fusion.training import icon_data
+
+    shape = '<path fill="currentColor" d="M4 4h16v16H4z"/>'
+    ring = '<circle cx="12" cy="12" r="8" fill="none" stroke="currentColor" stroke-width="3"/>'
+    icons = tmp_path / "icons"
+    icon_data.render_icon_set(
+        {"width": 24, "height": 24, "icons": {"box": {"body": shape}, "ring": {"body": ring}}},
+        icons / "mdi",
+        seed="a",
+    )
+    words = tmp_path / "words"
+    words.write_text("box\nring\nwheel\n")
+    monkeypatch.setattr(name_data, "WORDS_FILE", words)
+    monkeypatch.setattr(name_data, "STAMPS_DIR", tmp_path / "no-stamps")
+    monkeypatch.setattr(name_data, "CLIPART_DIR", tmp_path / "no-clipart")
+    cache = tmp_path / "views.pt"
+    name_data.build_name_set(model, cache, limit=10, icons=icons)
+    kept = torch.load(cache, weights_only=False)
+    assert len(kept["paths"]) == 2 * name_data.ICON_VIEWS and kept["features"].shape[0] == 4
+    icon_data.render_icon_set(
+        {"width": 24, "height": 24, "icons": {"wheel": {"body": ring}}}, icons / "mdi", seed="b"
+    )
+    calls = []
+    encode = model.vision.encode
+    monkeypatch.setattr(
+        model.vision, "encode", lambda images: calls.append(len(images)) or encode(images)
+    )
+    named = name_data.build_name_set(model, cache, limit=10, icons=icons)
+    assert calls == [name_data.ICON_VIEWS]  # only the new icon's views were encoded
+    grown = torch.load(cache, weights_only=False)
+    assert grown["paths"][: len(kept["paths"])] == kept["paths"]
+    assert torch.equal(grown["features"][: len(kept["paths"])], kept["features"])
+    assert len(grown["paths"]) == 3 * name_data.ICON_VIEWS
+    # names come from the paths when the set is loaded (the vocabulary from the drawings of
+    # the training split: which of the three that is depends on a hash of the paths)
+    assert set(named.vocabulary) <= {"box", "ring", "wheel"}

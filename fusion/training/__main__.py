@@ -11,6 +11,7 @@ from fusion.adapter import Adapter
 from fusion.bundle import ASSETS_DIR, DTYPES, UNTRAINED, BundleSpec, load_model
 
 DEFAULT_OUTPUT = ASSETS_DIR / "adapter"
+NAME_HEAD_NOTE = " + a name head on named drawings and icons"
 FULL_VISION, FULL_SIGNS = 200, 120  # the full held-out image and sign sets of `lunettes eval`
 
 
@@ -123,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "names":
         model.adapter = Adapter.load(args.adapter, model.adapter.info.identities)
         model.adapter = train_names(model, cache, args.limit)
+        notes = model.adapter.info.notes.split(" + a name head")[0]
+        model.adapter.info.notes = notes + NAME_HEAD_NOTE
         model.adapter.save(args.adapter, dtype=torch.float16)
         print(f"adapter with its name head saved to {args.adapter}")
         return 0
@@ -165,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         model.adapter.info.notes = (
             f"trained {config.align_steps} alignment steps (batch {config.align_batch_size}) "
             f"+ {config.steps} steps (batch {config.batch_size}) "
-            f"+ {config.cue_steps} cue steps + a name head on named drawings"
-        )
+            f"+ {config.cue_steps} cue steps"
+        ) + NAME_HEAD_NOTE
         model.adapter.save(args.out, dtype=torch.float16)
         print(f"adapter saved to {args.out}")
         return 0
@@ -232,11 +235,15 @@ def load_sets(
 def train_names(model, cache: Path, limit: int | None):
     """model.adapter with a name head trained on named drawings (train_names.py)."""
     from fusion.name_head import class_vote_matrix
+    from fusion.training.icon_data import prepare_icons
     from fusion.training.name_data import build_name_set
     from fusion.training.train_names import train_name_head, with_name_head
 
     suffix = f"-limit{limit}" if limit else ""
-    data = build_name_set(model, cache / f"named-drawing-views{suffix}.pt", limit=limit)
+    icons = None if limit else prepare_icons(cache)  # smoke runs stay offline and short
+    data = build_name_set(
+        model, cache / f"named-drawing-views{suffix}.pt", limit=limit, icons=icons
+    )
     if not data.vocabulary:
         print("name head: no named drawings (tuxpaint-stamps-default, openclipart-png); skipped")
         return model.adapter

@@ -5,13 +5,15 @@ Sources, all Debian packages, none of them emoji:
   household things, ..., each with a sentence written for it ("A US 1 cent piece called a
   penny.") and a file name ("001penny.png");
 - openclipart-png: ~8,000 drawings whose file names carry their title, then their author
-  ("full_moon_dan_gerhards_01.png"), in category folders ("science/astronomy").
+  ("full_moon_dan_gerhards_01.png"), in category folders ("science/astronomy");
+- icon sets (icon_data.py): ~24,000 icons rendered from their SVGs, each under the name its
+  designers gave it ("fox-head.png"), in a folder per set that names nothing.
 
 A drawing's names are the words of its sentence and title that are plain English words (the
 system word list, lower case), less style words, colours and function words (NOT_NAMES),
 then the word of its innermost folder ("animals/birds": "bird") unless that word is a kind
 or a topic (CATEGORIES: "mammal", "food", "application"), which people do not call one thing
-by. The name vocabulary is every such word that at least MIN_SOURCES drawings carry, built
+by. An icon's names are its own name's words less such kinds ("food-fruit-apple": "apple"). The name vocabulary is every such word that at least MIN_SOURCES drawings carry, built
 from the training split alone. A drawing's split is decided by a hash of its path, as for
 the other vision sets (vision_data.is_held_out).
 
@@ -28,6 +30,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from fusion.training.icon_data import ICON_SETS, ICONS_FOLDER
 from fusion.training.vision_data import CLIPART_DIR, is_held_out
 
 STAMPS_DIR = Path("/usr/share/tuxpaint/stamps")
@@ -47,7 +50,7 @@ _NOT_NAMES_TEXT = """a an the and with for from into onto over under this that i
     remix variant style design happy sad funny cute angry us european canadian american
     victor franc matt mike martin gerhards architetto dan jean john peter anthony andrew
     gnome tango etiquette mime stock crystal oxygen ark tux open closed empty single double
-    number letter text step filled"""
+    number letter text step filled fill line duotone regular thin bold off alt twotone"""
 NOT_NAMES = frozenset(_NOT_NAMES_TEXT.split())
 # Folder words that are kinds or topics, not what anyone calls one thing: a drawing in
 # "food/fruit" is an apple or a pear to people, not "a fruit" (titles may still say it).
@@ -74,17 +77,22 @@ def dictionary() -> set[str]:
     return {w.strip() for w in WORDS_FILE.read_text().splitlines() if w.strip().islower()}
 
 
-def drawing_paths() -> list[Path]:
-    """The stamps' and clip art's PNG drawings, sorted."""
+def drawing_paths(icons: Path | None = None) -> list[Path]:
+    """The stamps', clip art's and (with the folder of rendered icon sets) icons' PNG
+    drawings, sorted within each source."""
     found = []
-    for directory in (STAMPS_DIR, CLIPART_DIR):
-        found += sorted(directory.rglob("*.png")) if directory.is_dir() else []
+    for directory in (STAMPS_DIR, CLIPART_DIR, icons):
+        found += sorted(directory.rglob("*.png")) if directory and directory.is_dir() else []
     return found
 
 
 def named_drawing(path: Path, words: set[str]) -> NamedDrawing | None:
     """A drawing's names: its sentence's (stamps) and title's words, then its folder's word
-    unless that is a category; None when it has no name."""
+    unless that is a category; an icon's, its name's words that are no category. None when
+    it has no name."""
+    if path.parent.name in ICON_SETS and path.parent.parent.name == ICONS_FOLDER:
+        names = tuple(dict.fromkeys(w for w in name_words(path.stem, words) if w not in CATEGORIES))
+        return NamedDrawing(path, names) if names else None
     sentence = path.with_suffix(".txt")
     text = sentence.read_text(errors="ignore").splitlines()[:1] if sentence.is_file() else []
     own = name_words(" ".join(text), words) + name_words(path.stem, words)
@@ -117,6 +125,7 @@ def vocabulary(named: list[NamedDrawing], min_sources: int = MIN_SOURCES) -> lis
 
 
 VIEWS = 4  # random placements of each drawing
+ICON_VIEWS = 2  # of each icon: they are three times as many, and this halves their encoding
 IMAGE_SIZE = 224
 
 
@@ -128,13 +137,22 @@ class NameSet:
     vocabulary: list[str]
 
 
-def build_name_set(model, path: Path, seed: int = 0, limit: int | None = None) -> NameSet:
-    """The named views: their mean tokens from the cache at `path` (placed and encoded on
-    the first call), their names from the drawings' paths (named_drawing)."""
-    if path.is_file():
-        views = torch.load(path, weights_only=False)
-    else:
-        views = encode_views(model, drawing_paths()[:limit], seed)
+def build_name_set(
+    model, path: Path, seed: int = 0, limit: int | None = None, icons: Path | None = None
+) -> NameSet:
+    """The named views: their mean tokens from the cache at `path` (drawings not in it yet,
+    such as newly rendered icons, are placed and encoded, then kept there), their names from
+    the drawings' paths (named_drawing)."""
+    views = torch.load(path, weights_only=False) if path.is_file() else None
+    views = views or {"features": torch.zeros(0, 0, dtype=torch.float16), "paths": []}
+    known = set(views["paths"])
+    missing = [p for p in drawing_paths(icons)[:limit] if str(p) not in known]
+    if missing:
+        new = encode_views(model, missing, seed)
+        if len(views["paths"]):
+            new["features"] = torch.cat([views["features"], new["features"]])
+            new["paths"] = views["paths"] + new["paths"]
+        views = new
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(views, path)
     words = dictionary() if WORDS_FILE.is_file() else set()
@@ -154,9 +172,9 @@ def build_name_set(model, path: Path, seed: int = 0, limit: int | None = None) -
 
 
 def encode_views(model, paths: list[Path], seed: int) -> dict:
-    """VIEWS random placements of each drawing, encoded -> {"features": [M, C] float16 mean
-    tokens, "paths": [M] the drawing of each view}."""
-    rng = random.Random(seed)
+    """VIEWS random placements of each drawing (ICON_VIEWS of an icon; the same for a drawing
+    whatever else is encoded with it), encoded -> {"features": [M, C] float16 mean tokens, "paths": [M] the
+    drawing of each view}."""
     features, view_paths, batch = [], [], []
 
     def flush():
@@ -175,7 +193,9 @@ def encode_views(model, paths: list[Path], seed: int) -> dict:
             continue  # unreadable drawings are skipped: training data, not a user's photo
         art = art.crop(art.getbbox() or (0, 0, art.width, art.height))
         art.thumbnail((IMAGE_SIZE, IMAGE_SIZE))  # once, not for every view: the views shrink it
-        batch += [(placed(art, rng), str(path)) for _ in range(VIEWS)]
+        rng = random.Random(f"{seed}:{path}")
+        views = ICON_VIEWS if path.parent.parent.name == ICONS_FOLDER else VIEWS
+        batch += [(placed(art, rng), str(path)) for _ in range(views)]
         if len(batch) >= 64:
             flush()
     if batch:
