@@ -310,7 +310,7 @@ class LunettesModel:
         phrase = self.photo_phrase(medium)
         if phrase is None:
             return tokens
-        words = self.tokenizer.encode(f"This is {phrase}.", add_special_tokens=False)
+        words = self.tokenizer.encode(naming_sentence(phrase), add_special_tokens=False)
         named = embed(torch.tensor(words, device=tokens.device)).to(tokens.dtype)  # W, D
         return torch.cat([named, tokens, named])  # W + T + W, D
 
@@ -477,3 +477,8 @@ def _stop_ids(lm: torch.nn.Module, tokenizer) -> set[int]:
 
 def _ms_since(start: float) -> float:
     return (time.perf_counter() - start) * 1000
+
+
+def naming_sentence(phrase: str) -> str:
+    """The name head's phrase -> the sentence the LM reads on both sides of a photo's tokens."""
+    return f"This is {phrase}."
