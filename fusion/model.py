@@ -138,9 +138,10 @@ class LunettesModel:
         return {
             "text": "its own tokens, through the chat template",
             "photo": f"{self.vision.num_tokens} projected vision tokens, with a sentence "
-            f"naming it on both sides ('This is a penguin.'): {naming}; when the message asks about text in view, the text OCR found in it, "
-            "in reading order; when it asks for the words themselves ('what does it say?') "
-            "and OCR found some, only that text",
+            f"naming it on both sides ('This is a penguin.'): {naming}; when the message "
+            "asks about text in view, the text OCR found in it, in reading order; when it "
+            "asks for the words themselves ('what does it say?') and OCR found some, only "
+            "that text",
             "speech": speech
             + (", between two learned cue vectors" if self.adapter.audio_cues is not None else ""),
         }

@@ -13,7 +13,8 @@ A drawing's names are the words of its sentence and title that are plain English
 system word list, lower case), less style words, colours and function words (NOT_NAMES),
 then the word of its innermost folder ("animals/birds": "bird") unless that word is a kind
 or a topic (CATEGORIES: "mammal", "food", "application"), which people do not call one thing
-by. An icon's names are its own name's words less such kinds ("food-fruit-apple": "apple"). The name vocabulary is every such word that at least MIN_SOURCES drawings carry, built
+by. An icon's names are its own name's words less such kinds ("food-fruit-apple": "apple").
+The name vocabulary is every such word that at least MIN_SOURCES drawings carry, built
 from the training split alone. A drawing's split is decided by a hash of its path, as for
 the other vision sets (vision_data.is_held_out).
 
@@ -173,8 +174,8 @@ def build_name_set(
 
 def encode_views(model, paths: list[Path], seed: int) -> dict:
     """VIEWS random placements of each drawing (ICON_VIEWS of an icon; the same for a drawing
-    whatever else is encoded with it), encoded -> {"features": [M, C] float16 mean tokens, "paths": [M] the
-    drawing of each view}."""
+    whatever else is encoded with it), encoded -> {"features": [M, C] float16 mean tokens,
+    "paths": [M] the drawing of each view}."""
     features, view_paths, batch = [], [], []
 
     def flush():
