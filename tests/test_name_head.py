@@ -175,3 +175,23 @@ def test_new_drawings_join_the_cached_views_without_encoding_the_others(
     # names come from the paths when the set is loaded (the vocabulary from the drawings of
     # the training split: which of the three that is depends on a hash of the paths)
     assert set(named.vocabulary) <= {"box", "ring", "wheel"}
+
+
+def test_an_icon_set_whose_tarball_does_not_match_its_pin_is_refused(monkeypatch):
+    import io
+    import urllib.request
+
+    import pytest
+
+    from fusion.training import icon_data
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: io.BytesIO(b"other"))
+    with pytest.raises(ValueError, match="is not the pinned"):
+        icon_data.fetch_icon_set("mdi", *icon_data.ICON_SETS["mdi"])
+
+    def unreachable(url, timeout):
+        raise urllib.error.URLError("no route")
+
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+    with pytest.raises(OSError, match="could not fetch the icon set .*npm registry"):
+        icon_data.fetch_icon_set("mdi", *icon_data.ICON_SETS["mdi"])

@@ -15,6 +15,7 @@ on. Versions and the registry's sha512 are pinned; a tarball that does not match
 """
 
 import base64
+import colorsys
 import hashlib
 import io
 import json
@@ -50,6 +51,11 @@ EMOJI_SET_WORDS = ("emoji", "moji")  # no set whose name says emoji is ever fetc
 ICONS_FOLDER = "icons"  # <training cache>/icons/<set>/<icon>.png
 
 
+def is_icon(path: Path) -> bool:
+    """Whether a drawing is a rendered icon (<...>/icons/<set>/<icon>.png)."""
+    return path.parent.name in ICON_SETS and path.parent.parent.name == ICONS_FOLDER
+
+
 def prepare_icons(cache: Path) -> Path:
     """Fetch every set in ICON_SETS (once) and render its icons to PNG (once per icon);
     -> the folder holding one sub-folder of PNGs per set."""
@@ -69,8 +75,11 @@ def fetch_icon_set(name: str, version: str, integrity: str) -> dict:
     if any(word in name for word in EMOJI_SET_WORDS):
         raise ValueError(f"{name}: emoji are held out for evaluation, never trained on")
     url = f"{REGISTRY}/@iconify-json/{name}/-/{name}-{version}.tgz"
-    with urllib.request.urlopen(url, timeout=120) as response:
-        data = response.read()
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:
+            data = response.read()
+    except OSError as error:  # URLError, a timeout: say what was fetched and from where
+        raise OSError(f"could not fetch the icon set {url} (the npm registry): {error}") from None
     digest = "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
     if digest != integrity:
         raise ValueError(f"{url}: sha512 {digest} is not the pinned {integrity}")
@@ -117,7 +126,5 @@ def render_icon_set(icons: dict, folder: Path, seed: str) -> int:
 
 def _dark_colour(rng: random.Random) -> str:
     """A colour dark or saturated enough to stand out on the light backgrounds of the views."""
-    import colorsys
-
     r, g, b = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.3, 1.0), rng.uniform(0.1, 0.6))
     return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"

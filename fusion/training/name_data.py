@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from fusion.training.icon_data import ICON_SETS, ICONS_FOLDER
+from fusion.training.icon_data import is_icon
 from fusion.training.vision_data import CLIPART_DIR, is_held_out
 
 STAMPS_DIR = Path("/usr/share/tuxpaint/stamps")
@@ -91,7 +91,7 @@ def named_drawing(path: Path, words: set[str]) -> NamedDrawing | None:
     """A drawing's names: its sentence's (stamps) and title's words, then its folder's word
     unless that is a category; an icon's, its name's words that are no category. None when
     it has no name."""
-    if path.parent.name in ICON_SETS and path.parent.parent.name == ICONS_FOLDER:
+    if is_icon(path):
         names = tuple(dict.fromkeys(w for w in name_words(path.stem, words) if w not in CATEGORIES))
         return NamedDrawing(path, names) if names else None
     sentence = path.with_suffix(".txt")
@@ -195,7 +195,7 @@ def encode_views(model, paths: list[Path], seed: int) -> dict:
         art = art.crop(art.getbbox() or (0, 0, art.width, art.height))
         art.thumbnail((IMAGE_SIZE, IMAGE_SIZE))  # once, not for every view: the views shrink it
         rng = random.Random(f"{seed}:{path}")
-        views = ICON_VIEWS if path.parent.parent.name == ICONS_FOLDER else VIEWS
+        views = ICON_VIEWS if is_icon(path) else VIEWS
         batch += [(placed(art, rng), str(path)) for _ in range(views)]
         if len(batch) >= 64:
             flush()
