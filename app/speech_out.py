@@ -10,6 +10,7 @@ so an answer starting with "-" is not taken for an option). Nothing is downloade
 here knows about Gradio.
 """
 
+import logging
 import re
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ TIMEOUT_S = 30  # per synthesis; both engines take ~10 ms per sentence
 ESPEAK_VOICE = "en-us"
 ESPEAK_WORDS_PER_MINUTE = 165
 FLITE_VOICE = "slt"
+log = logging.getLogger(__name__)
 
 
 class SpeechError(RuntimeError):
@@ -49,6 +51,16 @@ def engine_for(text: str) -> str | None:
         if english_only in engines and _mostly_ascii(text):
             return english_only
     return "espeak-ng" if "espeak-ng" in engines else None
+
+
+def warm_up() -> None:
+    """Load the best engine now (Piper's voice takes ~0.3-1.3 s to load), so that the first
+    answer does not wait for it. A failure is logged here, and reported by `speak`."""
+    if "piper" in available_engines():
+        try:
+            piper_voice.voice()
+        except Exception:  # onnxruntime or a missing file: speak() says which
+            log.warning("loading the Piper voice failed", exc_info=True)
 
 
 def speakable(text: str) -> str:

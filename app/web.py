@@ -1,7 +1,8 @@
 """The web app: a glasses-style assistant over a loaded LunettesModel.
 
 Left (top on a phone): the glasses: a live camera view, "look and ask", push-to-talk,
-hands-free listening, the spoken answer. Right: the chat, where a person types, attaches
+hands-free listening, the spoken answer (played by the page's own player as it is made, then
+offered whole to play again). Right: the chat, where a person types, attaches
 photos or recordings, and reads answers as they stream. Both ask through the same path: a
 handler adds a question to the session, `respond` streams its answer, `speak` says it.
 
@@ -14,12 +15,13 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
+from app import speech_out
 from app import web_actions as act
 from app import web_history_ui as history_ui
 from app.phone import PhoneAccess, page_html
 from app.store.database import Store
 from app.web_format import KEYBOARD_HELP, header_markdown, status_html
-from app.web_page import PAGE_SCRIPT, PAGE_STYLE
+from app.web_page import PAGE_SCRIPT, PAGE_STYLE, voice_player_script
 from app.web_partial import PartialTranscripts
 from app.web_session import WebSession, files_root
 from fusion.model import DEFAULT_SYSTEM_PROMPT, LunettesModel
@@ -63,6 +65,7 @@ def build_app(
                 chat_panel(ui)
                 history = history_ui.panel() if store is not None else None
         wire(ui, model, history)
+        app.load(speech_out.warm_up, None, None, **QUICK)  # the voice, before the first answer
         if history is not None:
             history_ui.wire(history, ui, app, QUICK)
     return app
@@ -82,7 +85,8 @@ class Controls:
     speak_on: gr.Checkbox = field(init=False)
     translate: gr.Checkbox = field(init=False)
     quiet: gr.Button = field(init=False)
-    voice: gr.Audio = field(init=False)
+    voice: gr.HTML = field(init=False)  # the page's voice player: its value is a message to it
+    voice_file: gr.Audio = field(init=False)  # the last spoken answer, whole
     chatbot: gr.Chatbot = field(init=False)
     status: gr.HTML = field(init=False)
     box: gr.MultimodalTextbox = field(init=False)
@@ -126,10 +130,13 @@ def glasses_panel(ui: Controls) -> None:
             elem_id="translate",
         )
         ui.quiet = gr.Button("🔇 Stop speaking", size="sm", elem_id="stop-speaking")
-    ui.voice = gr.Audio(
-        label="Spoken answer",
-        streaming=True,
-        autoplay=True,
+    ui.voice = gr.HTML(  # plays each spoken piece as it comes (app/voice_player.py)
+        "", html_template="", js_on_load=voice_player_script(), visible="hidden",
+        elem_id="voice-player",
+    )  # fmt: skip
+    ui.voice_file = gr.Audio(
+        label="Spoken answer (to play again or download, once it is said)",
+        type="filepath",
         interactive=False,
         buttons=["download"],
         elem_id="spoken-answer",
@@ -200,7 +207,9 @@ def wire(ui: Controls, model: LunettesModel, history: dict | None = None) -> Non
                 **QUICK,
             )
         # beside the answer, not after it: each sentence is spoken as soon as it is written
-        question.then(act.speak, [ui.session, ui.speak_on], [ui.voice, ui.status], **QUICK)
+        question.then(
+            act.speak, [ui.session, ui.speak_on], [ui.voice, ui.voice_file, ui.status], **QUICK
+        )
 
     session, chat = ui.session, [ui.chatbot, ui.status]
     answer(ui.box.submit(act.send_message, [ui.box, session], [*chat, ui.box], **QUICK))
@@ -217,9 +226,9 @@ def wire(ui: Controls, model: LunettesModel, history: dict | None = None) -> Non
     # that Regenerate started in the meantime.)
     ui.stop.click(act.stop, [session], [*chat, ui.voice], **QUICK)
     for cleared in (ui.clear.click, ui.chatbot.clear):  # the button, and the chat's bin icon
-        cleared(act.clear, [session], [*chat, ui.voice, ui.box], **QUICK)
+        cleared(act.clear, [session], [*chat, ui.voice, ui.voice_file, ui.box], **QUICK)
     ui.quiet.click(act.stop_speaking, [session], [ui.voice], **QUICK)
-    ui.speak_on.change(lambda on: gr.skip() if on else None, [ui.speak_on], [ui.voice], **QUICK)
+    ui.speak_on.change(act.voice_switched, [ui.speak_on, session], [ui.voice], **QUICK)
 
     ui.camera.stream(act.see, [ui.camera, session], None, stream_every=FRAME_EVERY_S, **QUICK)
     partials = PartialTranscripts(model)  # what is heard of a question while it is spoken

@@ -11,14 +11,16 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import soundfile
 from PIL import Image
 
-from app import speech_out
+from app import speech_out, voice_player
 from app.sentences import Sentences
 from app.web_format import SPOKEN_MARK, chat_messages, error_text, status_html, status_text
 from app.web_history import ensure_history
 from app.web_partial import PartialTranscripts
 from app.web_session import Turn, WebSession, answer_next, read_files
+from encoders.audio_io import resample
 from encoders.errors import InputError
 from fusion.generate import GenerationOptions
 from fusion.model import LunettesModel
@@ -169,16 +171,17 @@ def respond(
 
 def speak(session: WebSession, enabled: bool) -> Iterator[tuple]:
     """Say the answer aloud while it is written: each sentence (the first clause already,
-    app/sentences.py) as soon as it ends -> (streamed chunk (rate, int16 samples) for the
-    autoplaying player, status line only when the voice fails). Runs beside `respond`.
-    Yields (skip, skip) when it has nothing to say: a generator that yields nothing would
-    empty its outputs, the status line included."""
+    app/sentences.py) as soon as it ends -> (a message that plays it in the page's voice
+    player, app/voice_player.py; the whole answer's voice, to play again, once it is said;
+    the status line, only when the voice's first sound makes news or the voice fails). Runs
+    beside `respond`. Yields skips when it has nothing to say: a generator that yields
+    nothing would empty its outputs, the status line included."""
     said = False
-    for voice, status in _spoken_pieces(session, enabled):
+    for update in _spoken_pieces(session, enabled):
         said = True
-        yield voice, status
+        yield update
     if not said:
-        yield gr.skip(), gr.skip()
+        yield gr.skip(), gr.skip(), gr.skip()
 
 
 def _spoken_pieces(session: WebSession, enabled: bool) -> Iterator[tuple]:
@@ -186,6 +189,8 @@ def _spoken_pieces(session: WebSession, enabled: bool) -> Iterator[tuple]:
     if not enabled or turn is None or turn.said_aloud:
         return
     attempt, sentences, taken = turn.attempt, Sentences(), 0
+    spoken: list[np.ndarray] = []  # the pieces said so far, [S] each at `spoken_rate`
+    spoken_rate = 0
 
     def current() -> bool:  # not cleared, asked again or silenced meanwhile
         return turn in session.turns and turn.attempt == attempt and not turn.said_aloud
@@ -205,7 +210,8 @@ def _spoken_pieces(session: WebSession, enabled: bool) -> Iterator[tuple]:
                 if current():
                     turn.said_aloud = True
                     log.warning("speaking the answer failed: %s", error)
-                    yield None, status_html(error_text(f"the answer cannot be spoken: {error}"))
+                    status = status_html(error_text(f"the answer cannot be spoken: {error}"))
+                    yield gr.skip(), gr.skip(), status
                 return
             if not current():
                 return
@@ -216,24 +222,48 @@ def _spoken_pieces(session: WebSession, enabled: bool) -> Iterator[tuple]:
                     turn.first_audio_ms = (time.monotonic() - turn.asked_at) * 1000
                     if turn.state == "done":  # written already: the status line gets the figure
                         status = status_html(status_text(turn))
-                yield (rate, (np.clip(samples, -1, 1) * 32767).astype(np.int16)), status
+                spoken_rate = spoken_rate or rate
+                spoken.append(resample(samples, rate, spoken_rate))
+                yield voice_player.play(session, samples, rate), gr.skip(), status
         if state in ("done", "failed", "stopped"):
             turn.said_aloud = True
+            if spoken:
+                yield gr.skip(), _voice_file(session, spoken, spoken_rate), gr.skip()
             return
         time.sleep(SPEAK_POLL_S)
 
 
-def stop(session: WebSession) -> tuple[list[dict], str, None]:
+def _voice_file(session: WebSession, spoken: list[np.ndarray], rate: int) -> str:
+    """The answer's whole voice as a WAV in the session's folder, for its player."""
+    path = session.new_file("answer", ".wav")
+    try:
+        soundfile.write(path, np.concatenate(spoken), rate, subtype="PCM_16")
+    except OSError as error:  # a full disk: the voice was heard; only the replay is missing
+        log.warning("keeping the spoken answer failed: %s", error)
+        return gr.skip()
+    return str(path)
+
+
+def stop(session: WebSession) -> tuple[list[dict], str, str]:
     """Stop the answer being written (it ends at its next token), the questions waiting and
     the voice."""
     session.stop()
     session.silence()
-    return *view(session), None
+    return *view(session), voice_player.stop(session)
 
 
-def stop_speaking(session: WebSession) -> None:
-    """Interrupt the voice (None empties the player) and listen again at once."""
+def stop_speaking(session: WebSession) -> str:
+    """Interrupt the voice and listen again at once."""
     session.silence()
+    return voice_player.stop(session)
+
+
+def voice_switched(enabled: bool, session: WebSession) -> str:
+    """Speak answers aloud switched off: silence now; switched on: the next answer is said."""
+    if enabled:
+        return gr.skip()
+    session.silence()
+    return voice_player.stop(session)
 
 
 def regenerate(session: WebSession, request: gr.Request | None = None) -> Chat:
@@ -245,9 +275,9 @@ def regenerate(session: WebSession, request: gr.Request | None = None) -> Chat:
     return view(session)
 
 
-def clear(session: WebSession) -> tuple[list[dict], str, None, None]:
+def clear(session: WebSession) -> tuple[list[dict], str, str, None, None]:
     session.clear()
-    return [], status_html("Cleared: a new conversation."), None, None
+    return [], status_html("Cleared: a new conversation."), voice_player.stop(session), None, None
 
 
 # -- the camera, the microphone, the browser -------------------------------------------------
@@ -264,12 +294,13 @@ def hear(
     partials: PartialTranscripts | None = None,
 ) -> tuple:
     """A streamed microphone chunk of hands-free listening -> (the count of questions heard:
-    its change asks the new one; the spoken answer's player, emptied when the wearer spoke
-    over the answer: barge-in; the status line, with what was heard so far of the question
-    being spoken, when that changed)."""
+    its change asks the new one; a message to the voice player when the wearer began to
+    speak over the answer (hold), stopped at a backchannel (go on) or went on (stop:
+    barge-in); the status line, with what was heard so far of the question being spoken,
+    when that changed)."""
     if chunk is None:
         return gr.skip(), gr.skip(), gr.skip()
-    interruptions = session.interruptions
+    interruptions, held = session.interruptions, session.voice_held
     try:
         ended = session.hear(*chunk)
         if partials is not None:
@@ -278,7 +309,12 @@ def hear(
         log.exception("hands-free listening failed on a chunk")
         return gr.skip(), gr.skip(), gr.skip()
     heard = session.heard_count if ended else gr.skip()
-    voice = None if session.interruptions != interruptions else gr.skip()
+    if session.interruptions != interruptions:
+        voice = voice_player.stop(session)
+    elif session.voice_held != held:
+        voice = voice_player.hold(session) if session.voice_held else voice_player.go_on(session)
+    else:
+        voice = gr.skip()
     status = gr.skip()
     partial = session.partial
     hearing = session.listener.in_question and partial and partial.utterance == session.utterances

@@ -1,8 +1,20 @@
 """What the web page runs in the browser: keyboard shortcuts, camera and microphone problems
-reported to the server, the follow-up window after a push-to-talk answer, a few styles. Loaded by the hidden page-script component in web.py.
+reported to the server, the follow-up window after a push-to-talk answer, a few styles. Loaded
+by the hidden page-script component in web.py; the voice player's script is its own file
+(static/voice_player.js).
 
 `trigger('change', {...})` sends an event to the server (web_actions.media_problem).
 """
+
+from pathlib import Path
+
+VOICE_PLAYER_JS = Path(__file__).resolve().parent / "static" / "voice_player.js"
+
+
+def voice_player_script() -> str:
+    """The page's voice player (app/voice_player.py), as the js_on_load of its component."""
+    return VOICE_PLAYER_JS.read_text(encoding="utf-8")
+
 
 PAGE_SCRIPT = r"""
 if (!window.lunettesPage) {
@@ -40,10 +52,9 @@ if (!window.lunettesPage) {
     childList: true, subtree: true, characterData: true, attributes: true, attributeFilter: ['aria-label'],
   });
   nameControls();
-  const pauseVoice = () => {  // at once; the server then removes the player
+  const pauseVoice = () => {  // at once; the server's own stop follows
+    window.lunettesVoice?.stop();
     document.querySelectorAll('#spoken-answer audio').forEach((audio) => audio.pause());
-    const toggle = document.querySelector('#spoken-answer .play-pause-button');
-    if (toggle && toggle.dataset.ownLabel === 'Pause') toggle.click();
   };
   document.addEventListener('click', (event) => {
     if (event.target.closest && event.target.closest('#stop-button, #stop-speaking, #clear-button')) {
@@ -63,8 +74,7 @@ if (!window.lunettesPage) {
   const count = (selector, text) => [...document.querySelectorAll(selector)]
     .filter((node) => !text || (node.innerText || '').includes(text)).length;
   const answered = () => count('#conversation .bot-row .thought', '⏱️');
-  const voicePlaying = () => [...document.querySelectorAll('#spoken-answer audio')]
-    .some((audio) => !audio.paused && !audio.ended);
+  const voicePlaying = () => Boolean(window.lunettesVoice?.playing());
   const activity = () => [count('#conversation .user-row'), answered(), voicePlaying()].join();
   let followUp = null;  // {answers, quietSince, until (0: not open yet), seen}
   const endFollowUp = (closeMicrophone) => {

@@ -11,6 +11,7 @@ Nothing here imports gradio.
 """
 
 import atexit
+import itertools
 import logging
 import mimetypes
 import os
@@ -44,6 +45,11 @@ SPEAKING_MARGIN_S = 0.5  # the spoken answer is taken to last this much longer (
 # voice, and what they say is the next question. Less ("yeah", "uh-huh", "right", a cough) is a
 # backchannel: the answer goes on, and it is no question.
 BARGE_IN_SPEECH_S = 0.4
+# The voice pauses sooner, once HOLD_SPEECH_S of the wearer's voice is heard over it (as a
+# person stops to listen), and plays on from there when what they said stays a backchannel
+# and GO_ON_SILENCE_S of quiet follows it.
+HOLD_SPEECH_S = 0.06  # two of the listener's 32 ms frames
+GO_ON_SILENCE_S = 0.35
 # A pause of QUICK_END_S ends a question whose partial transcript, of all that was said, ends
 # in "?" or "!" (app/web_partial.py); other words get the listener's whole END_SILENCE_S, as
 # a sentence that ends in "." may be only the first of two ("I lost my keys. Where ...").
@@ -113,6 +119,10 @@ class WebSession:
     partial_pending: bool = False  # one is being made (app/web_partial.py)
     partial_shown: str = ""  # the last one the page was given
     speaking_until: float = 0.0  # time.monotonic() when the spoken answer ends
+    # numbers the messages to the page's voice player (app/voice_player.py); next() on a count
+    # is atomic, and the answer's voice and the microphone's handler both send them
+    voice_messages: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    voice_held: bool = False  # the voice is paused: the wearer is speaking over it
     root: Path | None = None  # where the folder is made (None: the system's temp folder)
     folder: Path | None = None  # files shown in the chat or played; made on first use
     saved: int = 0  # files saved so far (names them)
@@ -226,7 +236,8 @@ class WebSession:
         Speaking over an answer that is written or spoken (barge-in): once BARGE_IN_SPEECH_S
         of the wearer's voice is heard, the answer stops (kept, marked stopped) with its
         voice (`interruptions` grows: the page empties its player), and the utterance is the
-        next question. A shorter one over an answer is a backchannel: nothing happens. The
+        next question. Its voice is held (`voice_held`) from HOLD_SPEECH_S of theirs on. A
+        shorter utterance over an answer is a backchannel: the voice plays on. The
         assistant's own voice is kept out of the microphone by the browser's echo
         cancellation, and is quieter there than the wearer (vad.py's level test).
         """
@@ -246,6 +257,12 @@ class WebSession:
             self.stop()
             self.silence()
             self.interruptions += 1
+        self.voice_held = (
+            self.over_answer
+            and not self.barged
+            and self.listener.voiced_s >= HOLD_SPEECH_S
+            and self.listener.silent_s < GO_ON_SILENCE_S
+        )
         if not questions:
             return False
         backchannel = self.over_answer and not self.barged
@@ -285,7 +302,7 @@ class WebSession:
         """No voice for the answers so far, even one still being made; listen again at once."""
         for turn in self.turns:
             turn.said_aloud = True
-        self.speaking_until = 0.0
+        self.speaking_until, self.voice_held = 0.0, False
 
     # -- files ---------------------------------------------------------------------------------
 

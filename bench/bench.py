@@ -980,6 +980,9 @@ def main(argv=None) -> int:
             f"of {[round(x) for x in loop['runs_ms']]} (target <= 1000; the listener's pause "
             f"before it asks included)"
         )
+        from bench.voice_loop import barge_in_line
+
+        print(barge_in_line(loop["barge_in"]))
     total_s = time.perf_counter() - started
     print(f"benchmark took {total_s:.0f} s")
 

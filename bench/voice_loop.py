@@ -1,6 +1,6 @@
 """Hands-free in a real browser: the end of the wearer's question -> the first sound of the answer.
 
-    .venv/bin/python -m bench.voice_loop [--runs 5] [--port 0]
+    .venv/bin/python -m bench.voice_loop [--runs 5] [--port 0] [--no-barge-in]
 
 `lunettes serve` (the embedded bundle, as shipped, no history kept) and Debian's Chromium,
 headless, whose fake microphone plays a WAV: 1 s of silence, a natural question said by the
@@ -8,7 +8,8 @@ held-out neural voice (Piper joe, never trained on), then silence. The page list
 hands-free, as a wearer leaves it, with the fake camera's frame.
 
 Timing is the page's own clock. A script added to the page notes when the microphone opened
-(Chromium starts the WAV then) and when the spoken answer's audio element starts playing.
+(Chromium starts the WAV then) and when the voice player's first piece starts to sound (the
+time it was scheduled at, app/static/voice_player.js).
 Chromium runs at the lowest CPU priority (nice 19): a wearer's browser is on their phone, not
 on the server's cores, and here its fake camera alone keeps a core busy. The question's last
 sound is at a known offset in the WAV, so
@@ -17,6 +18,10 @@ This includes all of it: the pause the listener waits for before it takes the qu
 finished (endpointing), the upload, the transcript and reading, the answer's first clause,
 its synthesis, and the audio's way to the page and into playback. The page's status line
 gives the server's own split of each turn; it is printed beside each run.
+
+Barge-in: as many runs again, whose WAV then speaks over the answer INTERRUPT_AFTER_S after
+the question, while its voice sounds:
+    the wearer's first sound -> the voice pauses = held - (microphone opened + offset).
 """
 
 import argparse
@@ -40,6 +45,11 @@ QUESTIONS = [  # natural questions, not the training templates (assets/eval/spok
     "Can you recommend a good book?",
 ]
 LEAD_S, TAIL_S = 1.0, 12.0  # silence before and after the question in the WAV
+# Barge-in: questions whose answers are long; while the answer is being said, the wearer
+# speaks over it
+BARGE_IN_QUESTIONS = QUESTIONS[1:]
+INTERRUPTION = "Wait, stop. Tell me something else."
+INTERRUPT_AFTER_S = 7.0  # after the question's last sound: its answer is sounding by then
 SILENT = 1e-3  # |sample| below this counts as silence when finding the question's last sound
 ANSWER_TIMEOUT_S = 60
 
@@ -53,26 +63,42 @@ window.__lunettes_bench = {};
     if (wanted && wanted.audio) note('microphone');
     return stream;
   };
-  document.addEventListener('playing', (event) => {
-    if (event.target.closest && event.target.closest('#spoken-answer')) note('sound');
-  }, true);
+  window.addEventListener('lunettes-voice', (event) => {  // app/static/voice_player.js
+    const names = {start: 'sound', hold: 'held', stop: 'stopped', end: 'ended'};
+    const key = names[event.detail.state];
+    if (key && !(key in window.__lunettes_bench)) window.__lunettes_bench[key] = event.detail.at;
+  });
 })();
 """
 
 
-def microphone_wav(path: Path, question: str) -> float:
-    """Write the fake microphone's WAV (48 kHz, 16-bit) -> the offset of the question's last
-    sound in it, in seconds."""
+def microphone_wav(path: Path, question: str, interruption: str | None = None) -> tuple:
+    """Write the fake microphone's WAV (48 kHz, 16-bit) -> (the offset of the question's last
+    sound in it, of the interruption's first sound or None), in seconds."""
     from encoders.audio_io import SAMPLE_RATE, resample
     from fusion.training.voices import NEURAL_VOICE, synthesize
 
-    said = synthesize(question, NEURAL_VOICE)  # [S] float32 at 16 kHz
-    loud = np.flatnonzero(np.abs(said) > SILENT)
-    speech_s = (loud[-1] + 1) / SAMPLE_RATE if len(loud) else 0.0
-    samples = resample(said, SAMPLE_RATE, FAKE_MICROPHONE_RATE)
-    silence = [np.zeros(round(s * FAKE_MICROPHONE_RATE), np.float32) for s in (LEAD_S, TAIL_S)]
-    soundfile.write(path, np.concatenate([silence[0], samples, silence[1]]), FAKE_MICROPHONE_RATE)
-    return LEAD_S + speech_s
+    def said(text: str) -> tuple[np.ndarray, float, float]:
+        """text said -> [S] float32 at 16 kHz, its first and last sound in seconds."""
+        samples = synthesize(text, NEURAL_VOICE)
+        loud = np.flatnonzero(np.abs(samples) > SILENT)
+        first, last = (loud[0], loud[-1] + 1) if len(loud) else (0, 0)
+        return samples, first / SAMPLE_RATE, last / SAMPLE_RATE
+
+    def silence(seconds: float) -> np.ndarray:
+        return np.zeros(round(seconds * SAMPLE_RATE), np.float32)
+
+    asked, _, speech_s = said(question)
+    parts, interrupted_s = [silence(LEAD_S), asked], None
+    if interruption is not None:
+        gap = INTERRUPT_AFTER_S - (len(asked) / SAMPLE_RATE - speech_s)
+        over, onset_s, _ = said(interruption)
+        interrupted_s = LEAD_S + len(asked) / SAMPLE_RATE + gap + onset_s
+        parts += [silence(gap), over]
+    parts.append(silence(TAIL_S))
+    samples = resample(np.concatenate(parts), SAMPLE_RATE, FAKE_MICROPHONE_RATE)
+    soundfile.write(path, samples, FAKE_MICROPHONE_RATE)
+    return LEAD_S + speech_s, interrupted_s
 
 
 def lowest_priority(processes) -> None:
@@ -85,8 +111,9 @@ def lowest_priority(processes) -> None:
             pass  # gone meanwhile
 
 
-def one_turn(playwright, url: str, wav: Path, speech_end_s: float) -> dict:
-    """One fresh browser: listen hands-free, wait for the answer's first sound -> timings."""
+def one_turn(playwright, url: str, wav: Path, speech_end_s: float, interrupted_s=None) -> dict:
+    """One fresh browser: listen hands-free, wait for the answer's first sound (and, when the
+    WAV speaks over the answer at `interrupted_s`, for the voice to pause) -> timings."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     chromium = launch_chromium(playwright, wav)
@@ -100,6 +127,15 @@ def one_turn(playwright, url: str, wav: Path, speech_end_s: float) -> dict:
         page.wait_for_function(
             "window.__lunettes_bench.sound !== undefined", timeout=ANSWER_TIMEOUT_S * 1000
         )
+        if interrupted_s is not None:
+            try:
+                page.wait_for_function(
+                    "window.__lunettes_bench.held !== undefined"
+                    " || window.__lunettes_bench.stopped !== undefined",
+                    timeout=(interrupted_s + 10) * 1000,
+                )
+            except PlaywrightTimeout:
+                pass  # never paused: reported as such
         noted = page.evaluate("window.__lunettes_bench")
         notes = page.locator("#conversation .bot-row .thought", has_text="first sound")
         try:
@@ -110,51 +146,100 @@ def one_turn(playwright, url: str, wav: Path, speech_end_s: float) -> dict:
         page.locator("#hands-free").get_by_role("button", name="Stop").click()
     finally:
         chromium.close()
-    ended_ms = noted["microphone"] + speech_end_s * 1000
-    return {"first_sound_ms": noted["sound"] - ended_ms, "status": status}
+    opened = noted["microphone"]
+    turn = {"first_sound_ms": noted["sound"] - (opened + speech_end_s * 1000), "status": status}
+    if interrupted_s is not None:
+        over_ms = opened + interrupted_s * 1000
+        quiet = [noted[k] for k in ("held", "stopped") if k in noted]
+        ended = noted.get("ended")
+        if ended is not None and ended < over_ms:
+            turn["barge_in"] = "the answer's voice had ended before the wearer spoke over it"
+        elif not quiet:
+            turn["barge_in"] = "the voice never paused"
+        else:
+            turn["silenced_ms"] = min(quiet) - over_ms
+    return turn
 
 
-def measure_voice_loop(runs: int = len(QUESTIONS), port: int = 0) -> dict:
-    """`runs` hands-free questions, each in a fresh browser -> the median and each run."""
+def measure_voice_loop(runs: int = len(QUESTIONS), port: int = 0, barge_in: bool = True) -> dict:
+    """`runs` hands-free questions, each in a fresh browser -> the median and each run; with
+    barge_in, as many again, each spoken over while its answer sounds -> the median time from
+    the wearer's first sound to the voice's pause."""
     from playwright.sync_api import sync_playwright
 
     port = port or free_port()
-    results = []
+    results, silenced, problems = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         print(f"lunettes serve on port {port} (embedded bundle) ...", flush=True)
         server = start_server(port, "--no-history", "--data-dir", str(folder / "data"))
         try:
             with sync_playwright() as playwright:
-                for run in range(runs):
-                    question = QUESTIONS[run % len(QUESTIONS)]
+                for run in range(runs * (2 if barge_in else 1)):
+                    over = INTERRUPTION if run >= runs else None
+                    asked = QUESTIONS if over is None else BARGE_IN_QUESTIONS
+                    question = asked[run % len(asked)]
                     wav = folder / f"question-{run}.wav"
-                    speech_end_s = microphone_wav(wav, question)
-                    turn = one_turn(playwright, f"http://127.0.0.1:{port}/", wav, speech_end_s)
-                    results.append(turn["first_sound_ms"])
-                    print(
-                        f"  {question!r}: end of speech -> first sound "
-                        f"{turn['first_sound_ms']:.0f} ms  [page: {turn['status']}]",
-                        flush=True,
-                    )
+                    speech_end_s, over_s = microphone_wav(wav, question, over)
+                    url = f"http://127.0.0.1:{port}/"
+                    turn = one_turn(playwright, url, wav, speech_end_s, over_s)
+                    if over is None:
+                        results.append(turn["first_sound_ms"])
+                        print(
+                            f"  {question!r}: end of speech -> first sound "
+                            f"{turn['first_sound_ms']:.0f} ms  [page: {turn['status']}]",
+                            flush=True,
+                        )
+                    elif "silenced_ms" in turn:
+                        silenced.append(turn["silenced_ms"])
+                        print(
+                            f"  {question!r}, then spoken over: the wearer's first sound -> "
+                            f"the voice paused {turn['silenced_ms']:.0f} ms",
+                            flush=True,
+                        )
+                    else:
+                        problems.append(turn["barge_in"])
+                        print(f"  {question!r}, then spoken over: {turn['barge_in']}", flush=True)
         finally:
             server.terminate()
             server.wait(30)
-    return {"first_sound_ms": statistics.median(results), "runs_ms": results}
+    loop = {"first_sound_ms": statistics.median(results), "runs_ms": results}
+    if barge_in:
+        loop["barge_in"] = {
+            "silenced_ms": statistics.median(silenced) if silenced else None,
+            "runs_ms": silenced,
+            "not_measured": problems,
+        }
+    return loop
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=len(QUESTIONS))
     parser.add_argument("--port", type=int, default=0, help="default: a free one")
+    parser.add_argument("--no-barge-in", action="store_true", help="only the first sounds")
     args = parser.parse_args(argv)
-    loop = measure_voice_loop(args.runs, args.port)
+    loop = measure_voice_loop(args.runs, args.port, not args.no_barge_in)
     print(
         f"hands-free browser loop, end of speech -> first sound of the answer: median "
         f"{loop['first_sound_ms']:.0f} ms over {len(loop['runs_ms'])} questions "
         f"(target <= 1000 ms)"
     )
+    if "barge_in" in loop:
+        print(barge_in_line(loop["barge_in"]))
     return 0
+
+
+def barge_in_line(barge_in: dict) -> str:
+    """The barge-in row: the wearer speaks over the answer -> its voice pauses."""
+    runs = [round(x) for x in barge_in["runs_ms"]]
+    missed = f"; not measured: {barge_in['not_measured']}" if barge_in["not_measured"] else ""
+    if barge_in["silenced_ms"] is None:
+        return f"barge-in: not measured{missed}"
+    return (
+        f"barge-in (browser): the wearer's first sound over the answer -> its voice pauses, "
+        f"median {barge_in['silenced_ms']:.0f} ms of {runs} (target <= 300 ms){missed}"
+    )
 
 
 if __name__ == "__main__":

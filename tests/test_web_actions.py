@@ -1,5 +1,7 @@
 """The web app's handlers and what they show, on the tiny random model (no browser)."""
 
+import base64
+import json
 import threading
 import time
 
@@ -132,12 +134,14 @@ def test_bad_settings_are_explained(model, session):
 def test_stop_and_regenerate_and_clear(model, session):
     act.send_message({"text": "hello", "files": []}, session)
     chat, status, voice = act.stop(session)
-    assert status == "Stopped." and voice is None and "*(stopped)*" in chat[1]["content"]
+    assert status == "Stopped." and "*(stopped)*" in chat[1]["content"]
+    assert json.loads(voice)["kind"] == "stop"  # the page's player is silenced too
     chat, status = act.regenerate(session)
     assert status == "Thinking…"
     assert ask_and_answer(model, session)[-1][1].startswith("Answered.")
-    chat, status, voice, box = act.clear(session)
-    assert chat == [] and session.turns == [] and voice is None and box is None
+    chat, status, voice, voice_file, box = act.clear(session)
+    assert chat == [] and session.turns == [] and voice_file is None and box is None
+    assert json.loads(voice)["kind"] == "stop"
     assert status.startswith("Cleared")
     assert act.regenerate(session)[1].startswith("Nothing to regenerate")
 
@@ -167,9 +171,23 @@ def test_camera_and_microphone_problems_appear_in_the_chat(data, expected, sessi
     assert expected in status
 
 
+def player_messages(updates) -> list[dict]:
+    """A handler's updates of the voice player -> its messages, decoded (skips left out)."""
+    return [json.loads(update) for update in updates if update != gr.skip()]
+
+
+def pieces(messages: list[dict]) -> list[tuple[int, np.ndarray]]:
+    """The played pieces among voice player messages -> (rate, int16 samples [S]) each."""
+    return [
+        (m["rate"], np.frombuffer(base64.b64decode(m["pcm"]), "<i2"))
+        for m in messages
+        if m["kind"] == "play"
+    ]
+
+
 def voiced(session, enabled=True) -> list:
-    """The voice chunks `speak` streams (not its skips)."""
-    return [voice for voice, _ in act.speak(session, enabled) if voice != gr.skip()]
+    """The pieces `speak` plays in the page's player (not its skips)."""
+    return pieces(player_messages(voice for voice, _, _ in act.speak(session, enabled)))
 
 
 def test_the_answer_is_spoken_once_and_the_microphone_waits_for_it(model, session):
@@ -180,16 +198,22 @@ def test_the_answer_is_spoken_once_and_the_microphone_waits_for_it(model, sessio
     act.send_message({"text": "hello", "files": []}, session)
     ask_and_answer(model, session)
     session.turns[0].answer = "The cat sits on the mat. The dog sleeps by the door."
-    chunks = voiced(session)
+    updates = list(act.speak(session, True))
+    chunks = pieces(player_messages(voice for voice, _, _ in updates))
     assert len(chunks) == 2  # a sentence each
     for rate, samples in chunks:
-        assert rate > 8000 and samples.dtype == np.int16 and len(samples) / rate > 0.5
+        assert rate > 8000 and len(samples) / rate > 0.5
     assert session.speaking_until > time.monotonic() + 1.0  # both sentences queued
+    files = [kept for _, kept, _ in updates if kept != gr.skip()]
+    assert len(files) == 1 and updates[-1][1] == files[0]  # the whole voice, once it is said
+    whole, rate = soundfile.read(files[0], dtype="int16")
+    assert rate == chunks[0][0] and len(whole) == sum(len(samples) for _, samples in chunks)
     turn = session.turns[0]
     assert 0 < turn.first_audio_ms < 60_000
     assert f"first sound {turn.first_audio_ms:.0f} ms" in timing_line(turn.stats, turn)
     assert voiced(session) == []  # said once
-    assert act.stop_speaking(session) is None and session.speaking_until == 0.0
+    assert json.loads(act.stop_speaking(session))["kind"] == "stop"
+    assert session.speaking_until == 0.0
     act.regenerate(session)
     ask_and_answer(model, session)
     assert voiced(session, enabled=False) == []  # switched off
@@ -208,7 +232,7 @@ def test_the_first_sentence_is_spoken_while_the_answer_is_written(model, session
 
     def listen():
         spoken.extend(
-            (voice, turn.state) for voice, _ in act.speak(session, True) if voice != gr.skip()
+            (voice, turn.state) for voice, _, _ in act.speak(session, True) if voice != gr.skip()
         )
 
     listener = threading.Thread(target=listen, daemon=True)
@@ -230,7 +254,7 @@ def test_stop_speaking_before_the_voice_is_ready_keeps_it_silent(model, session)
     act.send_message({"text": "hello", "files": []}, session)
     ask_and_answer(model, session)
     act.stop_speaking(session)  # pressed while the answer was still being voiced
-    assert list(act.speak(session, True)) == [(gr.skip(), gr.skip())]  # nothing, no change
+    assert list(act.speak(session, True)) == [(gr.skip(),) * 3]  # nothing, no change
     assert session.speaking_until == 0.0
 
 
@@ -246,7 +270,7 @@ def test_a_voice_made_while_the_chat_is_cleared_is_dropped(model, monkeypatch, s
         raise speech_out.SpeechError("its folder was deleted")
 
     monkeypatch.setattr(speech_out, "speak", slow_synthesis)
-    assert list(act.speak(session, True)) == [(gr.skip(), gr.skip())]  # no stale status
+    assert list(act.speak(session, True)) == [(gr.skip(),) * 3]  # no stale status
 
 
 def test_hands_free_chunks_become_a_question(model, session):
@@ -261,18 +285,35 @@ def test_hands_free_chunks_become_a_question(model, session):
     assert answered.startswith("Answered. pause 800 ms · ")  # the wait that ended the turn
 
 
-def test_speaking_over_the_spoken_answer_empties_its_player(session):
-    """Barge-in: the chunk in which the wearer's voice goes on long enough over the answer
-    empties the player (None), once; the utterance is then the next question."""
+def spoken_over(session, text: str, chunk: int = 4_000) -> list[tuple]:
+    """`text` said into hands-free listening (then 1.5 s of quiet), in chunks -> hear's updates."""
+    loud = (np.concatenate([said(text) * 0.5, np.zeros(24_000, np.float32)]) * 32767).astype(
+        np.int16
+    )
+    return [act.hear((16_000, loud[i : i + chunk]), session) for i in range(0, len(loud), chunk)]
+
+
+def test_speaking_over_the_spoken_answer_holds_then_stops_its_voice(session):
+    """Barge-in: the wearer's first words over the answer pause its voice (hold); once they
+    go on long enough, the voice stops for good (once), and the utterance is the next question."""
     session.ask("typed")
     session.speaking(5.0)
-    loud = (
-        np.concatenate([said("No, the other one.") * 0.5, np.zeros(24_000, np.float32)]) * 32767
-    ).astype(np.int16)
-    heard = [act.hear((16_000, loud[i : i + 8_000]), session) for i in range(0, len(loud), 8_000)]
-    assert [voice for _, voice, _ in heard].count(None) == 1
+    heard = spoken_over(session, "No, the other one.")
+    kinds = [message["kind"] for message in player_messages(voice for _, voice, _ in heard)]
+    assert kinds == ["hold", "stop"]
     assert [count for count, _, _ in heard].count(1) == 1
     assert session.turns[0].state == "stopped"
+
+
+def test_a_backchannel_over_the_spoken_answer_only_pauses_its_voice(session):
+    """ "Yeah" over the answer: the voice pauses while it is said, then plays on; the answer
+    goes on and nothing is asked."""
+    turn = session.ask("typed")
+    session.speaking(5.0)
+    heard = spoken_over(session, "Yeah.", chunk=1_600)
+    kinds = [message["kind"] for message in player_messages(voice for _, voice, _ in heard)]
+    assert kinds == ["hold", "go_on"]
+    assert turn.state == "waiting" and session.heard_count == 0
 
 
 def test_timing_line_names_each_stage():
