@@ -16,12 +16,14 @@ from fastapi.responses import FileResponse
 from starlette.datastructures import MutableHeaders
 
 from app.certificates import TlsFiles
+from app.listening import Listeners, install_listening
 from app.openai_api.config import ApiConfig
 from app.openai_api.install import install_api
 from app.phone import CA_PATH, PhoneAccess, is_loopback, phone_access, terminal_lines
 from app.store.database import Store
 from app.web import build_app
 from app.web_history import BROWSER_COOKIE, BROWSER_COOKIE_DAYS, new_browser_id
+from app.web_partial import PartialTranscripts
 from fusion.model import LunettesModel
 
 DEFAULT_API = ApiConfig()  # frozen: safe to share
@@ -67,7 +69,10 @@ def build_server(
 
     # answers run together in the scheduler's batch; past WEB_QUEUE waiting events the page
     # says the queue is full (back-pressure) instead of growing without bound
-    blocks = build_app(worker.shared_model(), phone, store).queue(
+    shared = worker.shared_model()
+    listeners = Listeners(PartialTranscripts(shared))
+    install_listening(server, listeners)  # before the web app takes every other path
+    blocks = build_app(shared, listeners, phone, store).queue(
         default_concurrency_limit=WEB_CONCURRENCY, max_size=WEB_QUEUE
     )
     return gr.mount_gradio_app(

@@ -18,31 +18,40 @@ import gradio as gr
 from app import speech_out
 from app import web_actions as act
 from app import web_history_ui as history_ui
+from app.listening import Listeners
 from app.phone import PhoneAccess, page_html
 from app.store.database import Store
 from app.web_format import KEYBOARD_HELP, header_markdown, status_html
-from app.web_page import PAGE_SCRIPT, PAGE_STYLE, voice_player_script
-from app.web_partial import PartialTranscripts
+from app.web_page import PAGE_SCRIPT, PAGE_STYLE, listener_script, voice_player_script
 from app.web_session import WebSession, files_root
 from fusion.model import DEFAULT_SYSTEM_PROMPT, LunettesModel
 
 FRAME_EVERY_S = 0.5  # camera frames sent while the camera is on
-LISTEN_EVERY_S = 0.25  # microphone chunks sent while listening hands-free (barge-in waits on them)
 CAMERA_OPTIONS = gr.WebcamOptions(
     mirror=False,  # the model must see text the right way round
     constraints={
         "video": {"width": {"ideal": 640}, "height": {"ideal": 480}, "facingMode": "environment"}
     },
 )  # a phone's back camera, at a size that is cheap to stream: the encoder reads 224 px
+HANDS_FREE_TEMPLATE = (
+    '<div class="lunettes-hands-free"><p>🎙️ Hands-free: I listen, and answer when you pause '
+    '(with the camera frame)</p><button type="button" class="lunettes-listen">Record</button>'
+    "</div>"
+)  # the button's text is the listener's (static/listener.js); the value is not shown
 STATUS_TEMPLATE = '<p class="lunettes-status" role="status" aria-live="polite">${value}</p>'
 QUICK = {"concurrency_limit": None, "show_progress": "hidden"}  # light handlers never wait
 ANSWERS_AT_ONCE = 8  # answers written at once (the model's scheduler batches them); more wait
 
 
 def build_app(
-    model: LunettesModel, phone: PhoneAccess | None = None, store: Store | None = None
+    model: LunettesModel,
+    listeners: Listeners,
+    phone: PhoneAccess | None = None,
+    store: Store | None = None,
 ) -> gr.Blocks:
-    """store: where conversations and memory are kept (app/store); None keeps nothing."""
+    """listeners: the sessions hands-free listening reaches, through the server's /listen
+    WebSocket (app/listening.py, installed by app/server.py); each page's session joins them.
+    store: where conversations and memory are kept (app/store); None keeps nothing."""
     files = files_root()  # the sessions' photos, recordings and voices
     with gr.Blocks(title="Lunettes", analytics_enabled=False, delete_cache=(3600, 7200)) as app:
         ui = Controls(
@@ -50,7 +59,6 @@ def build_app(
             session=gr.State(
                 lambda: WebSession(root=files, store=store), delete_callback=WebSession.close
             ),
-            heard=gr.State(0),  # questions heard hands-free; each change asks the newest
             page_script=gr.HTML(
                 "", js_on_load=PAGE_SCRIPT, head=PAGE_STYLE, visible="hidden", elem_id="page-script"
             ),
@@ -64,7 +72,7 @@ def build_app(
             with gr.Column(scale=2, min_width=340):
                 chat_panel(ui)
                 history = history_ui.panel() if store is not None else None
-        wire(ui, model, history)
+        wire(ui, model, listeners, history)
         app.load(speech_out.warm_up, None, None, **QUICK)  # the voice, before the first answer
         if history is not None:
             history_ui.wire(history, ui, app, QUICK)
@@ -76,12 +84,11 @@ class Controls:
     """The page's components, for the events to name; the panels fill in their own."""
 
     session: gr.State
-    heard: gr.State
     page_script: gr.HTML
     camera: gr.Image = field(init=False)
     look: gr.Button = field(init=False)
     push_to_talk: gr.Audio = field(init=False)
-    hands_free: gr.Audio = field(init=False)
+    hands_free: gr.HTML = field(init=False)  # its value: the session's listening key
     speak_on: gr.Checkbox = field(init=False)
     translate: gr.Checkbox = field(init=False)
     quiet: gr.Button = field(init=False)
@@ -115,12 +122,10 @@ def glasses_panel(ui: Controls) -> None:
         label="Push to talk: record your question, stop to send it (with the camera frame)",
         elem_id="push-to-talk",
     )
-    ui.hands_free = gr.Audio(
-        sources=["microphone"],
-        streaming=True,
-        label="Hands-free: I listen, and answer when you pause (with the camera frame)",
+    ui.hands_free = gr.HTML(  # the microphone goes to the server's /listen (app/listening.py)
+        "", html_template=HANDS_FREE_TEMPLATE, js_on_load=listener_script(),
         elem_id="hands-free",
-    )
+    )  # fmt: skip
     with gr.Row():
         ui.speak_on = gr.Checkbox(True, label="Speak answers aloud", elem_id="speak-answers")
         ui.translate = gr.Checkbox(
@@ -183,7 +188,9 @@ def chat_panel(ui: Controls) -> None:
     gr.Markdown(KEYBOARD_HELP, elem_id="keyboard-help")
 
 
-def wire(ui: Controls, model: LunettesModel, history: dict | None = None) -> None:
+def wire(
+    ui: Controls, model: LunettesModel, listeners: Listeners, history: dict | None = None
+) -> None:
     """Every way of asking adds a question, then `respond` answers it and `speak` says it;
     with a history panel, its list and memory are refreshed after each answer."""
 
@@ -219,7 +226,7 @@ def wire(ui: Controls, model: LunettesModel, history: dict | None = None) -> Non
             act.push_to_talk, [ui.push_to_talk, session], [*chat, ui.push_to_talk], **QUICK
         )
     )
-    answer(ui.heard.change(act.hands_free_question, [session], chat, **QUICK))
+    answer(ui.hands_free.submit(act.hands_free_question, [session], chat, **QUICK))
     answer(ui.regenerate.click(act.regenerate, [session], chat, **QUICK))
     # Stop and Clear mark the session; the answer ends at its next token. (Gradio's `cancels=`
     # is not used: its page script cancels events one after the other, and can reach an answer
@@ -231,18 +238,10 @@ def wire(ui: Controls, model: LunettesModel, history: dict | None = None) -> Non
     ui.speak_on.change(act.voice_switched, [ui.speak_on, session], [ui.voice], **QUICK)
 
     ui.camera.stream(act.see, [ui.camera, session], None, stream_every=FRAME_EVERY_S, **QUICK)
-    partials = PartialTranscripts(model)  # what is heard of a question while it is spoken
-
-    def hear(chunk, session):
-        return act.hear(chunk, session, partials)
-
-    ui.hands_free.stream(
-        hear,
-        [ui.hands_free, session],
-        [ui.heard, ui.voice, ui.status],
-        stream_every=LISTEN_EVERY_S,
-        **QUICK,
-    )
+    # The first Record asks for the session's listening key (and the session joins
+    # `listeners`): not at load, where gr.State can still replace the session it made.
+    ui.hands_free.click(listeners.key_for, [session], [ui.hands_free], **QUICK)
+    ui.hands_free.input(act.heard_so_far, [session], [ui.status], **QUICK)
     ui.hands_free.start_recording(
         lambda: status_html("Listening hands-free: ask, then pause."), None, [ui.status], **QUICK
     )

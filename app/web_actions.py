@@ -18,7 +18,6 @@ from app import speech_out, voice_player
 from app.sentences import Sentences
 from app.web_format import SPOKEN_MARK, chat_messages, error_text, status_html, status_text
 from app.web_history import ensure_history
-from app.web_partial import PartialTranscripts
 from app.web_session import Turn, WebSession, answer_next, read_files
 from encoders.audio_io import resample
 from encoders.errors import InputError
@@ -43,6 +42,7 @@ MEDIA_PROBLEMS = {
     "https, or at http://127.0.0.1 on the computer running it",
 }
 
+LISTENING_LOST = "ListeningLost"  # static/listener.js: its connection to the server closed
 SPEAK_POLL_S = 0.05  # how often the voice looks for new sentences of the answer
 # The chat is sent to the page at most this often while an answer streams: each update is a
 # round trip through Gradio's event loop (a quarter of a second with hands-free listening's
@@ -288,40 +288,9 @@ def see(frame: Image.Image | None, session: WebSession) -> None:
     session.see(frame)
 
 
-def hear(
-    chunk: tuple[int, np.ndarray] | None,
-    session: WebSession,
-    partials: PartialTranscripts | None = None,
-) -> tuple:
-    """A streamed microphone chunk of hands-free listening -> (the count of questions heard:
-    its change asks the new one; a message to the voice player when the wearer began to
-    speak over the answer (hold), stopped at a backchannel (go on) or went on (stop:
-    barge-in); the status line, with what was heard so far of the question being spoken,
-    when that changed)."""
-    if chunk is None:
-        return gr.skip(), gr.skip(), gr.skip()
-    interruptions, held = session.interruptions, session.voice_held
-    try:
-        ended = session.hear(*chunk)
-        if partials is not None:
-            partials.maybe_start(session)
-    except Exception:
-        log.exception("hands-free listening failed on a chunk")
-        return gr.skip(), gr.skip(), gr.skip()
-    heard = session.heard_count if ended else gr.skip()
-    if session.interruptions != interruptions:
-        voice = voice_player.stop(session)
-    elif session.voice_held != held:
-        voice = voice_player.hold(session) if session.voice_held else voice_player.go_on(session)
-    else:
-        voice = gr.skip()
-    status = gr.skip()
-    partial = session.partial
-    hearing = session.listener.in_question and partial and partial.utterance == session.utterances
-    if hearing and partial.text and partial.text != session.partial_shown:
-        session.partial_shown = partial.text
-        status = status_html(f"{SPOKEN_MARK} {partial.text} …")
-    return heard, voice, status
+def heard_so_far(session: WebSession) -> str:
+    """The status line with what Whisper heard so far of the question being spoken."""
+    return status_html(f"{SPOKEN_MARK} {session.partial_shown} …")
 
 
 def media_problem(session: WebSession, event: gr.EventData) -> Chat:
@@ -329,6 +298,9 @@ def media_problem(session: WebSession, event: gr.EventData) -> Chat:
     data = getattr(event, "_data", None) or {}
     device = "camera" if str(data.get("device")) == "camera" else "microphone"
     name = str(data.get("name", ""))[:60]
+    if name == LISTENING_LOST:
+        session.refuse("", [], f"hands-free listening stopped: {str(data.get('message'))[:200]}")
+        return view(session)
     if name in MEDIA_PROBLEMS:
         problem = MEDIA_PROBLEMS[name].format(device=device)
     else:  # the browser's own words

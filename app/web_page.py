@@ -1,7 +1,7 @@
 """What the web page runs in the browser: keyboard shortcuts, camera and microphone problems
 reported to the server, the follow-up window after a push-to-talk answer, a few styles. Loaded
-by the hidden page-script component in web.py; the voice player's script is its own file
-(static/voice_player.js).
+by the hidden page-script component in web.py; the voice player's and the hands-free
+listener's scripts are files of their own (static/voice_player.js, static/listener.js).
 
 `trigger('change', {...})` sends an event to the server (web_actions.media_problem).
 """
@@ -11,9 +11,17 @@ from pathlib import Path
 VOICE_PLAYER_JS = Path(__file__).resolve().parent / "static" / "voice_player.js"
 
 
+LISTENER_JS = Path(__file__).resolve().parent / "static" / "listener.js"
+
+
 def voice_player_script() -> str:
     """The page's voice player (app/voice_player.py), as the js_on_load of its component."""
     return VOICE_PLAYER_JS.read_text(encoding="utf-8")
+
+
+def listener_script() -> str:
+    """Hands-free listening in the page (app/listening.py), the js_on_load of its component."""
+    return LISTENER_JS.read_text(encoding="utf-8")
 
 
 PAGE_SCRIPT = r"""
@@ -21,6 +29,7 @@ if (!window.lunettesPage) {
   window.lunettesPage = true;
   const report = (device, name, message) =>
     trigger('change', {device: device, name: String(name), message: String(message || '')});
+  window.lunettesReport = report;  // the hands-free listener's lost connection, too
   const media = navigator.mediaDevices;
   if (!media || !media.getUserMedia) {
     // Browsers give the camera and microphone only to secure pages (https, localhost).

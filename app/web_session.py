@@ -123,6 +123,8 @@ class WebSession:
     # is atomic, and the answer's voice and the microphone's handler both send them
     voice_messages: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     voice_held: bool = False  # the voice is paused: the wearer is speaking over it
+    # the page's key to hands-free listening's WebSocket (app/listening.py): this tab's only
+    listen_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     root: Path | None = None  # where the folder is made (None: the system's temp folder)
     folder: Path | None = None  # files shown in the chat or played; made on first use
     saved: int = 0  # files saved so far (names them)

@@ -63,10 +63,10 @@ window.__lunettes_bench = {};
     if (wanted && wanted.audio) note('microphone');
     return stream;
   };
+  window.__lunettes_bench.voice = [];  // [state, at] of each start, end, hold and stop
   window.addEventListener('lunettes-voice', (event) => {  // app/static/voice_player.js
-    const names = {start: 'sound', hold: 'held', stop: 'stopped', end: 'ended'};
-    const key = names[event.detail.state];
-    if (key && !(key in window.__lunettes_bench)) window.__lunettes_bench[key] = event.detail.at;
+    window.__lunettes_bench.voice.push([event.detail.state, event.detail.at]);
+    if (event.detail.state === 'start') note('sound');
   });
 })();
 """
@@ -130,8 +130,7 @@ def one_turn(playwright, url: str, wav: Path, speech_end_s: float, interrupted_s
         if interrupted_s is not None:
             try:
                 page.wait_for_function(
-                    "window.__lunettes_bench.held !== undefined"
-                    " || window.__lunettes_bench.stopped !== undefined",
+                    "window.__lunettes_bench.voice.some(([s]) => s === 'hold' || s === 'stop')",
                     timeout=(interrupted_s + 10) * 1000,
                 )
             except PlaywrightTimeout:
@@ -149,16 +148,25 @@ def one_turn(playwright, url: str, wav: Path, speech_end_s: float, interrupted_s
     opened = noted["microphone"]
     turn = {"first_sound_ms": noted["sound"] - (opened + speech_end_s * 1000), "status": status}
     if interrupted_s is not None:
-        over_ms = opened + interrupted_s * 1000
-        quiet = [noted[k] for k in ("held", "stopped") if k in noted]
-        ended = noted.get("ended")
-        if ended is not None and ended < over_ms:
-            turn["barge_in"] = "the answer's voice had ended before the wearer spoke over it"
-        elif not quiet:
-            turn["barge_in"] = "the voice never paused"
-        else:
-            turn["silenced_ms"] = min(quiet) - over_ms
+        turn.update(barge_in(noted["voice"], opened + interrupted_s * 1000))
     return turn
+
+
+def barge_in(voice: list, over_ms: float) -> dict:
+    """The voice player's [state, at] events, the wearer's first sound over the answer at
+    `over_ms` -> {"silenced_ms": from then to the voice's hold or stop}, or {"barge_in": why
+    it was not measured}."""
+    sounding = False  # at over_ms: after a start, before the end that follows it
+    for state, at in voice:
+        if at > over_ms:
+            break
+        sounding = state == "start" or (sounding and state not in ("end", "stop"))
+    quiet = [at for state, at in voice if state in ("hold", "stop") and at > over_ms]
+    if not sounding:
+        return {"barge_in": "the answer's voice was not sounding when the wearer spoke over it"}
+    if not quiet:
+        return {"barge_in": "the voice never paused"}
+    return {"silenced_ms": quiet[0] - over_ms}
 
 
 def measure_voice_loop(runs: int = len(QUESTIONS), port: int = 0, barge_in: bool = True) -> dict:

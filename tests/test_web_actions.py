@@ -11,8 +11,10 @@ import pytest
 import soundfile
 
 from app import web_actions as act
+from app.listening import Listeners, hear
 from app.web import build_app
 from app.web_format import ERROR_MARK, SPOKEN_MARK, TIMING_MARK, chat_messages, timing_line
+from app.web_partial import Partial
 from app.web_session import Turn, WebSession
 from fusion.model import Stats
 from tests.api_support import wait_until
@@ -273,24 +275,29 @@ def test_a_voice_made_while_the_chat_is_cleared_is_dropped(model, monkeypatch, s
     assert list(act.speak(session, True)) == [(gr.skip(),) * 3]  # no stale status
 
 
+def messages(updates: list[list[str]]) -> list[dict]:
+    """listening.hear's messages for each chunk -> all of them, decoded, in order."""
+    return [json.loads(message) for chunk in updates for message in chunk]
+
+
+def spoken_into(session, text: str, chunk: int = 1_024) -> list[dict]:
+    """`text` said into hands-free listening (then 1.5 s of quiet), in the page's chunks ->
+    the messages for the page."""
+    loud = (np.concatenate([said(text) * 0.5, np.zeros(24_000, np.float32)]) * 32767).astype(
+        np.int16
+    )
+    return messages(
+        [hear(session, 16_000, loud[i : i + chunk]) for i in range(0, len(loud), chunk)]
+    )
+
+
 def test_hands_free_chunks_become_a_question(model, session):
-    loud = (
-        np.concatenate([said("What is this?") * 0.5, np.zeros(24_000, np.float32)]) * 32767
-    ).astype(np.int16)
-    heard = [act.hear((16_000, loud[i : i + 8_000]), session) for i in range(0, len(loud), 8_000)]
-    assert (1, gr.skip(), gr.skip()) in heard  # the player is left alone: nothing was said
+    said_to_page = spoken_into(session, "What is this?")
+    assert said_to_page == [{"kind": "asked"}]  # the player is left alone: nothing was said
     chat, status = act.hands_free_question(session)
     assert texts(chat[0]) == [f"{SPOKEN_MARK} …"] and status == "Listening to your question…"
     answered = ask_and_answer(model, session)[-1][1]
     assert answered.startswith("Answered. pause 800 ms · ")  # the wait that ended the turn
-
-
-def spoken_over(session, text: str, chunk: int = 4_000) -> list[tuple]:
-    """`text` said into hands-free listening (then 1.5 s of quiet), in chunks -> hear's updates."""
-    loud = (np.concatenate([said(text) * 0.5, np.zeros(24_000, np.float32)]) * 32767).astype(
-        np.int16
-    )
-    return [act.hear((16_000, loud[i : i + chunk]), session) for i in range(0, len(loud), chunk)]
 
 
 def test_speaking_over_the_spoken_answer_holds_then_stops_its_voice(session):
@@ -298,10 +305,8 @@ def test_speaking_over_the_spoken_answer_holds_then_stops_its_voice(session):
     go on long enough, the voice stops for good (once), and the utterance is the next question."""
     session.ask("typed")
     session.speaking(5.0)
-    heard = spoken_over(session, "No, the other one.")
-    kinds = [message["kind"] for message in player_messages(voice for _, voice, _ in heard)]
-    assert kinds == ["hold", "stop"]
-    assert [count for count, _, _ in heard].count(1) == 1
+    kinds = [message["kind"] for message in spoken_into(session, "No, the other one.")]
+    assert kinds == ["hold", "stop", "asked"]
     assert session.turns[0].state == "stopped"
 
 
@@ -310,10 +315,18 @@ def test_a_backchannel_over_the_spoken_answer_only_pauses_its_voice(session):
     goes on and nothing is asked."""
     turn = session.ask("typed")
     session.speaking(5.0)
-    heard = spoken_over(session, "Yeah.", chunk=1_600)
-    kinds = [message["kind"] for message in player_messages(voice for _, voice, _ in heard)]
+    kinds = [message["kind"] for message in spoken_into(session, "Yeah.")]
     assert kinds == ["hold", "go_on"]
     assert turn.state == "waiting" and session.heard_count == 0
+
+
+def test_what_is_heard_so_far_is_told_once_and_shown(session):
+    session.listener.push(said("What is") * 0.5)  # a question being spoken
+    session.utterances = 1
+    session.partial = Partial(1, "What is", frames=10**6)
+    told = messages([hear(session, 16_000, np.zeros(1_024, np.int16)) for _ in range(2)])
+    assert told == [{"kind": "heard", "text": "What is"}]  # once, not at every chunk
+    assert act.heard_so_far(session) == f"{SPOKEN_MARK} What is …"
 
 
 def test_timing_line_names_each_stage():
@@ -357,7 +370,7 @@ def test_a_turn_without_a_readable_question_shows_only_the_error(session):
 
 
 def test_every_control_is_labelled_and_nothing_is_shared_between_sessions(model):
-    app = build_app(model)
+    app = build_app(model, Listeners())
     labelled = (
         gr.Image,
         gr.Audio,
