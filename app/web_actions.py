@@ -45,8 +45,8 @@ MEDIA_PROBLEMS = {
 LISTENING_LOST = "ListeningLost"  # static/listener.js: its connection to the server closed
 SPEAK_POLL_S = 0.05  # how often the voice looks for new sentences of the answer
 # The chat is sent to the page at most this often while an answer streams: each update is a
-# round trip through Gradio's event loop (a quarter of a second with hands-free listening's
-# microphone chunks in the same loop), and the answer waited for each one, token by token.
+# round trip through Gradio's event loop (up to a quarter of a second when the microphone's
+# chunks still went through it too), and the answer waited for each one, token by token.
 UPDATE_EVERY_S = 0.1
 log = logging.getLogger(__name__)
 
@@ -233,8 +233,9 @@ def _spoken_pieces(session: WebSession, enabled: bool) -> Iterator[tuple]:
         time.sleep(SPEAK_POLL_S)
 
 
-def _voice_file(session: WebSession, spoken: list[np.ndarray], rate: int) -> str:
-    """The answer's whole voice as a WAV in the session's folder, for its player."""
+def _voice_file(session: WebSession, spoken: list[np.ndarray], rate: int) -> str | dict:
+    """The answer's whole voice as a WAV in the session's folder, for its player (its path;
+    gr.skip() when it could not be written)."""
     path = session.new_file("answer", ".wav")
     try:
         soundfile.write(path, np.concatenate(spoken), rate, subtype="PCM_16")

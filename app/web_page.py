@@ -8,10 +8,9 @@ listener's scripts are files of their own (static/voice_player.js, static/listen
 
 from pathlib import Path
 
-VOICE_PLAYER_JS = Path(__file__).resolve().parent / "static" / "voice_player.js"
-
-
-LISTENER_JS = Path(__file__).resolve().parent / "static" / "listener.js"
+STATIC = Path(__file__).resolve().parent / "static"
+VOICE_PLAYER_JS = STATIC / "voice_player.js"
+LISTENER_JS = STATIC / "listener.js"
 
 
 def voice_player_script() -> str:

@@ -426,3 +426,22 @@ def test_translation_mode_gives_what_was_said_in_english(model, session, monkeyp
     act.send_message({"text": "and typed?", "files": []}, session)  # typed: answered as usual
     list(act.respond(model, session, 4, 0.0, "", True))
     assert session.turns[1].translated_from is None and session.turns[1].stats.new_tokens > 0
+
+
+def test_switching_the_voice_off_silences_it_and_on_changes_nothing(session):
+    session.ask("typed")
+    session.speaking(5.0)
+    assert act.voice_switched(True, session) == gr.skip() and session.speaking_until > 0
+    assert json.loads(act.voice_switched(False, session))["kind"] == "stop"
+    assert session.speaking_until == 0.0 and session.turns[0].said_aloud
+
+
+def test_the_voice_is_loaded_before_the_first_answer():
+    from app import speech_out
+    from encoders import piper_voice
+
+    if "piper" not in speech_out.available_engines():
+        pytest.skip("the Piper voice is not installed (make test installs it)")
+    piper_voice.voice.cache_clear()
+    speech_out.warm_up()
+    assert piper_voice.voice.cache_info().currsize == 1
