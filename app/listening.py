@@ -27,6 +27,7 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from app import voice_player
 from app.web_partial import PartialTranscripts
 from app.web_session import WebSession
+from encoders.errors import InputError
 
 MAX_RATE = 192_000  # Hz: the highest microphone rate accepted
 MAX_MESSAGE_S = 1.0  # longest chunk accepted in one message, in seconds of audio
@@ -95,7 +96,7 @@ def install_listening(server: FastAPI, listeners: Listeners) -> None:
                     await websocket.send_text(message)
         except WebSocketDisconnect:
             return
-        except ValueError as error:
+        except InputError as error:  # what the page sent; the server's own errors are logged
             await websocket.close(code=CLOSE_BAD_INPUT, reason=str(error)[:120])
         except Exception:
             log.exception("hands-free listening failed")
@@ -107,14 +108,14 @@ def _rate(hello: str) -> int:
     try:
         rate = json.loads(hello)["rate"]
     except (ValueError, KeyError, TypeError):
-        raise ValueError('the first message must be {"rate": <samples per second>}') from None
+        raise InputError('the first message must be {"rate": <samples per second>}') from None
     if not isinstance(rate, int) or not 8_000 <= rate <= MAX_RATE:
-        raise ValueError(f"the microphone's rate must be 8000-{MAX_RATE} Hz, got {rate!r}")
+        raise InputError(f"the microphone's rate must be 8000-{MAX_RATE} Hz, got {rate!r}")
     return rate
 
 
 def _pcm(data: bytes, rate: int) -> np.ndarray:
     """A binary message -> its samples [S] int16, checked."""
     if len(data) % 2 or len(data) > 2 * rate * MAX_MESSAGE_S:
-        raise ValueError("a microphone chunk is whole 16-bit samples, at most 1 s of them")
+        raise InputError("a microphone chunk is whole 16-bit samples, at most 1 s of them")
     return np.frombuffer(data, "<i2")

@@ -148,11 +148,11 @@ def one_turn(playwright, url: str, wav: Path, speech_end_s: float, interrupted_s
     opened = noted["microphone"]
     turn = {"first_sound_ms": noted["sound"] - (opened + speech_end_s * 1000), "status": status}
     if interrupted_s is not None:
-        turn.update(barge_in(noted["voice"], opened + interrupted_s * 1000))
+        turn.update(barge_in_timing(noted["voice"], opened + interrupted_s * 1000))
     return turn
 
 
-def barge_in(voice: list, over_ms: float) -> dict:
+def barge_in_timing(voice: list, over_ms: float) -> dict:
     """The voice player's [state, at] events, the wearer's first sound over the answer at
     `over_ms` -> {"silenced_ms": from then to the voice's hold or stop}, or {"barge_in": why
     it was not measured}."""

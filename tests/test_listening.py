@@ -80,3 +80,25 @@ def test_what_is_not_microphone_audio_is_refused_with_the_reason(served, tmp_pat
         socket.send_bytes(chunk)
         socket.receive_text()
     assert refused.value.code == CLOSE_BAD_INPUT and refused.value.reason
+
+
+def test_a_failure_of_the_server_is_not_blamed_on_the_microphone(served, tmp_path, caplog):
+    """Only what the page sent is refused as bad input (4400); an error inside the server,
+    even a ValueError, closes with 1011 and is logged."""
+    client, listeners = served
+    session = WebSession(root=tmp_path)
+
+    def broken(rate, pcm):
+        raise ValueError("an internal shape mismatch")
+
+    session.hear = broken
+    key = listeners.key_for(session)
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect(f"/listen/{key}") as socket,
+    ):
+        socket.send_text(json.dumps({"rate": RATE}))
+        socket.send_bytes(bytes(2 * 1024))
+        socket.receive_text()
+    assert closed.value.code == 1011
+    assert "hands-free listening failed" in caplog.text
