@@ -10,8 +10,9 @@ hands-free, as a wearer leaves it, with the fake camera's frame.
 Timing is the page's own clock. A script added to the page notes when the microphone opened
 (Chromium starts the WAV then) and when the voice player's first piece starts to sound (the
 time it was scheduled at, app/static/voice_player.js).
-Chromium runs at the lowest CPU priority (nice 19): a wearer's browser is on their phone, not
-on the server's cores, and here its fake camera alone keeps a core busy. The question's last
+Chromium runs at the lowest CPU priority (nice 19, and its session's scheduling group too):
+a wearer's browser is on their phone, not on the server's cores, and here its fake camera
+alone keeps a core busy. The question's last
 sound is at a known offset in the WAV, so
     end of speech -> first sound = playing - (microphone opened + offset).
 This includes all of it: the pause the listener waits for before it takes the question as
@@ -102,13 +103,18 @@ def microphone_wav(path: Path, question: str, interruption: str | None = None) -
 
 
 def lowest_priority(processes) -> None:
-    """nice 19 for Chromium's processes (those it starts later inherit it from its own)."""
+    """nice 19 for Chromium's processes, and for their Linux autogroup. Chromium starts its
+    own session, so with autogroups (the kernel's default on a desktop) its processes' nice
+    counts only among themselves: its group still had an equal share of the CPU with the
+    server's, and it sets its renderers back to nice 0 anyway (seen 2026-12-03). The group's
+    nice holds for every process of the session, those started later included."""
     for process in processes:
         try:
             if "chrom" in process.name().lower():
                 process.nice(19)
-        except psutil.Error:
-            pass  # gone meanwhile
+                Path(f"/proc/{process.pid}/autogroup").write_text("19")
+        except (psutil.Error, OSError):
+            pass  # gone meanwhile, or no autogroups here: the nice alone
 
 
 def one_turn(playwright, url: str, wav: Path, speech_end_s: float, interrupted_s=None) -> dict:
