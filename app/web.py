@@ -215,7 +215,10 @@ def wire(
             )
         # beside the answer, not after it: each sentence is spoken as soon as it is written
         question.then(
-            act.speak, [ui.session, ui.speak_on], [ui.voice, ui.voice_file, ui.status], **QUICK
+            act.speak,
+            [ui.session, ui.speak_on],
+            [ui.voice, ui.voice_file, ui.status, ui.chatbot],
+            **QUICK,
         )
 
     session, chat = ui.session, [ui.chatbot, ui.status]

@@ -173,15 +173,17 @@ def speak(session: WebSession, enabled: bool) -> Iterator[tuple]:
     """Say the answer aloud while it is written: each sentence (the first clause already,
     app/sentences.py) as soon as it ends -> (a message that plays it in the page's voice
     player, app/voice_player.py; the whole answer's voice, to play again, once it is said;
-    the status line, only when the voice's first sound makes news or the voice fails). Runs
-    beside `respond`. Yields skips when it has nothing to say: a generator that yields
-    nothing would empty its outputs, the status line included."""
+    the status line, only when the voice's first sound makes news or the voice fails; the
+    chat, only when the answer was written before its first sound, so that the turn's
+    timing note gets that figure too). Runs beside `respond`. Yields skips when it has
+    nothing to say: a generator that yields nothing would empty its outputs, the status
+    line included."""
     said = False
     for update in _spoken_pieces(session, enabled):
         said = True
         yield update
     if not said:
-        yield gr.skip(), gr.skip(), gr.skip()
+        yield (gr.skip(),) * 4
 
 
 def _spoken_pieces(session: WebSession, enabled: bool) -> Iterator[tuple]:
@@ -211,24 +213,25 @@ def _spoken_pieces(session: WebSession, enabled: bool) -> Iterator[tuple]:
                     turn.said_aloud = True
                     log.warning("speaking the answer failed: %s", error)
                     status = status_html(error_text(f"the answer cannot be spoken: {error}"))
-                    yield gr.skip(), gr.skip(), status
+                    yield gr.skip(), gr.skip(), status, gr.skip()
                 return
             if not current():
                 return
             if len(samples):
                 session.speaking(len(samples) / rate)
-                status = gr.skip()
+                status = chat = gr.skip()
                 if turn.first_audio_ms is None:
                     turn.first_audio_ms = (time.monotonic() - turn.asked_at) * 1000
-                    if turn.state == "done":  # written already: the status line gets the figure
+                    if turn.state == "done":  # written already: its timing note gets the figure
                         status = status_html(status_text(turn))
+                        chat = chat_messages(session.turns)
                 spoken_rate = spoken_rate or rate
                 spoken.append(resample(samples, rate, spoken_rate))
-                yield voice_player.play(session, samples, rate), gr.skip(), status
+                yield voice_player.play(session, samples, rate), gr.skip(), status, chat
         if state in ("done", "failed", "stopped"):
             turn.said_aloud = True
             if spoken:
-                yield gr.skip(), _voice_file(session, spoken, spoken_rate), gr.skip()
+                yield gr.skip(), _voice_file(session, spoken, spoken_rate), gr.skip(), gr.skip()
             return
         time.sleep(SPEAK_POLL_S)
 

@@ -189,7 +189,7 @@ def pieces(messages: list[dict]) -> list[tuple[int, np.ndarray]]:
 
 def voiced(session, enabled=True) -> list:
     """The pieces `speak` plays in the page's player (not its skips)."""
-    return pieces(player_messages(voice for voice, _, _ in act.speak(session, enabled)))
+    return pieces(player_messages(voice for voice, *_ in act.speak(session, enabled)))
 
 
 def test_the_answer_is_spoken_once_and_the_microphone_waits_for_it(model, session):
@@ -201,18 +201,23 @@ def test_the_answer_is_spoken_once_and_the_microphone_waits_for_it(model, sessio
     ask_and_answer(model, session)
     session.turns[0].answer = "The cat sits on the mat. The dog sleeps by the door."
     updates = list(act.speak(session, True))
-    chunks = pieces(player_messages(voice for voice, _, _ in updates))
+    chunks = pieces(player_messages(voice for voice, *_ in updates))
     assert len(chunks) == 2  # a sentence each
     for rate, samples in chunks:
         assert rate > 8000 and len(samples) / rate > 0.5
     assert session.speaking_until > time.monotonic() + 1.0  # both sentences queued
-    files = [kept for _, kept, _ in updates if kept != gr.skip()]
+    files = [kept for _, kept, *_ in updates if kept != gr.skip()]
     assert len(files) == 1 and updates[-1][1] == files[0]  # the whole voice, once it is said
     whole, rate = soundfile.read(files[0], dtype="int16")
     assert rate == chunks[0][0] and len(whole) == sum(len(samples) for _, samples in chunks)
     turn = session.turns[0]
     assert 0 < turn.first_audio_ms < 60_000
     assert f"first sound {turn.first_audio_ms:.0f} ms" in timing_line(turn.stats, turn)
+    # written before its first sound: the chat is sent again, its timing note with the figure
+    chats = [chat for *_, chat in updates if chat != gr.skip()]
+    assert len(chats) == 1
+    notes = [m["metadata"]["title"] for m in chats[0] if m.get("metadata")]
+    assert any(f"first sound {turn.first_audio_ms:.0f} ms" in note for note in notes)
     assert voiced(session) == []  # said once
     assert json.loads(act.stop_speaking(session))["kind"] == "stop"
     assert session.speaking_until == 0.0
@@ -234,7 +239,7 @@ def test_the_first_sentence_is_spoken_while_the_answer_is_written(model, session
 
     def listen():
         spoken.extend(
-            (voice, turn.state) for voice, _, _ in act.speak(session, True) if voice != gr.skip()
+            (voice, turn.state) for voice, *_ in act.speak(session, True) if voice != gr.skip()
         )
 
     listener = threading.Thread(target=listen, daemon=True)
@@ -256,7 +261,7 @@ def test_stop_speaking_before_the_voice_is_ready_keeps_it_silent(model, session)
     act.send_message({"text": "hello", "files": []}, session)
     ask_and_answer(model, session)
     act.stop_speaking(session)  # pressed while the answer was still being voiced
-    assert list(act.speak(session, True)) == [(gr.skip(),) * 3]  # nothing, no change
+    assert list(act.speak(session, True)) == [(gr.skip(),) * 4]  # nothing, no change
     assert session.speaking_until == 0.0
 
 
@@ -272,7 +277,7 @@ def test_a_voice_made_while_the_chat_is_cleared_is_dropped(model, monkeypatch, s
         raise speech_out.SpeechError("its folder was deleted")
 
     monkeypatch.setattr(speech_out, "speak", slow_synthesis)
-    assert list(act.speak(session, True)) == [(gr.skip(),) * 3]  # no stale status
+    assert list(act.speak(session, True)) == [(gr.skip(),) * 4]  # no stale status
 
 
 def messages(updates: list[list[str]]) -> list[dict]:
