@@ -160,13 +160,27 @@ class VoiceActivityDetector:
             return None
         return self._end()
 
+    def settled(self) -> np.ndarray | None:
+        """The question being spoken as it will be kept if the pause under way ends it, [S]
+        float32: once that pause has passed TAIL_S, what `_end` returns stays the same (up to
+        TAIL_S after the last voiced frame) unless the wearer speaks again. None before that,
+        or between questions. Work done on it meanwhile is work done on the question
+        (app/web_partial.py)."""
+        if not self.in_question or self.silent < round(TAIL_S / FRAME_S):
+            return None
+        return np.concatenate(self.frames[: self._kept()])
+
+    def _kept(self) -> int:
+        """How many of the question's frames it keeps: up to TAIL_S after its last voiced one."""
+        return len(self.frames) - max(self.silent - round(TAIL_S / FRAME_S), 0)
+
     def end_now(self) -> np.ndarray | None:
         """End the question being spoken at this point of its pause -> the question, or None
         (none is being spoken, or it is no question: too little voice, or the room's noise)."""
         return self._end() if self.in_question else None
 
     def _end(self) -> np.ndarray | None:
-        frames, voiced_frames, silent = self.frames, self.voiced, self.silent
+        frames, voiced_frames, silent, keep = self.frames, self.voiced, self.silent, self._kept()
         spoken_level = float(np.median(self.voiced_levels))
         room = float(np.percentile(self.levels, ROOM_PERCENTILE))
         self.frames, self.voiced, self.silent, self.in_question = [], 0, 0, False
@@ -176,7 +190,6 @@ class VoiceActivityDetector:
         after = float(np.median(self.levels[-silent:])) if silent else room  # the pause's level
         if spoken_level < max(room, after) * 10 ** (ABOVE_ROOM_DB / 20):
             return None  # the room got louder (a crowd began to talk), not the wearer
-        keep = len(frames) - max(silent - round(TAIL_S / FRAME_S), 0)
         return np.concatenate(frames[:keep])
 
 

@@ -7,7 +7,15 @@ PAUSE_CHECK_S, everything said is transcribed at once: when those words end as a
 does, the listener need not wait out its whole pause (web_session.py, QUICK_END_S). The
 work runs in one background thread per app, under the model's media lock (Whisper's decoder
 is shared), so that the microphone's chunks never wait for it; a result that arrives after
-its utterance ended is dropped. Nothing here imports gradio.
+its utterance ended is dropped.
+
+Once the pause has passed the listener's TAIL_S, the question as it will be kept is known
+(vad.py, `settled`): the same thread then encodes, transcribes and reads it as the answer
+would (LunettesModel.encode_media, for the session's owner), and the model's media cache
+keeps what that gave under the hash of its samples. When the pause ends the question, the
+answer finds it there (or waits on the media lock for the rest of it) instead of starting
+that ~1 s of work only then. Should the wearer speak on, the work is wasted, never wrong:
+another clip has another hash. Nothing here imports gradio.
 """
 
 import logging
@@ -18,7 +26,9 @@ from typing import NamedTuple
 import numpy as np
 
 from app.vad import FRAME
+from encoders.errors import InputError
 from encoders.transcribe import Transcriber
+from fusion.conversation import user
 from fusion.model import LunettesModel
 
 log = logging.getLogger(__name__)
@@ -46,8 +56,10 @@ class PartialTranscripts:
 
     def maybe_start(self, session) -> None:
         """Transcribe `session`'s utterance so far when it is time (a WebSession, after a
-        chunk was heard); the text lands in session.partial, for its utterance."""
+        chunk was heard); the text lands in session.partial, for its utterance. Prepare the
+        question once its pause settles it (see above)."""
         listener = session.listener
+        self._maybe_prepare(session)
         if not listener.in_question or listener.voiced_s < MIN_VOICED_S:
             return
         now = time.monotonic()
@@ -71,3 +83,24 @@ class PartialTranscripts:
             log.exception("a partial transcript failed")
         finally:
             session.partial_pending = False
+
+    def _maybe_prepare(self, session) -> None:
+        listener = session.listener
+        if not listener.hearing:
+            return
+        settled_as = (session.utterances, listener.spoken_frames)
+        if session.prepared == settled_as:
+            return
+        question = listener.settled()
+        if question is None:
+            return
+        session.prepared = settled_as
+        self.worker.submit(self._prepare, question, session.owner)
+
+    def _prepare(self, question, owner: str) -> None:
+        try:
+            self.model.encode_media([user("", [], question)], owner)
+        except InputError:
+            pass  # no question the answer would take either: it says why itself
+        except Exception:  # an early start is a courtesy: the answer does the work again
+            log.exception("preparing a question during its pause failed")

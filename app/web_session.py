@@ -118,6 +118,8 @@ class WebSession:
     partial_at: float = 0.0  # time.monotonic() of its last partial transcript's start
     partial_pending: bool = False  # one is being made (app/web_partial.py)
     partial_shown: str = ""  # the last one the page was given
+    prepared: tuple[int, int] | None = None  # (utterance, spoken frames) of the question
+    # prepared during its pause (app/web_partial.py), so as to prepare each only once
     speaking_until: float = 0.0  # time.monotonic() when the spoken answer ends
     # numbers the messages to the page's voice player (app/voice_player.py); next() on a count
     # is atomic, and the answer's voice and the microphone's handler both send them
@@ -354,7 +356,7 @@ def answer_next(
     try:
         speech = turn.question.speech if turn.question else None
         if translate and speech is not None:
-            yield from _translated(model, turn, speech, current)
+            yield from _translated(model, turn, speech, current, session.owner)
             return
         conversation, kept = session.conversation(turn, system_prompt), None
         if session.history is not None:
@@ -396,10 +398,12 @@ def _keep(session: WebSession, turn: Turn) -> None:
         session.history.keep_answer(turn)
 
 
-def _translated(model: LunettesModel, turn: Turn, speech, current) -> Iterator[Turn]:
+def _translated(
+    model: LunettesModel, turn: Turn, speech, current, owner: str = ""
+) -> Iterator[Turn]:
     """Translation mode: the turn's answer is what was said, in English."""
     start = time.perf_counter()
-    english, timings = model.translate(speech)
+    english, timings = model.translate(speech, owner)
     if not current():
         return
     elapsed = (time.perf_counter() - start) * 1000

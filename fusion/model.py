@@ -161,9 +161,13 @@ class LunettesModel:
             self._encode_media(messages, owner, timings)
         return timings
 
+    def _cache_owner(self, owner: str) -> str:
+        """The media cache's owner for `owner`: a clip's reading depends on the adapter and
+        the reading settings as well."""
+        return f"{owner}\0{id(self.adapter)}\0{self.speech_reading!r}"
+
     def _encode_media(self, messages: Sequence[Message], owner: str, timings: dict) -> None:
-        # a clip's reading depends on the adapter and the reading settings as well
-        owner = f"{owner}\0{id(self.adapter)}\0{self.speech_reading!r}"
+        owner = self._cache_owner(owner)
         self.media_cache.restore(messages, owner)
         new_photos = [p for m in messages for p in m.photos if p.features is None]
         if new_photos:
@@ -193,11 +197,13 @@ class LunettesModel:
             timings["ocr"] = _ms_since(start)
         self.media_cache.keep(messages, owner)
 
-    def translate(self, speech: Speech) -> tuple[str, dict[str, float]]:
+    def translate(self, speech: Speech, owner: str = "") -> tuple[str, dict[str, float]]:
         """A clip -> (what it says in English: Whisper's translate task, the timings in ms).
-        Its transcript in its own language (and language) are filled on the clip as well."""
+        Its transcript in its own language (and language) are filled on the clip as well;
+        what `owner` had encoded of the same clip comes from the media cache."""
         timings = {"encode_audio": 0.0, "transcribe": 0.0}
         with self.media_lock:
+            self.media_cache.restore([Message("user", speech=speech)], self._cache_owner(owner))
             self._hear(speech, timings)
             start = time.perf_counter()
             english = self.transcriber(speech.features, speech.language, "translate").text

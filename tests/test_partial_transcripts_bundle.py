@@ -1,6 +1,7 @@
 """Partial transcripts on the real embedded bundle: while a question is spoken hands-free (the
 neural voice, fed in the page's 64 ms chunks at the pace it is said), the page is told what
-Whisper heard so far, before the question ends; then the question is asked as usual."""
+Whisper heard so far, before the question ends; then the question is asked as usual, already
+encoded, transcribed and read during the pause that ended it."""
 
 import json
 import time
@@ -11,6 +12,7 @@ import pytest
 from app.listening import hear
 from app.web_partial import PartialTranscripts
 from app.web_session import WebSession
+from fusion.conversation import user
 from tests.tiny import said
 
 pytestmark = pytest.mark.bundle
@@ -18,11 +20,16 @@ pytestmark = pytest.mark.bundle
 QUESTION = "What is the weather like in Paris today, and will it rain this evening?"
 
 
-def test_the_status_line_shows_the_question_while_it_is_spoken(tmp_path):
+@pytest.fixture(scope="module")
+def partials() -> PartialTranscripts:
     from fusion.bundle import load_model
 
-    partials = PartialTranscripts(load_model())
-    session = WebSession(root=tmp_path)
+    return PartialTranscripts(load_model())
+
+
+def ask_hands_free(session: WebSession, partials: PartialTranscripts) -> tuple[list[str], int]:
+    """Say QUESTION into `session`'s microphone, then 1.5 s of silence, at the pace it is
+    said -> (the partial transcripts the page was shown, how many came before "asked")."""
     audio = np.concatenate([said(QUESTION) * 0.5, np.zeros(24_000, np.float32)])
     pcm, step = (audio * 32767).astype(np.int16), 1_024  # 64 ms at 16 kHz
     shown, asked_at = [], None
@@ -35,6 +42,27 @@ def test_the_status_line_shows_the_question_while_it_is_spoken(tmp_path):
             elif message["kind"] == "asked":
                 asked_at = len(shown)
     assert asked_at is not None, "the question was not heard to its end"
+    return shown, asked_at
+
+
+def test_the_status_line_shows_the_question_while_it_is_spoken(tmp_path, partials):
+    session = WebSession(root=tmp_path)
+    shown, asked_at = ask_hands_free(session, partials)
     before_end = " ".join(shown[:asked_at]).lower()
     assert "weather" in before_end, shown
     assert session.take_heard() is not None
+
+
+def test_the_question_is_transcribed_and_read_while_the_wearer_pauses(tmp_path, partials):
+    model, session = partials.model, WebSession(root=tmp_path)
+    ask_hands_free(session, partials)
+    question = session.take_heard()
+    partials.worker.submit(lambda: None).result()  # what the pause started has finished
+    hits = model.media_cache.hits
+    message = user("", [], question)
+    timings = model.encode_media([message], owner=session.owner)  # as the answer does
+    assert model.media_cache.hits == hits + 1
+    assert timings["encode_audio"] == timings["transcribe"] == timings["read_speech"] == 0.0
+    assert "weather" in message.speech.transcript.lower() and message.speech.reading
+    other = user("", [], question)  # another owner: nothing of it is found
+    assert model.encode_media([other], owner="someone else")["transcribe"] > 0

@@ -347,6 +347,20 @@ def test_timing_line_names_each_stage():
     )
 
 
+def test_a_hands_free_question_prepared_during_the_pause_says_so():
+    stats = Stats(
+        timings_ms={"encode_audio": 0.0, "transcribe": 0.0, "first_token": 400.0, "total": 900.0},
+        new_tokens=9, tokens_per_s=10.0, prompt_tokens={}, finish_reason="stop",
+    )  # fmt: skip
+    turn = Turn("", None)
+    turn.endpointing_ms = 640.0
+    assert timing_line(stats, turn).startswith(
+        "pause 640 ms · transcribed and read during the pause · first token 400 ms"
+    )
+    stats.timings_ms["transcribe"] = 350.0  # transcribed after the pause
+    assert "during the pause" not in timing_line(stats, turn)
+
+
 def test_a_spoken_question_read_otherwise_than_transcribed_says_so(session):
     from app.web_format import READ_AS_MARK
     from fusion.conversation import user

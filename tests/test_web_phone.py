@@ -6,6 +6,7 @@ answer arrives; the page is installable as an app. Tiny model: the answer is noi
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,17 @@ def phone(tmp_path_factory, tls, server):  # closed before the server stops
         context.close()
 
 
-def test_a_phone_takes_a_photo_and_asks_aloud_over_https(phone, server):
+def test_a_phone_takes_a_photo_and_asks_aloud_over_https(phone, server, monkeypatch):
+    from app.web_session import WebSession
+
+    frames_at = []  # when the server got each camera frame
+    see = WebSession.see
+
+    def seen(session, frame):
+        frames_at.append(time.monotonic())
+        see(session, frame)
+
+    monkeypatch.setattr(WebSession, "see", seen)
     assert server.url.startswith("https://")
     page = open_app(phone, server.url)  # a certificate error would stop it here
     assert page.evaluate("() => window.isSecureContext && !!navigator.mediaDevices")
@@ -81,11 +92,13 @@ def test_a_phone_takes_a_photo_and_asks_aloud_over_https(phone, server):
 
     page.locator("#camera").get_by_text("Click to Access Webcam").tap()
     page.locator("#camera").get_by_role("button", name="Camera: Record").tap()
-    page.wait_for_timeout(6000)  # a few frames reach the server (seconds on a busy machine:
-    # CI once had none there after 3 s + the 3.5 s of the question)
+    # frames reach the server (seconds on a busy machine: CI twice had none there after a
+    # fixed wait of 3 or 6 s + the 3.5 s of the question)
+    wait_until(lambda: len(frames_at) >= 2, what="the camera's frames at the server")
     recorder = page.locator("#push-to-talk")
     recorder.get_by_role("button", name="Push to talk: Record").tap()
     page.wait_for_timeout(3500)
+    wait_until(lambda: time.monotonic() - frames_at[-1] < 1.0, what="a fresh camera frame")
     recorder.get_by_role("button", name="Push to talk: Stop").tap()
     wait_for_answers(page, 1)
     question = user_messages(page).first

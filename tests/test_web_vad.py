@@ -38,6 +38,22 @@ def test_a_question_ends_after_a_pause_and_keeps_its_onset():
     assert not detector.hearing
 
 
+def test_once_its_pause_passes_the_tail_the_question_is_settled_as_it_will_end():
+    detector = VoiceActivityDetector()
+    audio = np.concatenate([at_dbfs(said(QUESTION), -20), silence(1.5, 0.001)])
+    settled, ended = [], []
+    for start in range(0, len(audio), 1024):
+        ended += detector.push(audio[start : start + 1024])  # the page's 64 ms chunks
+        if not ended:
+            settled.append(detector.settled())
+    early = [clip for clip in settled if clip is not None]
+    assert settled[0] is None and early, "never settled before the question ended"
+    assert len(ended) == 1
+    for clip in early:  # from TAIL_S into the pause to its end: the very samples it ends with
+        assert np.array_equal(clip, ended[0])
+    assert detector.settled() is None  # between questions
+
+
 def test_no_question_before_the_pause_is_long_enough():
     detector = VoiceActivityDetector()
     speech = at_dbfs(said(QUESTION), -20)
