@@ -86,8 +86,8 @@ class PartialTranscripts:
 
     def _maybe_prepare(self, session) -> None:
         listener = session.listener
-        if not listener.hearing:
-            return
+        if not listener.hearing or (session.over_answer and not session.barged):
+            return  # no question yet, or a backchannel over the answer ("mm-hm")
         settled_as = (session.utterances, listener.spoken_frames)
         if session.prepared == settled_as:
             return
