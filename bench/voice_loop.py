@@ -10,9 +10,14 @@ hands-free, as a wearer leaves it, with the fake camera's frame.
 Timing is the page's own clock. A script added to the page notes when the microphone opened
 (Chromium starts the WAV then) and when the voice player's first piece starts to sound (the
 time it was scheduled at, app/static/voice_player.js).
-Chromium runs at the lowest CPU priority (nice 19, and its session's scheduling group too):
-a wearer's browser is on their phone, not on the server's cores, and here its fake camera
-alone keeps a core busy. The question's last
+Chromium's processes get nice 19: a wearer's browser is on their phone, not on the
+server's cores, and here its fake camera alone keeps a core busy. Chromium starts its own
+session, though, so with Linux autogroups (on here) that nice counts only among its own
+processes, and the browser and the server share the cores as two groups. Giving the
+browser's whole group nice 19 was tried (2026-12-03): it starved the page itself, its
+microphone capture and its player, and the barge-in measure rose (median 455 ms without,
+810-1195 ms with, in runs of 2-3). A phone's browser has cores of its own; neither setting
+is that. The question's last
 sound is at a known offset in the WAV, so
     end of speech -> first sound = playing - (microphone opened + offset).
 This includes all of it: the pause the listener waits for before it takes the question as
@@ -103,18 +108,14 @@ def microphone_wav(path: Path, question: str, interruption: str | None = None) -
 
 
 def lowest_priority(processes) -> None:
-    """nice 19 for Chromium's processes, and for their Linux autogroup. Chromium starts its
-    own session, so with autogroups (the kernel's default on a desktop) its processes' nice
-    counts only among themselves: its group still had an equal share of the CPU with the
-    server's, and it sets its renderers back to nice 0 anyway (seen 2026-12-03). The group's
-    nice holds for every process of the session, those started later included."""
+    """nice 19 for Chromium's processes (those it starts later inherit it from its own; it
+    sets its renderers back to nice 0 itself). See the module's docstring for its autogroup."""
     for process in processes:
         try:
             if "chrom" in process.name().lower():
                 process.nice(19)
-                Path(f"/proc/{process.pid}/autogroup").write_text("19")
-        except (psutil.Error, OSError):
-            pass  # gone meanwhile, or no autogroups here: the nice alone
+        except psutil.Error:
+            pass  # gone meanwhile
 
 
 def one_turn(playwright, url: str, wav: Path, speech_end_s: float, interrupted_s=None) -> dict:
