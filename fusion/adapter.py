@@ -24,8 +24,9 @@ WEIGHTS_FILE = "adapter.safetensors"
 MODALITIES = ("image", "audio")
 # Kept as int8 rows (int8_rows.py) in a shipped (float16) file: the audio projector, 13.6 MB
 # of float16, which the default reading of a clip never runs (it reads Whisper's words). On
-# 60 natural held-out questions in the neural voice, the adapter's own greedy reading changed
-# for 1 clip and its word error not at all (2026-12-03). Checkpoints stay float32.
+# 60 natural questions (assets/eval/spoken_questions.txt) in the held-out neural voice, the
+# adapter's own greedy reading changed for 1 clip and its word error not at all (2026-12-03).
+# Checkpoints stay float32.
 INT8_STORED = ("projectors.audio.",)
 
 
