@@ -120,8 +120,8 @@ def timing_line(stats: Stats, turn=None) -> str:
     parts = []
     if turn is not None and turn.endpointing_ms:
         parts.append(f"pause {turn.endpointing_ms:.0f} ms")
-        if not t.get("transcribe"):  # prepared while the wearer paused (app/web_partial.py)
-            parts.append("transcribed and read during the pause")
+        if not t.get("transcribe"):  # prepared during the pause (app/web_partial.py), or a
+            parts.append("transcribed and read already")  # clip answered again (Regenerate)
     if t.get("encode_image"):
         parts.append(f"photo {t['encode_image']:.0f} ms")
     if t.get("encode_audio"):

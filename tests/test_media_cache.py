@@ -83,6 +83,22 @@ def test_a_clip_is_keyed_by_its_samples(model, monkeypatch):
     assert same.speech.features is not None and same.speech.transcript is not None
 
 
+def test_translation_takes_the_owners_encoded_clip_from_the_cache(model, monkeypatch):
+    """As when hands-free listening prepared the question during its pause (web_partial.py)."""
+    from fusion.conversation import Speech
+
+    audio = Counting(monkeypatch, model.audio, "encode")
+    transcribe = Counting(monkeypatch, model, "transcriber")
+    clip = tone(1.0, 440.0)
+    model.encode_media([user(speech=clip)], "web:one")
+    assert (audio.calls, transcribe.calls) == (1, 1)
+    _, timings = model.translate(Speech(clip.copy()), "web:one")
+    assert (audio.calls, transcribe.calls) == (1, 2)  # the translate task alone
+    assert timings["encode_audio"] == 0.0
+    model.translate(Speech(clip.copy()), "web:two")  # another owner: encoded again
+    assert audio.calls == 2
+
+
 def test_other_reading_settings_read_the_clip_again(model, monkeypatch):
     from dataclasses import replace
 

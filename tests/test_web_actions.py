@@ -355,10 +355,10 @@ def test_a_hands_free_question_prepared_during_the_pause_says_so():
     turn = Turn("", None)
     turn.endpointing_ms = 640.0
     assert timing_line(stats, turn).startswith(
-        "pause 640 ms · transcribed and read during the pause · first token 400 ms"
+        "pause 640 ms · transcribed and read already · first token 400 ms"
     )
     stats.timings_ms["transcribe"] = 350.0  # transcribed after the pause
-    assert "during the pause" not in timing_line(stats, turn)
+    assert "already" not in timing_line(stats, turn)
 
 
 def test_a_spoken_question_read_otherwise_than_transcribed_says_so(session):
