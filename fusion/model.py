@@ -32,9 +32,11 @@ from fusion.prompt_layout import PromptLayout, Scope, layout
 from fusion.scheduler import DecodeScheduler
 from fusion.speech_reading import (
     DEFAULT_READING,
+    MessageOpening,
     ReadingOptions,
     choose_reading,
     lm_log_probs,
+    message_opening,
     spoken_form,
 )
 from fusion.splice import splice
@@ -102,6 +104,7 @@ class LunettesModel:
         self.media_cache = MediaCache()  # what each photo and clip gave, by content and owner
         self.prefixes = PrefixCache()  # keys and values of prompts prefilled, by owner
         self._opening: tuple[str, torch.Tensor] | None = None  # system prompt, [1, L, D]
+        self._message_opening: MessageOpening | None = None  # readings are scored after it
         self.media_lock = threading.Lock()  # one request's encoders at a time
         # a scheduler.DecodeScheduler when several answers share the model (the server); None:
         # each answer decodes alone in its caller's thread (the CLI, evaluation)
@@ -357,7 +360,11 @@ class LunettesModel:
 
             def judge(texts: list[str]) -> list[float]:
                 whisper = self.transcriber.score(features, texts, speech.language)
-                lm = lm_log_probs(self.lm, self.tokenizer, texts) if options.lm_weight else None
+                lm = (
+                    lm_log_probs(self.lm, self.tokenizer, texts, self._reading_opening())
+                    if options.lm_weight
+                    else None
+                )
                 return [
                     options.whisper_weight * w + (options.lm_weight * lm[i] if lm else 0.0)
                     for i, w in enumerate(whisper)
@@ -368,6 +375,12 @@ class LunettesModel:
             )
             speech.reading = choose_reading(log_probs, heard, self.tokenizer.decode, judge, options)
         return speech.reading
+
+    def _reading_opening(self) -> MessageOpening:
+        """The opening of a user turn, prefilled once for every clip's readings (lm_log_probs)."""
+        if self._message_opening is None:  # two threads at once compute the same: harmless
+            self._message_opening = message_opening(self.lm, self.tokenizer)
+        return self._message_opening
 
     @torch.inference_mode()
     def stream(

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from transformers import DynamicCache
 
 from encoders.transcribe import PrefixTree
 from fusion.ctc_beam import prefix_beam_search, sequence_log_likelihoods
@@ -111,40 +112,73 @@ def choose_reading(
     return candidates[max(range(len(candidates)), key=totals.__getitem__)]
 
 
-@torch.inference_mode()
-def lm_log_probs(lm: torch.nn.Module, tokenizer, texts: list[str]) -> list[float]:
-    """The language model's log-probability of each text as a person's whole message: the
-    text's tokens after the chat template's opening of a user turn.
+@dataclass(frozen=True)
+class MessageOpening:
+    """The chat template's opening of a user turn, prefilled once: what every reading of every
+    clip is scored after (lm_log_probs)."""
 
-    The texts are readings of one clip: they share the opening (the template's ~25 tokens)
-    and mostly their beginnings, so they run as one prefix tree (encoders/transcribe.py
-    PrefixTree): each distinct prefix is one position that attends to its own ancestors, and
-    the vocabulary projection runs only where a text's token is predicted. Four readings of
-    a short question: ~55 positions instead of ~150, a third of the time of a padded batch.
-    """
+    ids: list[int]  # its tokens (the default system prompt, then the user turn's start)
+    keys_values: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer [1, H, P, Dh] each
+    next_log_probs: torch.Tensor  # [V] the LM's log-probabilities of a message's first token
+
+
+@torch.inference_mode()
+def message_opening(lm: torch.nn.Module, tokenizer) -> MessageOpening:
+    """Prefill the opening of a user turn (~24 tokens), to score readings after it."""
     marker = "\x00"
     opening = tokenizer.apply_chat_template(
         [{"role": "user", "content": marker}], tokenize=False
     ).split(marker)[0]
-    prefix = tokenizer.encode(opening, add_special_tokens=False)
-    rows = [prefix + tokenizer.encode(text, add_special_tokens=False) for text in texts]
-    if all(len(row) == len(prefix) for row in rows):
-        return [0.0] * len(rows)  # no words: nothing to predict
-    tree = PrefixTree(rows)
-    predictors = [i for i, depth in enumerate(tree.depths) if depth >= len(prefix) - 1]
-    row_of = {node: k for k, node in enumerate(predictors)}
+    ids = tokenizer.encode(opening, add_special_tokens=False)
     device = lm.get_input_embeddings().weight.device
+    output = lm(input_ids=torch.tensor([ids], device=device), use_cache=True)
+    layers = tuple((layer.keys, layer.values) for layer in output.cache.layers)
+    return MessageOpening(ids, layers, output.logits[0, -1].float().log_softmax(-1).cpu())
+
+
+@torch.inference_mode()
+def lm_log_probs(
+    lm: torch.nn.Module, tokenizer, texts: list[str], opening: MessageOpening | None = None
+) -> list[float]:
+    """The language model's log-probability of each text as a person's whole message: the
+    text's tokens after the chat template's opening of a user turn.
+
+    opening: that opening prefilled (message_opening), kept by the caller across clips; None:
+    prefilled now. Its keys and values stand first in the cache, so only the texts' own
+    tokens run: ~24 fewer positions per clip (a 5 s question's five readings: 91 -> 67
+    positions, 268 -> 214 ms on a 2-core AMD EPYC, same scores).
+
+    The texts are readings of one clip: they share mostly their beginnings, so they run as
+    one prefix tree (encoders/transcribe.py PrefixTree): each distinct prefix is one position
+    that attends to the opening and its own ancestors. Four readings of a short question: ~30
+    positions instead of ~100 for a padded batch.
+    """
+    rows = [tokenizer.encode(text, add_special_tokens=False) for text in texts]
+    if not any(rows):
+        return [0.0] * len(rows)  # no words: nothing to predict
+    opening = opening or message_opening(lm, tokenizer)
+    before = len(opening.ids)
+    tree = PrefixTree([row for row in rows if row])
+    scores = [float(opening.next_log_probs[row[0]]) if row else 0.0 for row in rows]
+    if not tree.tokens:
+        return scores  # one token each: the opening predicts all there is
+    device = lm.get_input_embeddings().weight.device
+    cache = DynamicCache()
+    for layer, (keys, values) in enumerate(opening.keys_values):
+        cache.update(keys, values, layer)  # the forward below appends to new tensors
+    sees = tree.sees()  # N, N
+    mask = torch.cat([sees.new_ones(len(tree.tokens), before), sees], 1)  # N, P + N
     logits = lm(
         input_ids=torch.tensor([tree.tokens], device=device),  # 1, N
-        attention_mask=tree.sees()[None, None].to(device),  # 1, 1, N, N
-        position_ids=torch.tensor([tree.depths], device=device),  # 1, N
-        logits_to_keep=torch.tensor(predictors, device=device),
-    ).logits[0]  # P, V
-    log_probs = logits.float().log_softmax(-1).cpu()  # P, V
-    scores = []
-    for row in rows:
-        nodes = [row_of[tree.nodes[tuple(row[:end])]] for end in range(len(prefix), len(row))]
-        scores.append(float(log_probs[nodes, row[len(prefix) :]].sum()))
+        attention_mask=mask[None, None].to(device),  # 1, 1, N, P + N
+        position_ids=torch.tensor([[before + d for d in tree.depths]], device=device),  # 1, N
+        cache=cache,
+        use_cache=True,
+    ).logits[0]  # N, V
+    log_probs = logits.float().log_softmax(-1).cpu()  # N, V
+    for k, row in enumerate(rows):
+        for end in range(1, len(row)):
+            scores[k] += float(log_probs[tree.nodes[tuple(row[:end])], row[end]])
     return scores
 
 

@@ -6,8 +6,16 @@ import math
 import pytest
 import torch
 
+import fusion.model
 from fusion.conversation import user
-from fusion.speech_reading import DEFAULT_READING, ReadingOptions, choose_reading, lm_log_probs
+from fusion.speech_reading import (
+    DEFAULT_READING,
+    ReadingOptions,
+    choose_reading,
+    lm_log_probs,
+    message_opening,
+    spoken_form,
+)
 from tests.tiny import tone
 
 OPTIONS = ReadingOptions(adapter_beam=4)  # the adapter's readings join Whisper's
@@ -120,6 +128,37 @@ def test_the_prefix_tree_gives_what_a_plain_causal_pass_gives(model):
         picked = logits[:-1].log_softmax(-1).gather(-1, torch.tensor(row[1:])[:, None])[:, 0]
         expected.append(float(picked[len(prefix) - 1 :].sum()))
     assert lm_log_probs(model.lm, tokenizer, texts) == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_kept_opening_scores_as_one_prefilled_with_the_texts(model):
+    """Readings scored after the user turn's opening prefilled once give the scores of the
+    opening prefilled with them, one-token readings and empty ones included."""
+    tokenizer = model.tokenizer
+    opening = message_opening(model.lm, tokenizer)
+    texts = ["a b c", "a b d e", "a", "", "g h"]
+    kept = lm_log_probs(model.lm, tokenizer, texts, opening)
+    assert kept == pytest.approx(lm_log_probs(model.lm, tokenizer, texts), abs=1e-4)
+    assert kept[3] == 0.0 and kept[2] < 0
+    first = tokenizer.encode("a", add_special_tokens=False)
+    if len(first) == 1:  # no text longer than a token: the opening alone scores them
+        alone = lm_log_probs(model.lm, tokenizer, ["a", ""], opening)
+        assert alone == pytest.approx([kept[2], 0.0], abs=1e-4)
+
+
+def test_the_model_prefills_the_opening_once_for_every_clip(model, monkeypatch):
+    monkeypatch.setattr(model, "_message_opening", None)
+    made = []
+    monkeypatch.setattr(
+        fusion.model, "message_opening", lambda *a: made.append(1) or message_opening(*a)
+    )
+    messages = [user(speech=tone(1.0, 300.0))]
+    model.encode_media(messages)
+    speech, vocabulary = messages[0].speech, model.lm.get_input_embeddings().weight
+    for heard in (["what is this", "what is that"], ["where am I", "where is it"]):
+        speech.reading, speech.heard = None, heard  # two clips' readings to judge
+        reading = model.read_speech(speech, vocabulary)
+        assert model.tokenizer.decode(reading) in [spoken_form(text) for text in heard]
+    assert made == [1]
 
 
 def test_the_model_reads_each_clip_once_and_keeps_the_reading(model, monkeypatch):
