@@ -11,6 +11,10 @@ decoder, with 5 beams (5 rows), uses them too (whisper_decoder.py).
 `pack_linears` keeps each layer's original weight (training, autograd, other dtypes and
 devices still use it) and adds the packed copy, used only when no gradient is needed and the
 input is float32 on the CPU. Results agree with F.linear to float32 rounding (~1e-5).
+
+The packed copy may be bfloat16 instead (`dtype`, where oneDNN runs bfloat16 on this CPU,
+`bfloat16_available`): half the bytes to stream, the input rounded to bfloat16 on the way in,
+float32 out. Whisper's decoder runs so (whisper_decoder.py); the LM's layers stay float32.
 """
 
 import torch
@@ -25,10 +29,16 @@ def packing_available() -> bool:
     )
 
 
+def bfloat16_available() -> bool:
+    """Whether oneDNN runs packed bfloat16 products on this CPU (AVX-512 or newer)."""
+    return packing_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 class PackedLinear(nn.Linear):
     """An nn.Linear that may also hold its weight in oneDNN's layout for inference."""
 
     packed_weight: torch.Tensor | None = None  # None: nn.Linear's own path
+    packed_bias: torch.Tensor | None = None  # the bias in a bfloat16 packed weight's dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (
@@ -39,20 +49,34 @@ class PackedLinear(nn.Linear):
         ):
             return super().forward(x)
         rows = x.reshape(-1, x.shape[-1])  # [..., in] -> [N, in]
-        out = torch.ops.mkldnn._linear_pointwise(
-            rows, self.packed_weight, self.bias, "none", [], ""
-        )
+        if self.packed_weight.dtype == torch.float32:
+            out = torch.ops.mkldnn._linear_pointwise(
+                rows, self.packed_weight, self.bias, "none", [], ""
+            )
+        else:  # bfloat16 in, float32 out
+            out = torch.ops.mkldnn._linear_pointwise(
+                rows.to(self.packed_weight.dtype), self.packed_weight, self.packed_bias,
+                "none", [], "",
+            ).float()  # fmt: skip
         return out.reshape(*x.shape[:-1], out.shape[-1])  # -> [..., out]
 
 
-def pack_linears(module: nn.Module, kinds: tuple[type, ...] = (nn.Linear,)) -> int:
+def pack_linears(
+    module: nn.Module, kinds: tuple[type, ...] = (nn.Linear,), dtype: torch.dtype = torch.float32
+) -> int:
     """Give every float32 CPU linear layer inside `module` a packed copy; returns how many.
     kinds: the layer classes to pack (exactly these, not subclasses that may compute
     otherwise); each must be an nn.Linear whose forward is F.linear of its own weight and bias.
-    Does nothing (returns 0) where oneDNN is not available, e.g. on ARM builds without it.
+    dtype: the packed copy's, float32 or bfloat16 (float32 where bfloat16_available() is
+    False). Does nothing (returns 0) where oneDNN is not available, e.g. on ARM builds
+    without it.
     """
+    if dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"packed weights are float32 or bfloat16, not {dtype}")
     if not packing_available():
         return 0
+    if dtype == torch.bfloat16 and not bfloat16_available():
+        dtype = torch.float32
     count = 0
     for layer in module.modules():
         if type(layer) in kinds and layer.weight.dtype == torch.float32:
@@ -60,9 +84,11 @@ def pack_linears(module: nn.Module, kinds: tuple[type, ...] = (nn.Linear,)) -> i
                 continue
             with torch.no_grad():
                 packed = torch.ops.mkldnn._reorder_linear_weight(
-                    layer.weight.detach(), batch_size=BATCH_HINT
+                    layer.weight.detach().to(dtype), batch_size=BATCH_HINT
                 )
             layer.__class__ = PackedLinear
             layer.packed_weight = packed
+            if dtype != torch.float32 and layer.bias is not None:
+                layer.packed_bias = layer.bias.detach().to(dtype)
             count += 1
     return count

@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from encoders.packed_linear import PackedLinear, pack_linears, packing_available
+import encoders.packed_linear
+from encoders.packed_linear import (
+    PackedLinear,
+    bfloat16_available,
+    pack_linears,
+    packing_available,
+)
 from encoders.skip_init import skipped_init
 from fusion.conversation import user
 from fusion.generate import GenerationOptions
@@ -27,6 +33,32 @@ def test_packed_linears_match_f_linear_and_keep_autograd():
     x.requires_grad_(True)
     net(x).sum().backward()  # with gradients the original weights are used
     assert x.grad is not None and net[0].weight.grad is not None
+
+
+@needs_onednn
+@pytest.mark.skipif(not bfloat16_available(), reason="oneDNN runs no bfloat16 on this CPU")
+def test_bfloat16_packed_linears_round_the_product_and_give_float32():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 96), nn.GELU(), nn.Linear(96, 8))
+    reference = copy.deepcopy(net)
+    assert pack_linears(net, dtype=torch.bfloat16) == 2
+    assert net[0].packed_weight.dtype == torch.bfloat16
+    x = torch.randn(5, 64)
+    with torch.inference_mode():
+        mine, theirs = net(x), reference(x)
+    assert mine.dtype == torch.float32
+    error = (mine - theirs).abs().max() / theirs.abs().max()
+    assert 0 < error < 0.02  # bfloat16's rounding, no more
+
+
+@needs_onednn
+def test_bfloat16_packing_falls_back_to_float32_where_the_cpu_has_none(monkeypatch):
+    monkeypatch.setattr(encoders.packed_linear, "bfloat16_available", lambda: False)
+    net = nn.Sequential(nn.Linear(8, 8))
+    assert pack_linears(net, dtype=torch.bfloat16) == 1
+    assert net[0].packed_weight.dtype == torch.float32
+    with pytest.raises(ValueError, match="float32 or bfloat16"):
+        pack_linears(nn.Linear(8, 8), dtype=torch.float16)
 
 
 @needs_onednn

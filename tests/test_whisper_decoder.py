@@ -7,7 +7,7 @@ import pytest
 import torch
 from whisper.decoding import PyTorchInference
 
-from encoders.packed_linear import packing_available
+from encoders.packed_linear import bfloat16_available, packing_available
 from encoders.transcribe import Transcriber
 from encoders.whisper_decoder import CrossAttention, PackedTextDecoder, pack_decoder
 from tests.tiny import tiny_audio_encoder, tone
@@ -15,11 +15,12 @@ from tests.tiny import tiny_audio_encoder, tone
 
 @pytest.fixture(scope="module")
 def pair():
-    """(openai-whisper's tiny model, the same weights with pack_decoder), one clip's frames."""
+    """(openai-whisper's tiny model, the same weights with pack_decoder in float32), one clip's
+    frames."""
     encoder = tiny_audio_encoder(seed=3)
     plain = encoder.whisper
     packed = copy.deepcopy(plain)
-    pack_decoder(packed)
+    pack_decoder(packed, torch.float32)
     return plain, packed, encoder.encode(tone(1.5))  # frames 1, T, D
 
 
@@ -29,24 +30,42 @@ def test_the_decoder_is_packed_and_its_cross_attention_kept_split(pair):
     assert isinstance(packed.decoder, PackedTextDecoder) == packing_available()
 
 
-def test_beam_steps_over_one_clip_give_openai_whispers_logits(pair):
-    plain, packed, frames = pair
+def _beam_logits(model, frames) -> list[torch.Tensor]:
+    """Five beam steps of 5 beams over one clip -> each step's logits [5, N, V]."""
     first = torch.tensor([[50258, 50259, 50359, 50363]] * 5)  # 5 beams, the start tokens
     steps = [first] + [torch.randint(0, 50000, (5, 1), generator=torch.Generator().manual_seed(i))
                        for i in range(4)]  # fmt: skip
-    runs = []
-    for model in (plain, packed):
-        inference = PyTorchInference(model, first.shape[1])
-        tokens, logits = first, []
-        with torch.inference_mode():
-            for step in steps:
-                tokens = step if step is first else torch.cat([tokens, step], dim=1)
-                logits.append(inference.logits(tokens, frames))  # frames: one clip for 5 rows
-                inference.rearrange_kv_cache([1, 0, 2, 4, 3])  # beams change places
-        inference.cleanup_caching()
-        runs.append(logits)
-    for mine, theirs in zip(runs[1], runs[0]):
+    inference = PyTorchInference(model, first.shape[1])
+    tokens, logits = first, []
+    with torch.inference_mode():
+        for step in steps:
+            tokens = step if step is first else torch.cat([tokens, step], dim=1)
+            logits.append(inference.logits(tokens, frames))  # frames: one clip for 5 rows
+            inference.rearrange_kv_cache([1, 0, 2, 4, 3])  # beams change places
+    inference.cleanup_caching()
+    return logits
+
+
+def test_beam_steps_over_one_clip_give_openai_whispers_logits(pair):
+    plain, packed, frames = pair
+    for mine, theirs in zip(_beam_logits(packed, frames), _beam_logits(plain, frames)):
         torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not bfloat16_available(), reason="oneDNN runs no bfloat16 on this CPU")
+def test_bfloat16_weights_stay_within_their_rounding_of_openai_whispers_logits(pair):
+    plain, _, frames = pair
+    half = copy.deepcopy(plain)
+    assert pack_decoder(half) > 0  # the default: bfloat16 here
+    assert half.decoder.vocabulary.packed_weight.dtype == torch.bfloat16
+    for mine, theirs in zip(_beam_logits(half, frames), _beam_logits(plain, frames)):
+        assert mine.dtype == torch.float32
+        error = (mine - theirs).abs().max() / theirs.abs().max()
+        assert 0 < error < 0.02  # rounded (8 bits of mantissa), not wrong
+    texts = ["what is the time", "what is the weather", "hello"]
+    mine = Transcriber(half).score(frames, texts)
+    theirs = Transcriber(plain).score(frames, texts)
+    assert mine == pytest.approx(theirs, rel=0.02)
 
 
 def test_scores_of_readings_agree(pair):
