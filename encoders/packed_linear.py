@@ -12,7 +12,7 @@ decoder, with 5 beams (5 rows), uses them too (whisper_decoder.py).
 devices still use it) and adds the packed copy, used only when no gradient is needed and the
 input is float32 on the CPU. Results agree with F.linear to float32 rounding (~1e-5).
 
-The packed copy may be bfloat16 instead (`dtype`, where oneDNN runs bfloat16 on this CPU,
+The packed copy may be bfloat16 instead (`dtype`, where this CPU has bfloat16 instructions,
 `bfloat16_available`): half the bytes to stream, the input rounded to bfloat16 on the way in,
 float32 out. Whisper's decoder runs so (whisper_decoder.py); the LM's layers stay float32.
 """
@@ -30,8 +30,14 @@ def packing_available() -> bool:
 
 
 def bfloat16_available() -> bool:
-    """Whether oneDNN runs packed bfloat16 products on this CPU (AVX-512 or newer)."""
-    return packing_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    """Whether oneDNN runs packed bfloat16 products with this CPU's own bfloat16 instructions
+    (AVX-512 BF16 or AMX). oneDNN would emulate them on other AVX-512 CPUs; that was never
+    measured against float32, so those keep float32."""
+    native = any(
+        getattr(torch.cpu, probe, lambda: False)()
+        for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    )
+    return native and packing_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 class PackedLinear(nn.Linear):

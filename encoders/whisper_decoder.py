@@ -34,7 +34,7 @@ from whisper.model import MultiHeadAttention, TextDecoder, Whisper
 
 from encoders.packed_linear import PackedLinear, pack_linears
 
-PACKED_DTYPE = torch.bfloat16  # the packed weights' (float32 where the CPU has no bfloat16)
+PACKED_DTYPE = torch.bfloat16  # the packed weights' (float32 without bfloat16 instructions)
 
 
 class PackedTextDecoder(TextDecoder):
@@ -86,9 +86,9 @@ class CrossAttention(MultiHeadAttention):
 
 def pack_decoder(model: Whisper, dtype: torch.dtype = PACKED_DTYPE) -> int:
     """Run the decoder's linear layers and vocabulary projection on packed weights (`dtype`:
-    bfloat16 or float32; float32 where this CPU has no bfloat16, packed_linear.py), and its
-    cross-attention as CrossAttention (in place); returns how many layers were packed (0
-    where oneDNN is not available: the weights stay as they were)."""
+    bfloat16 or float32; float32 where the CPU has no bfloat16 instructions, packed_linear.py),
+    and its cross-attention as CrossAttention (in place); returns how many layers were packed
+    (0 where oneDNN is not available: the weights stay as they were)."""
     decoder = model.decoder
     for block in decoder.blocks:
         if type(block.cross_attn) is MultiHeadAttention:

@@ -36,7 +36,7 @@ def test_packed_linears_match_f_linear_and_keep_autograd():
 
 
 @needs_onednn
-@pytest.mark.skipif(not bfloat16_available(), reason="oneDNN runs no bfloat16 on this CPU")
+@pytest.mark.skipif(not bfloat16_available(), reason="no bfloat16 instructions on this CPU")
 def test_bfloat16_packed_linears_round_the_product_and_give_float32():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(64, 96), nn.GELU(), nn.Linear(96, 8))

@@ -52,7 +52,7 @@ def test_beam_steps_over_one_clip_give_openai_whispers_logits(pair):
         torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.skipif(not bfloat16_available(), reason="oneDNN runs no bfloat16 on this CPU")
+@pytest.mark.skipif(not bfloat16_available(), reason="no bfloat16 instructions on this CPU")
 def test_bfloat16_weights_stay_within_their_rounding_of_openai_whispers_logits(pair):
     plain, _, frames = pair
     half = copy.deepcopy(plain)
