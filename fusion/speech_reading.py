@@ -145,13 +145,13 @@ def lm_log_probs(
 
     opening: that opening prefilled (message_opening), kept by the caller across clips; None:
     prefilled now. Its keys and values stand first in the cache, so only the texts' own
-    tokens run: ~24 fewer positions per clip (a 5 s question's five readings: 91 -> 67
-    positions, 268 -> 214 ms on a 2-core AMD EPYC, same scores).
+    tokens run: 24 fewer positions per clip (the bench's 5 s question: its five readings
+    took 91 positions, now 67; reading ~225 -> ~162 ms in the model, 2-core AMD EPYC, with
+    the same scores).
 
     The texts are readings of one clip: they share mostly their beginnings, so they run as
     one prefix tree (encoders/transcribe.py PrefixTree): each distinct prefix is one position
-    that attends to the opening and its own ancestors. Four readings of a short question: ~30
-    positions instead of ~100 for a padded batch.
+    that attends to the opening and its own ancestors.
     """
     rows = [tokenizer.encode(text, add_special_tokens=False) for text in texts]
     if not any(rows):
