@@ -16,9 +16,10 @@ cache, and lets the beams' queries attend to them as more query positions of the
 (nothing is masked in cross-attention, so that is the same product). The results agree with
 openai-whisper's own to float32 rounding.
 
-The packed weights are bfloat16 (PACKED_DTYPE), where oneDNN runs it: half the bytes of each
-step's weights to stream, and the activations rounded to bfloat16 on their way into each
-product. On the natural tuning half (95 hand-written questions in the held-out neural voice,
+The packed weights are bfloat16 (PACKED_DTYPE) where the CPU has bfloat16 instructions
+(float32 elsewhere, packed_linear.py `bfloat16_available`): half the bytes of each step's
+weights to stream, and the activations rounded to bfloat16 on their way into each product.
+Quality was measured with the full `lunettes eval` (README, Evaluation). On the natural tuning half (95 hand-written questions in the held-out neural voice,
 2026-12-03), every reading the LM was given stayed the same as with float32 and one of 95
 transcripts changed; the 5 s bench question's transcript took 321-421 ms instead of 408-483
 (paired in one process, AMD EPYC with AVX-512 BF16, a slow day).
