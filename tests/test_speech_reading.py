@@ -139,10 +139,9 @@ def test_a_kept_opening_scores_as_one_prefilled_with_the_texts(model):
     kept = lm_log_probs(model.lm, tokenizer, texts, opening)
     assert kept == pytest.approx(lm_log_probs(model.lm, tokenizer, texts), abs=1e-4)
     assert kept[3] == 0.0 and kept[2] < 0
-    first = tokenizer.encode("a", add_special_tokens=False)
-    if len(first) == 1:  # no text longer than a token: the opening alone scores them
-        alone = lm_log_probs(model.lm, tokenizer, ["a", ""], opening)
-        assert alone == pytest.approx([kept[2], 0.0], abs=1e-4)
+    assert len(tokenizer.encode("a", add_special_tokens=False)) == 1
+    alone = lm_log_probs(model.lm, tokenizer, ["a", ""], opening)  # no tree: the opening alone
+    assert alone == pytest.approx([kept[2], 0.0], abs=1e-4)
 
 
 def test_the_model_prefills_the_opening_once_for_every_clip(model, monkeypatch):
