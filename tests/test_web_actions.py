@@ -461,6 +461,9 @@ def test_the_voice_is_loaded_before_the_first_answer():
 
     if "piper" not in speech_out.available_engines():
         pytest.skip("the Piper voice is not installed (make test installs it)")
-    piper_voice.voice.cache_clear()
+    piper_voice._loaded.cache_clear()
     speech_out.warm_up()
-    assert piper_voice.voice.cache_info().currsize == 1
+    assert piper_voice._loaded.cache_info().currsize == 1
+    speech_out.speak("The first answer.")  # finds the voice the warm-up loaded
+    assert piper_voice._loaded.cache_info().currsize == 1
+    assert piper_voice._loaded.cache_info().misses == 1
