@@ -4,8 +4,12 @@ The page (static/listener.js) opens /listen/{key}, where key is its session's un
 `listen_key`, given only to that page (at its first Record, web.py); it sends the microphone as binary
 messages of 16-bit little-endian mono PCM, after a first text message {"rate": Hz}. The
 server answers with JSON text messages:
-- {"kind": "asked"}: a question ended (the session's `heard`); the page asks Gradio to answer
-  it (the hands-free component's submit event), with the camera frame;
+- {"kind": "asked"}: a question ended, and is the session's newest turn already (with the
+  camera frame, WebSession.ask_heard); the page asks Gradio to answer it (the hands-free
+  component's submit event, which starts the answer and its voice at once). The question was
+  added by a Gradio event of its own before, whose end the page had to see before it asked
+  for the answer: 200-250 ms more from the end of the pause to the answer's start, measured
+  on this machine with Chromium (2026-12-03);
 - {"kind": "heard", "text": ...}: what Whisper heard so far of the question being spoken;
 - the voice player's hold / go_on / stop (app/voice_player.py), straight to the page's
   player, when the wearer speaks over the answer (barge-in, web_session.py).
@@ -17,6 +21,7 @@ event loop held it ~45% of the time, and the answer being written meanwhile was 
 and a few Silero frames.
 """
 
+import asyncio
 import json
 import logging
 import weakref
@@ -33,6 +38,7 @@ MAX_RATE = 192_000  # Hz: the highest microphone rate accepted
 MAX_MESSAGE_S = 1.0  # longest chunk accepted in one message, in seconds of audio
 CLOSE_UNKNOWN = 4404  # WebSocket close code: no session has that key (the server restarted)
 CLOSE_BAD_INPUT = 4400  # ... the page sent what is not microphone audio
+ASKED = json.dumps({"kind": "asked"})
 log = logging.getLogger(__name__)
 
 
@@ -68,7 +74,7 @@ def hear(
             voice_player.hold(session) if session.voice_held else voice_player.go_on(session)
         )
     if ended:
-        messages.append(json.dumps({"kind": "asked"}))
+        messages.append(ASKED)  # the question is asked (ask_heard) before the page is told
     partial = session.partial
     hearing = session.listener.in_question and partial and partial.utterance == session.utterances
     if hearing and partial.text and partial.text != session.partial_shown:
@@ -93,6 +99,8 @@ def install_listening(server: FastAPI, listeners: Listeners) -> None:
             while True:
                 pcm = _pcm(await websocket.receive_bytes(), rate)
                 for message in hear(session, rate, pcm, listeners.partials):
+                    if message == ASKED:  # its photo and clip are saved: not on the event loop
+                        await asyncio.to_thread(session.ask_heard)
                     await websocket.send_text(message)
         except WebSocketDisconnect:
             return

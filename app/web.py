@@ -192,13 +192,19 @@ def wire(
     ui: Controls, model: LunettesModel, listeners: Listeners, history: dict | None = None
 ) -> None:
     """Every way of asking adds a question, then `respond` answers it and `speak` says it;
-    with a history panel, its list and memory are refreshed after each answer."""
+    with a history panel, its list and memory are refreshed after each answer. A hands-free
+    question is added by the listener (app/listening.py), so its answer starts on the page's
+    submit at once, without a question event the page must see end first."""
 
-    def respond(*settings):
-        yield from act.respond(model, *settings)
+    def respond(session, max_tokens, temperature, system_prompt, translate, request: gr.Request):
+        yield from act.respond(
+            model, session, max_tokens, temperature, system_prompt, translate, request
+        )
 
-    def answer(question: gr.events.Dependency) -> None:
-        answered = question.then(
+    def answer(start) -> None:
+        """start: how the answer starts: after the event that adds its question (its
+        `then`), or at once on a trigger (the question is in the session already)."""
+        answered = start(
             respond,
             [ui.session, ui.max_tokens, ui.temperature, ui.system_prompt, ui.translate],
             [ui.chatbot, ui.status],
@@ -214,7 +220,7 @@ def wire(
                 **QUICK,
             )
         # beside the answer, not after it: each sentence is spoken as soon as it is written
-        question.then(
+        start(
             act.speak,
             [ui.session, ui.speak_on],
             [ui.voice, ui.voice_file, ui.status, ui.chatbot],
@@ -222,15 +228,15 @@ def wire(
         )
 
     session, chat = ui.session, [ui.chatbot, ui.status]
-    answer(ui.box.submit(act.send_message, [ui.box, session], [*chat, ui.box], **QUICK))
-    answer(ui.look.click(act.look_and_ask, [ui.box, session], [*chat, ui.box], **QUICK))
+    answer(ui.box.submit(act.send_message, [ui.box, session], [*chat, ui.box], **QUICK).then)
+    answer(ui.look.click(act.look_and_ask, [ui.box, session], [*chat, ui.box], **QUICK).then)
     answer(
         ui.push_to_talk.stop_recording(
             act.push_to_talk, [ui.push_to_talk, session], [*chat, ui.push_to_talk], **QUICK
-        )
+        ).then
     )
-    answer(ui.hands_free.submit(act.hands_free_question, [session], chat, **QUICK))
-    answer(ui.regenerate.click(act.regenerate, [session], chat, **QUICK))
+    answer(ui.hands_free.submit)  # the listener asked the question already (listening.py)
+    answer(ui.regenerate.click(act.regenerate, [session], chat, **QUICK).then)
     # Stop and Clear mark the session; the answer ends at its next token. (Gradio's `cancels=`
     # is not used: its page script cancels events one after the other, and can reach an answer
     # that Regenerate started in the meantime.)

@@ -99,20 +99,6 @@ def push_to_talk(
     return *view(session), None  # None empties the recorder for the next question
 
 
-def hands_free_question(session: WebSession, request: gr.Request | None = None) -> Chat:
-    """What hands-free listening just heard (and the camera frame, when on) -> a new question."""
-    ensure_history(session, request)
-    try:
-        heard = session.take_heard()
-        if heard is not None:
-            frame = session.current_frame()
-            turn = session.ask("", [(frame, "camera frame")] if frame else [], heard)
-            turn.endpointing_ms = session.heard_pause_s * 1000
-    except InputError as error:
-        session.refuse("", [], str(error))
-    return view(session)
-
-
 def add_question(
     session: WebSession, text: str, paths: list[str], frame: Image.Image | None = None
 ) -> None:
@@ -145,9 +131,12 @@ def respond(
     temperature: float,
     system_prompt: str,
     translate: bool = False,
+    request: gr.Request | None = None,
 ) -> Iterator[Chat]:
     """Answer the waiting question, yielding the chat as the transcript and answer arrive;
-    with `translate`, a spoken question is translated into English instead of answered."""
+    with `translate`, a spoken question is translated into English instead of answered.
+    request: names the owner of the history (a hands-free question comes with none)."""
+    ensure_history(session, request)
     try:
         options = GenerationOptions(
             max_new_tokens=int(max_tokens),
@@ -160,6 +149,7 @@ def respond(
             turn.fail(f"the settings cannot be used: {error}")
         yield view(session)
         return
+    yield view(session)  # the question at once (a hands-free one was added by the listener)
     shown_at = 0.0
     for turn in answer_next(model, session, options, system_prompt or "", bool(translate)):
         now = time.monotonic()

@@ -158,6 +158,21 @@ class WebSession:
             self.history.keep_question(turn)
         return turn
 
+    def ask_heard(self) -> Turn | None:
+        """What hands-free listening just heard (`heard`, with the camera frame when there is
+        one) -> a new question; one that cannot be read is refused, with the reason. None
+        when nothing was heard."""
+        try:
+            heard = self.take_heard()
+            if heard is None:
+                return None
+            frame = self.current_frame()
+            turn = self.ask("", [(frame, "camera frame")] if frame else [], heard)
+        except InputError as error:
+            return self.refuse("", [], str(error))
+        turn.endpointing_ms = self.heard_pause_s * 1000
+        return turn
+
     def refuse(self, text: str, names: Sequence[str], error: str) -> Turn:
         """A question that could not be read: shown with the reason, never sent to the model."""
         turn = Turn(text.strip(), None, unread=list(names))

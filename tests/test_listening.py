@@ -41,8 +41,13 @@ def test_a_question_said_into_the_socket_is_heard_and_announced(served, tmp_path
         for chunk in microphone("What is this?"):
             socket.send_bytes(chunk)
         assert socket.receive_json() == {"kind": "asked"}
-    heard = session.take_heard()
-    assert heard is not None and 0.5 <= len(heard) / 16_000 < 2.5
+    # asked before the page is told: the page's event answers it at once
+    assert session.heard is None and len(session.turns) == 1
+    turn = session.turns[0]
+    assert turn.state == "waiting" and turn.endpointing_ms > 0
+    heard = turn.question.speech.waveform
+    assert 0.5 <= len(heard) / 16_000 < 2.5
+    assert turn.audio_file is not None and turn.audio_file.is_file()  # kept, nothing lost
 
 
 def test_a_key_that_names_no_session_is_refused(served, tmp_path):

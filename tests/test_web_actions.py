@@ -81,7 +81,7 @@ def test_a_fast_answer_reaches_the_page_in_few_updates(model, session):
     start = time.monotonic()
     updates = list(act.respond(paced, session, 24, 0.0, ""))
     took = time.monotonic() - start
-    assert len(updates) <= 3 + took / act.UPDATE_EVERY_S
+    assert len(updates) <= 4 + took / act.UPDATE_EVERY_S  # + the question, shown at once
     assert len(updates) < len(pieces) / 2  # the tiny model's pieces come far faster
     final_chat, final_status = updates[-1]
     assert (
@@ -95,7 +95,9 @@ def test_a_recording_shows_its_transcript_in_the_question(model, tmp_path, sessi
     soundfile.write(clip, tone(1.0), 16_000)
     chat, _, _ = act.push_to_talk(str(clip), session)
     assert texts(chat[0]) == [f"{SPOKEN_MARK} …"]  # not transcribed yet
-    first_chat, first_status = next(act.respond(model, session, 8, 0.0, ""))
+    answering = act.respond(model, session, 8, 0.0, "")
+    next(answering)  # the question, shown at once
+    first_chat, first_status = next(answering)
     transcript = session.turns[0].transcript
     assert (
         texts(first_chat[0])[0] == f"{SPOKEN_MARK} {transcript.strip() or '(no words recognised)'}"
@@ -299,10 +301,20 @@ def spoken_into(session, text: str, chunk: int = 1_024) -> list[dict]:
 def test_hands_free_chunks_become_a_question(model, session):
     said_to_page = spoken_into(session, "What is this?")
     assert said_to_page == [{"kind": "asked"}]  # the player is left alone: nothing was said
-    chat, status = act.hands_free_question(session)
+    turn = session.ask_heard()  # as the listener does before it tells the page
+    assert session.turns == [turn] and session.ask_heard() is None  # asked once
+    updates = ask_and_answer(model, session)
+    chat, status = updates[0]  # the question at once, before its transcript is known
     assert texts(chat[0]) == [f"{SPOKEN_MARK} …"] and status == "Listening to your question…"
-    answered = ask_and_answer(model, session)[-1][1]
+    answered = updates[-1][1]
     assert answered.startswith("Answered. pause 800 ms · ")  # the wait that ended the turn
+
+
+def test_a_hands_free_question_that_cannot_be_read_is_refused_with_the_reason(session):
+    session.heard = np.zeros(16_000, np.float32)  # 1 s of nothing
+    turn = session.ask_heard()
+    assert session.turns == [turn] and turn.state == "failed" and "silent" in turn.error
+    assert session.heard is None and session.waiting() is None
 
 
 def test_speaking_over_the_spoken_answer_holds_then_stops_its_voice(session):

@@ -168,3 +168,26 @@ def test_a_full_disk_is_said_and_the_answer_goes_on(model, store, tmp_path, monk
     assert turn.state == "done" and turn.answer  # answered all the same
     assert turn.not_kept == "not kept in your history: No space left on device"
     assert "not kept in your history" in chat_messages(session.turns)[1]["content"]
+
+
+def test_a_hands_free_question_asked_before_the_history_is_kept_when_answered(
+    model, store, tmp_path
+):
+    """The listener asks a hands-free question (WebSession.ask_heard) with no request, so
+    before the session knows whose history it is; the answer's event brings the request."""
+    from types import SimpleNamespace
+
+    from app import web_actions as act
+    from app.web_history import BROWSER_COOKIE
+    from tests.tiny import said
+
+    session = WebSession(root=tmp_path, store=store)
+    session.heard = said("What is this?")
+    session.ask_heard()
+    assert session.history is None
+    request = SimpleNamespace(username=None, cookies={BROWSER_COOKIE: "b" * 32})
+    list(act.respond(model, session, 6, 0.0, "", request=request))
+    assert session.history is not None
+    [stored] = talk.turns(store, session.history.owner, session.history.conversation_id)
+    assert stored.state == "done" and stored.answer == session.turns[0].answer
+    assert stored.audio is not None and stored.audio.is_file()  # the clip itself, kept
