@@ -5,8 +5,8 @@ The page (static/listener.js) opens /listen/{key}, where key is its session's un
 messages of 16-bit little-endian mono PCM, after a first text message {"rate": Hz}. The
 server answers with JSON text messages:
 - {"kind": "asked"}: a question ended, and is the session's newest turn already (with the
-  camera frame, WebSession.ask_heard); the page asks Gradio to answer it (the hands-free
-  component's submit event, which starts the answer and its voice at once). The question was
+  camera frame, WebSession.ask_heard); the page asks Gradio to answer it and say the answer
+  (the hands-free component's submit and play events, which start them at once). The question was
   added by a Gradio event of its own before, whose end the page had to see before it asked
   for the answer: 200-250 ms more from the end of the pause to the answer's start, measured
   on this machine with Chromium (2026-12-03);

@@ -201,9 +201,12 @@ def wire(
             model, session, max_tokens, temperature, system_prompt, translate, request
         )
 
-    def answer(start) -> None:
+    def answer(start, voice_start=None) -> None:
         """start: how the answer starts: after the event that adds its question (its
-        `then`), or at once on a trigger (the question is in the session already)."""
+        `then`), or at once on a trigger (the question is in the session already).
+        voice_start: how its voice starts, when not the same way: Gradio's page runs the
+        listeners of one trigger one after the other, each to its end, so a voice on the
+        answer's own trigger would wait for the whole answer (`then`s run side by side)."""
         answered = start(
             respond,
             [ui.session, ui.max_tokens, ui.temperature, ui.system_prompt, ui.translate],
@@ -220,7 +223,7 @@ def wire(
                 **QUICK,
             )
         # beside the answer, not after it: each sentence is spoken as soon as it is written
-        start(
+        (voice_start or start)(
             act.speak,
             [ui.session, ui.speak_on],
             [ui.voice, ui.voice_file, ui.status, ui.chatbot],
@@ -235,7 +238,8 @@ def wire(
             act.push_to_talk, [ui.push_to_talk, session], [*chat, ui.push_to_talk], **QUICK
         ).then
     )
-    answer(ui.hands_free.submit)  # the listener asked the question already (listening.py)
+    # the listener asked the question already (listening.py); the page triggers both
+    answer(ui.hands_free.submit, ui.hands_free.play)
     answer(ui.regenerate.click(act.regenerate, [session], chat, **QUICK).then)
     # Stop and Clear mark the session; the answer ends at its next token. (Gradio's `cancels=`
     # is not used: its page script cancels events one after the other, and can reach an answer

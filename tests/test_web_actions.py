@@ -479,3 +479,21 @@ def test_the_voice_is_loaded_before_the_first_answer():
     speech_out.speak("The first answer.")  # finds the voice the warm-up loaded
     assert piper_voice._loaded.cache_info().currsize == 1
     assert piper_voice._loaded.cache_info().misses == 1
+
+
+def test_an_answer_and_its_voice_never_share_a_trigger(model):
+    """Gradio's page runs the listeners of one trigger one after the other, each to its end:
+    a voice on its answer's trigger would speak only once the whole answer is written. A
+    hands-free question's answer and voice start on two triggers of their own, at once."""
+    app = build_app(model, Listeners())
+    listeners: dict[tuple, list[str]] = {}
+    for dependency in app.fns.values():
+        for target in dependency.targets:  # the `then`s of an event run side by side
+            if target[1] in ("then", "success", "failure"):
+                continue
+            listeners.setdefault(tuple(target), []).append(dependency.fn.__name__)
+    for target, names in listeners.items():
+        assert not {"respond", "speak"} <= set(names), f"{target} runs {names} in turn"
+    hands_free = next(c for c in app.blocks.values() if c.elem_id == "hands-free")
+    assert "respond" in listeners[(hands_free._id, "submit")]
+    assert "speak" in listeners[(hands_free._id, "play")]

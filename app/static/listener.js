@@ -60,7 +60,12 @@ async function microphoneInto(stream, rate) {
 
 function handle(message) {
   const voice = window.lunettesVoice;
-  if (message.kind === 'asked') trigger('submit');
+  if (message.kind === 'asked') {
+    // The answer (submit) and its voice (play): two triggers, as Gradio's page runs the
+    // listeners of one trigger one after the other, each to its end.
+    trigger('submit');
+    trigger('play');
+  }
   else if (message.kind === 'heard') trigger('input');
   else if (message.kind === 'hold') voice?.hold(message.seq);
   else if (message.kind === 'go_on') voice?.goOn(message.seq);
