@@ -103,6 +103,9 @@ def choose_reading(
     )
     if heard and adapter and adapter[0] == heard[0]:
         return heard[0]  # both read it alike: right on every such clip measured, and no scoring
+    if heard:  # a beam of Whisper's that ended early: not a reading of all that was said
+        best = _words(decode(heard[0]))
+        heard = heard[:1] + [h for h in heard[1:] if not _cut_short(_words(decode(h)), best)]
     candidates = [list(c) for c in dict.fromkeys(tuple(c) for c in adapter + heard if c)]
     if len(candidates) <= 1:
         return candidates[0] if candidates else []
@@ -110,6 +113,21 @@ def choose_reading(
     judged = judge([decode(reading) for reading in candidates])
     totals = [a + j for a, j in zip(ctc, judged)]
     return candidates[max(range(len(candidates)), key=totals.__getitem__)]
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w']+", text.lower())
+
+
+def _cut_short(words: list[str], best: list[str]) -> bool:
+    """words are the first of best's, fewer: a reading that stops where Whisper's best goes on.
+
+    Whisper ranks its finished beams by log-probability over length; the judges add up
+    log-probabilities, which favours a beam that ended early. On the natural tuning half
+    (95 questions, the held-out neural voice), "What can I make with eggs, cheese and
+    spinach?", heard right, was read as "What can I make with eggs?", and "What do girats
+    eat?" as "What". Without such readings: answered as typed 79 -> 81 of 95."""
+    return len(words) < len(best) and best[: len(words)] == words
 
 
 @dataclass(frozen=True)

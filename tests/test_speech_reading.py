@@ -214,3 +214,19 @@ def test_a_transcript_is_written_as_the_words_were_said(heard, said):
     from fusion.speech_reading import spoken_form
 
     assert spoken_form(heard) == said
+
+
+def test_a_whisper_beam_that_ended_early_is_never_the_reading():
+    """Summed log-probabilities favour a short beam: the judge here prefers it outright."""
+    heard = [[1, 2, 3, 4], [1, 2], [1, 5, 3]]  # Whisper's best, its beam cut short, another
+    calls = []
+    chosen = choose_reading(
+        None, heard, _decode, _judge_preferring("w1 w2", calls), DEFAULT_READING
+    )
+    assert chosen == [1, 2, 3, 4]
+    assert calls == [["w1 w2 w3 w4", "w1 w5 w3"]]  # never judged
+    # a reading as long as the best, or another wording, still competes
+    chosen = choose_reading(
+        None, heard, _decode, _judge_preferring("w1 w5 w3", []), DEFAULT_READING
+    )
+    assert chosen == [1, 5, 3]
