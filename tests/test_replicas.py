@@ -22,7 +22,13 @@ from app.replicas.launch import Scale
 from bench.browser import launch_chromium
 from bench.load_test import free_port
 from tests.replicas_server import serving
-from tests.web_support import needs_chromium, open_app, send, wait_for_answers
+from tests.web_support import (
+    needs_chromium,
+    open_app,
+    send,
+    wait_for_answers,
+    wait_until_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 180  # Ray, Serve and two replicas on a busy 2-core CI machine
@@ -146,6 +152,7 @@ def test_a_web_page_stays_with_its_replica(served):
                 send(page, "Hello there")
                 wait_for_answers(page, 1, timeout_s=60)  # two Ray hops per update
                 page.reload()
+                wait_until_ready(page)
                 send(page, "And again")
                 wait_for_answers(page, 1, timeout_s=60)  # two Ray hops per update
                 replicas.discard(None)

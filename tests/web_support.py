@@ -143,9 +143,14 @@ def open_app(context, url: str):
     page.on("pageerror", lambda error: page.problems.append(str(error)))
     page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
     page.goto(url)
+    wait_until_ready(page)
+    return page
+
+
+def wait_until_ready(page) -> None:
+    """Wait until the app has mounted on a page just loaded or reloaded."""
     page.wait_for_selector("#conversation")
     page.wait_for_selector("#page-script", state="attached")
-    return page
 
 
 def send(page, text: str, files: list[Path] = ()) -> None:
@@ -196,8 +201,16 @@ def finished_answers(page) -> int:
 
 
 def wait_for_answers(page, count: int, timeout_s: float = WAIT_MS / 1000) -> None:
-    """Wait until `count` answers are complete."""
-    wait_until(lambda: finished_answers(page) >= count, timeout_s, f"{count} finished answers")
+    """Wait until `count` answers are complete; a timeout says what the page shows."""
+    try:
+        wait_until(lambda: finished_answers(page) >= count, timeout_s, f"{count} finished answers")
+    except AssertionError as error:
+        shown = (
+            f"{user_messages(page).count()} questions, {bot_messages(page).count()} answers, "
+            f"last answer {answer_text(page, max(bot_messages(page).count() - 1, 0))!r}, "
+            f"status {status(page)!r}, script errors {getattr(page, 'problems', [])}"
+        )
+        raise AssertionError(f"{error}; the page shows {shown}") from None
 
 
 def screenshot(page, name: str) -> Path:
