@@ -6,7 +6,6 @@ The model never branches on model names: the prompt goes through the tokenizer's
 template, media through the placeholder/splice contract, decoding through generate.py.
 """
 
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
@@ -24,6 +23,7 @@ from fusion.conversation import Message, Photo, Speech
 from fusion.generate import GenerationOptions, IncrementalText, generate_tokens
 from fusion.media_cache import MediaCache
 from fusion.name_head import class_vote_matrix
+from fusion.openmp import TeamReleasingLock, release_here
 from fusion.photo_text.prompt import text_in_photos
 from fusion.photo_text.request import asks_for_words, photos_to_read, question_words
 from fusion.placeholders import expand_placeholders, new_marker
@@ -105,7 +105,8 @@ class LunettesModel:
         self.prefixes = PrefixCache()  # keys and values of prompts prefilled, by owner
         self._opening: tuple[str, torch.Tensor] | None = None  # system prompt, [1, L, D]
         self._message_opening: MessageOpening | None = None  # readings are scored after it
-        self.media_lock = threading.Lock()  # one request's encoders at a time
+        # one request's encoders at a time; each holder lets its OpenMP team go after (openmp.py)
+        self.media_lock = TeamReleasingLock()
         # a scheduler.DecodeScheduler when several answers share the model (the server); None:
         # each answer decodes alone in its caller's thread (the CLI, evaluation)
         self.decoder = None
@@ -406,6 +407,8 @@ class LunettesModel:
         longest_stop = max((len(s) for s in options.stop), default=0)
         decode = self.decoder.tokens if self.decoder is not None else self._decode_alone
         self._keep_opening(decode)
+        if self.decoder is not None:  # its thread decodes; this one's team would slow it down
+            release_here()
         tokens = decode(inputs.embeddings, options, self.stop_ids, inputs.layout, owner)
         with closing(tokens):  # a stop string, or a reader that left: the row is freed
             for token in tokens:
@@ -447,9 +450,11 @@ class LunettesModel:
         )
 
     def share(self) -> None:
-        """Answer many at once from now on: one DecodeScheduler batches every answer."""
+        """Answer many at once from now on: one DecodeScheduler batches every answer. The
+        calling thread (the one that loaded the model, as a rule) lets its OpenMP team go."""
         if self.decoder is None:
             self.decoder = DecodeScheduler(self.lm, prefixes=self.prefixes)
+        release_here()
 
     def unshare(self) -> None:
         """Back to each answer decoding alone (its scheduler's thread stops when idle)."""

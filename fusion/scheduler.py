@@ -12,12 +12,10 @@ Rows are bounded by memory, not by a count: an answer is let in while the batch'
 counted at the longest row (prompt + max_new_tokens, as the rows are padded to it), stays
 within `kv_budget_bytes`. An answer alone is always let in, however long.
 
-The decode thread's OpenMP team has one thread fewer than torch's (at least one; set for
-that thread alone): the last core is left to the encoders and the server. On 2 cores that is
-also what measures fastest: a second OpenMP team (the decode thread's, beside the one that
-loaded the model) makes libgomp stop spinning between parallel regions, and the 211 small
-regions of each token then cost more than the second core gives (one stream 34.1 tok/s with
-1 thread vs 20.7 with 2; 8 streams 55.5 vs 54.2 tok/s aggregate; AMD EPYC, 2026-12-02).
+The decode thread's OpenMP team has as many threads as torch's (set for that thread alone).
+It was one fewer while the idle team of the thread that loaded the model made libgomp stop
+spinning between parallel regions (one stream 34.1 tok/s with 1 thread vs 20.7 with 2, AMD
+EPYC, 2026-12-02); other threads now let their teams go when done (openmp.py).
 
 Letters: L prompt length, D LM width.
 """
@@ -26,12 +24,12 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from fusion.batch_decoder import BatchDecoder, Row
 from fusion.generate import GenerationOptions
+from fusion.openmp import set_threads_here
 from fusion.prefill import Prefill
 from fusion.prefix_cache import PrefixCache
 from fusion.prompt_layout import PromptLayout
@@ -76,7 +74,7 @@ class DecodeScheduler:
         """prefixes: kept prompt prefixes (prefix_cache.py) each prompt starts from; None:
         every prompt is prefilled whole."""
         self.decoder = BatchDecoder(lm, prefixes)
-        self.threads = threads or max(1, torch.get_num_threads() - 1)
+        self.threads = threads or torch.get_num_threads()
         self.kv_budget_bytes = kv_budget_bytes
         self.kv_bytes_per_column = kv_bytes_per_token(lm)
         self._waiting: deque[_Answer] = deque()
@@ -140,7 +138,7 @@ class DecodeScheduler:
             self._thread.start()
 
     def _loop(self) -> None:
-        _openmp_threads_here(self.threads)
+        set_threads_here(self.threads)
         while True:
             try:
                 if not self._turn():
@@ -242,21 +240,6 @@ class DecodeScheduler:
             if answer in self._running:
                 self._running.remove(answer)
             answer.put(error if error is not None else _END)
-
-
-def _openmp_threads_here(threads: int) -> None:
-    """Size this thread's OpenMP team only (torch.set_num_threads would change every
-    thread's); nothing when torch's OpenMP runtime cannot be found."""
-    import ctypes
-    import glob
-
-    candidates = [None, *glob.glob(str(Path(torch.__file__).parent / "lib" / "libgomp*"))]
-    for library in candidates:
-        try:
-            ctypes.CDLL(library).omp_set_num_threads(threads)
-            return
-        except (OSError, AttributeError):
-            continue
 
 
 def kv_bytes_per_token(lm: torch.nn.Module) -> int:
