@@ -500,7 +500,8 @@ def measure_browser_voice_loop() -> dict | None:
 def measure_first_audio(model, waveform, runs: int = 3) -> dict:
     """A spoken question (already complete) -> the first piece of the answer spoken, as the
     API streams it: transcription, first tokens up to the first clause or sentence
-    (app/sentences.py), its synthesis. Medians over fresh clips (no media cache)."""
+    (app/sentences.py) from the decode scheduler's thread (as the server decodes), its
+    synthesis. Medians over fresh clips (no media cache)."""
     from app import speech_out
     from app.sentences import Sentences
     from fusion.conversation import user
@@ -509,22 +510,26 @@ def measure_first_audio(model, waveform, runs: int = 3) -> dict:
 
     options = GenerationOptions(max_new_tokens=64, repetition_penalty=1.1)
     totals, pieces = [], []
-    for _ in range(runs):
-        forget_media_and_prompts(model)
-        start = time.perf_counter()
-        sentences, first = Sentences(), None
-        events = model.stream([user(speech=waveform)], options)
-        for event in events:
-            if isinstance(event, Chunk):
-                done = sentences.push(event.text)
-                if done:
-                    first = done[0]
-                    break
-        events.close()
-        first = first or sentences.end()
-        speech_out.speak(first)
-        totals.append((time.perf_counter() - start) * 1000)
-        pieces.append(first)
+    model.share()
+    try:
+        for _ in range(runs):
+            forget_media_and_prompts(model)
+            start = time.perf_counter()
+            sentences, first = Sentences(), None
+            events = model.stream([user(speech=waveform)], options)
+            for event in events:
+                if isinstance(event, Chunk):
+                    done = sentences.push(event.text)
+                    if done:
+                        first = done[0]
+                        break
+            events.close()
+            first = first or sentences.end()
+            speech_out.speak(first)
+            totals.append((time.perf_counter() - start) * 1000)
+            pieces.append(first)
+    finally:
+        model.unshare()
     return {"first_audio_ms": statistics.median(totals), "first_piece": pieces[-1]}
 
 
