@@ -47,14 +47,9 @@ def question_message(turn: Turn) -> dict:
         for path, label in zip(turn.photo_files, turn.photo_labels)
     ]
     if turn.audio_file is not None:
-        content.append(
-            gr.Audio(
-                str(turn.audio_file),
-                label="your spoken question",
-                show_label=False,
-                buttons=["download"],
-            )
-        )
+        # a file message, which the page plays as audio: a gr.Audio here would run ffprobe on
+        # the file each time the chat is sent, at every update of a streamed answer
+        content.append({"path": str(turn.audio_file), "alt_text": "your spoken question"})
     lines = []
     if turn.by_voice:
         said = turn.transcript

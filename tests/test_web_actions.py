@@ -2,6 +2,7 @@
 
 import base64
 import json
+import subprocess
 import threading
 import time
 
@@ -103,6 +104,29 @@ def test_a_recording_shows_its_transcript_in_the_question(model, tmp_path, sessi
         texts(first_chat[0])[0] == f"{SPOKEN_MARK} {transcript.strip() or '(no words recognised)'}"
     )
     assert first_status == "Thinking…"
+
+
+def test_a_recorded_question_stays_playable_and_the_chat_updates_start_no_process(
+    model, tmp_path, session, monkeypatch
+):
+    """The chat is sent again at every update of a streamed answer. Gradio's Audio component
+    probes its file with ffprobe each time it is built (~65 ms of a core per update): the
+    recording goes as a file message, which the page plays as audio all the same."""
+    clip = tmp_path / "question.wav"
+    soundfile.write(clip, tone(1.0), 16_000)
+    act.push_to_talk(str(clip), session)
+    ask_and_answer(model, session)
+
+    def no_process(*args, **kwargs):
+        raise AssertionError(f"a chat update started a process: {args[0]!r}")
+
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    shown = gr.Chatbot().postprocess(chat_messages(session.turns))
+    question = shown.root[0].content
+    files = [part.file for part in question if part.type == "file"]
+    assert [(f.path, f.mime_type) for f in files] == [
+        (str(session.turns[0].audio_file), "audio/wav")
+    ]
 
 
 def test_look_and_ask_needs_the_camera_and_keeps_the_typed_question(model, session):
