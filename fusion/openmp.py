@@ -9,8 +9,11 @@ two threads no faster than one.
 
 So a thread done with torch work for now lets its team go (`release_here`): the holder of the
 model's media lock as it lets go of it (`TeamReleasingLock`), an answer's thread before it
-waits for the decode thread's tokens, the thread that shares the model with the scheduler.
-The next parallel op of that thread makes a new team (a thread start, microseconds).
+waits for the decode thread's tokens, the thread that shares the model with the scheduler,
+and the decode thread itself when no answer is left (else its team slows the next question's
+encoders: a spoken question's first token through the scheduler 714 -> 542 ms, medians of 6
+in one process, 2026-12-04). The next parallel op of that thread makes a new team (a thread
+start, microseconds).
 
 One stream decoded in a second thread, its team of two (AMD EPYC, 2 cores, 96 tokens, medians
 of 3 rounds in one process, 2026-12-04): 19.3 tok/s beside the loader's idle team, 29.9 once

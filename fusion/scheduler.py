@@ -15,7 +15,8 @@ within `kv_budget_bytes`. An answer alone is always let in, however long.
 The decode thread's OpenMP team has as many threads as torch's (set for that thread alone).
 It was one fewer while the idle team of the thread that loaded the model made libgomp stop
 spinning between parallel regions (one stream 34.1 tok/s with 1 thread vs 20.7 with 2, AMD
-EPYC, 2026-12-02); other threads now let their teams go when done (openmp.py).
+EPYC, 2026-12-02); other threads now let their teams go when done (openmp.py), and so does
+the decode thread when it goes idle.
 
 Letters: L prompt length, D LM width.
 """
@@ -29,7 +30,7 @@ import torch
 
 from fusion.batch_decoder import BatchDecoder, Row
 from fusion.generate import GenerationOptions
-from fusion.openmp import set_threads_here
+from fusion.openmp import release_here, set_threads_here
 from fusion.prefill import Prefill
 from fusion.prefix_cache import PrefixCache
 from fusion.prompt_layout import PromptLayout
@@ -165,6 +166,7 @@ class DecodeScheduler:
                 if self._closed:
                     self._thread = None
                     return False
+                release_here()  # idle: its team would slow the threads that encode meanwhile
                 self._wake.wait()
             if self._filling is None:
                 self._filling = self._next_to_admit()

@@ -16,6 +16,7 @@ from fusion.conversation import user
 from fusion.generate import GenerationOptions
 from fusion.model import Chunk
 from fusion.openmp import TeamReleasingLock, release_here, set_threads_here
+from tests.api_support import wait_until
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="threads are counted in /proc/self/task"
@@ -107,3 +108,26 @@ def test_an_answer_decoded_by_the_scheduler_leaves_no_team_in_the_asking_thread(
 
     before, answered = in_a_thread(body)
     assert answered == before
+
+
+def test_the_idle_decode_thread_lets_its_team_go(model, monkeypatch):
+    """While no answer is decoded, the decode thread's team would count against the threads
+    that encode the next question (on the real model: its first token ~170 ms later)."""
+    model.unshare()  # a new decode thread, with a team of two whatever the CPU count
+    model.share()
+    scheduler = model.decoder
+    scheduler.threads = 2
+    step = scheduler.decoder.step
+    during: list[int] = []
+
+    def step_in_parallel():  # as the real model's layers are
+        parallel_op()
+        during.append(threads_now())
+        return step()
+
+    monkeypatch.setattr(scheduler.decoder, "step", step_in_parallel)
+    list(model.stream([user("Hello")], GenerationOptions(max_new_tokens=4)))
+    assert during, "the answer was decoded without a step"
+    assert wait_until(lambda: threads_now() == during[-1] - 1), (
+        f"{threads_now()} threads once idle, {during[-1]} while decoding"
+    )
