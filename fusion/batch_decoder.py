@@ -61,10 +61,11 @@ class BatchDecoder:
         embeddings: torch.Tensor,
         layout: PromptLayout | None = None,
         owner: str | None = "",
+        bfloat16: bool = False,
     ) -> Prefill:
         """embeddings [1, L, D] -> its prefill, after the longest prefix it shares with the
-        owner's kept prompts."""
-        return start_prefill(embeddings, layout, self.prefixes, owner)
+        owner's kept prompts (bfloat16: on the layers' bfloat16 prompt copies)."""
+        return start_prefill(embeddings, layout, self.prefixes, owner, bfloat16)
 
     @torch.inference_mode()
     def advance(
@@ -102,7 +103,9 @@ class BatchDecoder:
         layout: PromptLayout | None = None,
     ) -> Row:
         """embeddings [1, L, D] -> a new row, the whole prompt prefilled at once (advance)."""
-        return self.advance(self.begin(embeddings, layout), options, stop_ids)
+        return self.advance(
+            self.begin(embeddings, layout, bfloat16=options.prompt_in_bfloat16), options, stop_ids
+        )
 
     @torch.inference_mode()
     def step(self) -> list[Row]:

@@ -9,6 +9,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from encoders.audio import AudioEncoder
 from encoders.cache import default_cache_dir
 from encoders.errors import InputError
@@ -31,7 +33,9 @@ AUDIO_CONTEXT_LAYERS = 2  # see fusion/projector.py
 # 53% snapping runs read with >= 0.3 confidence, 7% never snapping.
 AUDIO_SNAP = 0.0
 UNTRAINED = "untrained"
-DTYPES = ("fp32", "int4")  # the LM's linear layers: float32, or the embedded GGUF's own 4-bit
+# The LM's linear layers: float32, with the prompts of photos prefilled in bfloat16 where this
+# CPU has bfloat16 instructions; float32 throughout; or the embedded GGUF's own 4-bit.
+DTYPES = ("bf16-photos", "fp32", "int4")
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ class BundleSpec:
     audio: str = "embedded"  # "embedded", a Whisper size ("base", ...) or a checkpoint path
     adapter: str = AUTO  # "auto": the shipped adapter when it fits; "untrained"; or a directory
     cache_dir: Path | None = None  # converted weights; None: $LUNETTES_CACHE or ~/.cache/lunettes
-    dtype: str = "fp32"  # the LM's linear layers: "fp32", or "int4" (the embedded GGUF's own)
+    dtype: str = DTYPES[0]  # the LM's linear layers: one of DTYPES
 
 
 def load_model(spec: BundleSpec = BundleSpec()) -> LunettesModel:
@@ -54,7 +58,8 @@ def load_model(spec: BundleSpec = BundleSpec()) -> LunettesModel:
         use_int4_weights(lm, spec.lm, cache_dir)
     elif spec.dtype not in DTYPES:
         raise InputError(f"dtype must be {' or '.join(DTYPES)}, not {spec.dtype!r}")
-    speed_up_decoding(lm, cache_dir)  # the layers still nn.Linear (all, or the output head)
+    # the layers still nn.Linear (all, or the output head)
+    speed_up_decoding(lm, cache_dir, prompts_in_bfloat16=spec.dtype == "bf16-photos")
     vision = load_vision_encoder(spec.vision)
     whisper, whisper_name = load_whisper(spec.audio, cache_dir)
     audio = AudioEncoder(whisper, whisper_name)
@@ -77,11 +82,14 @@ def load_model(spec: BundleSpec = BundleSpec()) -> LunettesModel:
     return LunettesModel(lm, tokenizer, vision, audio, adapter, lm_name=lm_name)
 
 
-def speed_up_decoding(lm, cache_dir: Path) -> str:
+def speed_up_decoding(lm, cache_dir: Path, prompts_in_bfloat16: bool = False) -> str:
     """Give the LM's float32 linear layers the fastest products available here; returns which:
     "kernel+packed" (one row through gemv.py, more through oneDNN's packed weights), "kernel",
-    "packed" (encoders/packed_linear.py) or "torch"."""
-    packed = pack_linears(lm) > 0
+    "packed" (encoders/packed_linear.py) or "torch". prompts_in_bfloat16: the packed layers
+    also get a bfloat16 copy for prompts (prefill.py), where this CPU has bfloat16
+    instructions."""
+    prompt_dtype = torch.bfloat16 if prompts_in_bfloat16 else None
+    packed = pack_linears(lm, prompt_dtype=prompt_dtype) > 0
     gemv = load_gemv(cache_dir)
     if gemv is not None and use_row_kernel(lm, gemv) > 0:
         return "kernel+packed" if packed else "kernel"

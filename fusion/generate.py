@@ -27,6 +27,9 @@ class GenerationOptions:
     seed: int | None = None  # sampling seed; None: a fresh random seed
     stop: tuple[str, ...] = ()  # the answer ends before the first of these strings
     repetition_penalty: float = 1.0  # > 1 discourages tokens already generated; 1 = off
+    # the prompt prefilled on the LM's bfloat16 prompt copies, where it has them (prefill.py);
+    # LunettesModel.stream sets it for prompts with a photo
+    prompt_in_bfloat16: bool = False
 
     def __post_init__(self):
         if isinstance(self.stop, str):
@@ -57,7 +60,7 @@ def generate_tokens(
         options.seed if options.seed is not None else secrets.randbits(63)
     )  # global RNG untouched
     generator = torch.Generator().manual_seed(seed)
-    prefill = start_prefill(inputs_embeds, layout, prefixes, owner)
+    prefill = start_prefill(inputs_embeds, layout, prefixes, owner, options.prompt_in_bfloat16)
     logits = advance(lm, prefill, prefixes=prefixes)  # V
     cache = prefill.cache
     scoped: dict = {}

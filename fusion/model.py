@@ -9,7 +9,7 @@ template, media through the placeholder/splice contract, decoding through genera
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -390,6 +390,10 @@ class LunettesModel:
         """Answer the conversation: yields Heard for each new transcript, Chunk pieces of the
         answer, then one Stats. owner: whose media cache entries it may use (encode_media)."""
         options = options or GenerationOptions()
+        if any(m.photos for m in messages):
+            # ~60 tokens a photo: its prompt's prefill is most of its first token, and bfloat16
+            # left every photo row of `lunettes eval` as float32 had it (README, Speed)
+            options = replace(options, prompt_in_bfloat16=True)
         start = time.perf_counter()
         new_speech = [m.speech for m in messages if m.speech and m.speech.features is None]
         timings = self.encode_media(messages, owner)

@@ -4,15 +4,19 @@ A prompt that begins like one prefilled before starts from that prefix's keys an
 (prefix_cache.py). The rest is run through the LM in one pass, or in chunks so that the
 decode scheduler can step its running answers between two chunks of a long prompt. A chunk's
 tokens see the cache and each other as the whole prompt's would: its rows of the prompt's
-scoped attention (prompt_layout.py) and its positions, or plain causal attention.
+scoped attention (prompt_layout.py) and its positions, or plain causal attention. A prefill
+asked in bfloat16 (the prompts of photos, LunettesModel.stream) runs on the layers' bfloat16
+prompt copies where they have them (encoders/packed_linear.py); decoding stays float32.
 
 Letters: L prompt length, D LM width, V vocabulary.
 """
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
+from encoders.packed_linear import prompt_pass
 from fusion.prefix_cache import PrefixCache
 from fusion.prompt_layout import PromptLayout
 
@@ -26,6 +30,7 @@ class Prefill:
     cache: object  # kv_cache.GrowingCache
     done: int = 0  # prompt tokens whose keys and values are in the cache
     owner: str | None = ""  # whose kept prefixes it may start from, and who keeps it
+    bfloat16: bool = False  # run on the layers' bfloat16 prompt copies, where they have them
 
     @property
     def length(self) -> int:
@@ -37,14 +42,15 @@ def start_prefill(
     layout: PromptLayout | None,
     prefixes: PrefixCache | None,
     owner: str | None = "",
+    bfloat16: bool = False,
 ) -> Prefill:
     """embeddings [1, L, D] -> a Prefill starting after the longest prefix the owner's kept
-    prompts give, if any."""
+    prompts give, if any. bfloat16: prefill on the layers' bfloat16 prompt copies."""
     from fusion.kv_cache import GrowingCache  # transformers, imported when first used
 
     found = prefixes.find(embeddings[0], layout, owner) if prefixes is not None else (0, None)
     reused, cache = found
-    return Prefill(embeddings, layout, cache or GrowingCache(), done=reused, owner=owner)
+    return Prefill(embeddings, layout, cache or GrowingCache(), reused, owner, bfloat16)
 
 
 @torch.inference_mode()
@@ -65,13 +71,14 @@ def advance(
             "attention_mask": prefill.layout.attention[None, None, start:end, :end].to(device),
             "position_ids": prefill.layout.positions[None, start:end].to(device),
         }  # [1, 1, n, end] and [1, n]; without a layout the cache's length gives both
-    output = lm(
-        inputs_embeds=prefill.embeddings[:, start:end],
-        cache=prefill.cache,
-        use_cache=True,
-        logits_to_keep=1,
-        **scoped,
-    )
+    with prompt_pass() if prefill.bfloat16 else nullcontext():
+        output = lm(
+            inputs_embeds=prefill.embeddings[:, start:end],
+            cache=prefill.cache,
+            use_cache=True,
+            logits_to_keep=1,
+            **scoped,
+        )
     prefill.done = end
     if end < length:
         return None

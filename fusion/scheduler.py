@@ -197,7 +197,12 @@ class DecodeScheduler:
         token: it waits for it inside the iterator.)"""
         try:
             if answer.prefill is None:
-                answer.prefill = self.decoder.begin(answer.embeddings, answer.layout, answer.owner)
+                answer.prefill = self.decoder.begin(
+                    answer.embeddings,
+                    answer.layout,
+                    answer.owner,
+                    answer.options.prompt_in_bfloat16,
+                )
             chunk = PREFILL_CHUNK if self._running else None
             answer.row = self.decoder.advance(
                 answer.prefill, answer.options, answer.stop_ids, chunk

@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import encoders.packed_linear
@@ -12,11 +13,14 @@ from encoders.packed_linear import (
     bfloat16_available,
     pack_linears,
     packing_available,
+    prompt_pass,
 )
 from encoders.skip_init import skipped_init
 from fusion.conversation import user
 from fusion.generate import GenerationOptions
 from fusion.model import Chunk
+from fusion.prefill import advance, start_prefill
+from fusion.speech_reading import lm_log_probs
 
 needs_onednn = pytest.mark.skipif(not packing_available(), reason="no oneDNN in this torch")
 
@@ -59,6 +63,94 @@ def test_bfloat16_packing_falls_back_to_float32_where_the_cpu_has_none(monkeypat
     assert net[0].packed_weight.dtype == torch.float32
     with pytest.raises(ValueError, match="float32 or bfloat16"):
         pack_linears(nn.Linear(8, 8), dtype=torch.float16)
+
+
+def relative_error(mine: torch.Tensor, theirs: torch.Tensor) -> float:
+    return float((mine - theirs).abs().max() / theirs.abs().max())
+
+
+@needs_onednn
+@pytest.mark.skipif(not bfloat16_available(), reason="no bfloat16 instructions on this CPU")
+def test_a_prompt_copy_multiplies_only_inside_a_prompt_pass():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 96), nn.GELU(), nn.Linear(96, 8, bias=False))
+    reference = copy.deepcopy(net)
+    assert pack_linears(net, prompt_dtype=torch.bfloat16) == 2
+    assert net[0].packed_weight.dtype == torch.float32
+    assert net[0].prompt_weight.dtype == torch.bfloat16 and net[2].prompt_bias is None
+    x = torch.randn(7, 64)
+    with torch.inference_mode():
+        before = net(x)
+        with prompt_pass():
+            inside = net(x)
+        after = net(x)
+    torch.testing.assert_close(before, reference(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(after, before, rtol=0, atol=0)  # left behind on the way out
+    assert inside.dtype == torch.float32
+    assert 0 < relative_error(inside, before) < 0.02  # bfloat16's rounding, no more
+
+
+@needs_onednn
+def test_no_prompt_copy_without_bfloat16_instructions(monkeypatch):
+    monkeypatch.setattr(encoders.packed_linear, "bfloat16_available", lambda: False)
+    net = nn.Sequential(nn.Linear(8, 8))
+    assert pack_linears(net, prompt_dtype=torch.bfloat16) == 1
+    assert net[0].prompt_weight is None
+    x = torch.randn(3, 8)
+    with torch.inference_mode():
+        outside = net(x)
+        with prompt_pass():
+            torch.testing.assert_close(net(x), outside, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="bfloat16"):
+        pack_linears(nn.Linear(8, 8), prompt_dtype=torch.float16)
+
+
+@needs_onednn
+@pytest.mark.skipif(not bfloat16_available(), reason="no bfloat16 instructions on this CPU")
+def test_a_prefill_asked_in_bfloat16_runs_on_the_prompt_copy_and_nothing_else_does(
+    model, tokenizer
+):
+    """The LM with prompt copies: a prefill asked in bfloat16 differs from float32's by
+    bfloat16's rounding; a prefill not asked so, the scores of a clip's readings and one row
+    (a decode step) are float32's exactly."""
+    mixed_lm = copy.deepcopy(model.lm)
+    assert pack_linears(mixed_lm, prompt_dtype=torch.bfloat16) > 0
+    torch.manual_seed(0)
+    embeddings = torch.randn(1, 9, model.lm.get_input_embeddings().embedding_dim)  # 1, L, D
+    float32 = advance(model.lm, start_prefill(embeddings, None, None))  # V
+    mixed = advance(mixed_lm, start_prefill(embeddings, None, None, bfloat16=True))
+    assert 0 < relative_error(mixed, float32) < 0.05
+    plain = advance(mixed_lm, start_prefill(embeddings, None, None))
+    torch.testing.assert_close(plain, float32, rtol=1e-5, atol=1e-5)
+    texts = ["a b c", "a b d e"]
+    assert lm_log_probs(mixed_lm, tokenizer, texts) == pytest.approx(
+        lm_log_probs(model.lm, tokenizer, texts), rel=1e-5
+    )
+    with torch.inference_mode():
+        one_row = embeddings[:, :1]  # 1, 1, D
+        torch.testing.assert_close(
+            mixed_lm(inputs_embeds=one_row).logits,
+            model.lm(inputs_embeds=one_row).logits,
+            rtol=1e-5,
+            atol=1e-5,
+        )
+
+
+def test_only_a_conversation_with_a_photo_asks_for_a_bfloat16_prefill(model, monkeypatch):
+    asked = []
+    decode_alone = model._decode_alone
+
+    def noting(embeddings, options, *rest):
+        asked.append(options.prompt_in_bfloat16)
+        return decode_alone(embeddings, options, *rest)
+
+    monkeypatch.setattr(model, "_decode_alone", noting)
+    options = GenerationOptions(max_new_tokens=2)
+    photo = Image.new("RGB", (64, 48), "orange")
+    for question in ([user("What is this?", photos=[photo])], [user("Hello there.")]):
+        asked.clear()
+        list(model.stream(question, options))
+        assert asked[-1] == bool(question[0].photos)  # the last: the question, after the opening
 
 
 @needs_onednn

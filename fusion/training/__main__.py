@@ -109,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument(
         "--dtype",
         choices=DTYPES,
-        default="fp32",
-        help="the LM's linear layers, as `lunettes --dtype` (int4: the quality check; the "
-        "saved figures stay fp32's)",
+        default=DTYPES[0],
+        help="the LM's linear layers, as `lunettes --dtype` (fp32 and int4: the quality "
+        f"check; the saved figures are those of the default, {DTYPES[0]})",
     )
     args = parser.parse_args(argv)
     if getattr(args, "smoke", False):
@@ -332,12 +332,14 @@ def run_eval(model, sets: dict, args) -> int:
     )
     print(report.table(results, model.adapter.info.notes))
     full = args.speech_limit is None and args.vision_limit == FULL_VISION
-    if full and args.sign_limit == FULL_SIGNS and args.dtype == "fp32":
+    if full and args.sign_limit == FULL_SIGNS and args.dtype == DTYPES[0]:
         model.adapter.info.metrics = report.metrics(results)
         model.adapter.save_info(args.adapter)  # every surface shows these figures
         print(f"figures saved with the adapter in {args.adapter}")
     else:
-        print("a partial or int4 run: the adapter's saved figures are left as they were")
+        print(
+            f"a partial or non-{DTYPES[0]} run: the adapter's saved figures are left as they were"
+        )
     return 0
 
 
