@@ -209,3 +209,20 @@ def test_a_drawing_is_named_as_people_name_it_where_imagenet_cannot(model):
     )
     assert "dolphin" in answer.lower(), answer
     assert "dolphin" not in model.vision.labeller.phrase(photo.features)
+
+
+def test_the_shipped_bundle_prefills_photos_on_bfloat16_copies_where_the_cpu_has_them(model):
+    """The default `--dtype bf16-photos`: every packed layer of the LM holds a bfloat16 prompt
+    copy on a CPU with bfloat16 instructions (none elsewhere), and decoding keeps float32."""
+    import torch
+
+    from encoders.packed_linear import PackedLinear, bfloat16_available
+
+    packed = [
+        m for m in model.lm.modules() if isinstance(m, PackedLinear) and m.packed_weight is not None
+    ]
+    assert packed, "the shipped LM runs on packed weights"
+    copies = [m.prompt_weight for m in packed if m.prompt_weight is not None]
+    assert len(copies) == (len(packed) if bfloat16_available() else 0)
+    assert all(c.dtype == torch.bfloat16 for c in copies)
+    assert all(m.packed_weight.dtype == torch.float32 for m in packed)
