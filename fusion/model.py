@@ -19,6 +19,7 @@ from encoders.text_reader import TextReader
 from encoders.transcribe import Transcriber
 from encoders.vision import VisionEncoder
 from fusion.adapter import Adapter
+from fusion.answer_opening import UNSURE_OPENING, unsure_answer
 from fusion.conversation import Message, Photo, Speech
 from fusion.generate import GenerationOptions, IncrementalText, generate_tokens
 from fusion.media_cache import MediaCache
@@ -73,6 +74,7 @@ class PromptInputs:
     embeddings: torch.Tensor  # [1, L, D] token embeddings with media spliced in
     prompt_tokens: dict[str, int]  # text / image / audio
     layout: PromptLayout | None = None  # positions and attention, when a clip has scoped cues
+    opening: str = ""  # the answer's first words, written into the prompt (answer_opening.py)
 
 
 class LunettesModel:
@@ -269,6 +271,8 @@ class LunettesModel:
         prompt = self.tokenizer.apply_chat_template(
             chat, add_generation_prompt=True, tokenize=False
         )
+        opening = self.answer_opening(messages)
+        prompt += opening  # the LM goes on from the answer's first words
         embed = self.lm.get_input_embeddings()
         device = embed.weight.device
         projected = [
@@ -296,7 +300,17 @@ class LunettesModel:
                 first, after = expanded.starts[index], expanded.starts[index] + tokens.shape[0]
                 text_end = expanded.starts[index + 1]  # the "text end" marker that follows
                 scopes.append(Scope((first, after - 1), range(after, text_end)))
-        return PromptInputs(embeddings, counts, layout(embeddings.shape[1], scopes))
+        return PromptInputs(embeddings, counts, layout(embeddings.shape[1], scopes), opening)
+
+    def answer_opening(self, messages: Sequence[Message]) -> str:
+        """The words the answer to `messages` opens with, written for the LM: UNSURE_OPENING
+        when the last message asks what its photos show and the name of one of them is unsure
+        (answer_opening.py), else none."""
+        photos = messages[-1].photos if messages else []
+        if not photos or not self.adapter.config.image_label:
+            return ""
+        phrases = [self.photo_phrase(photo) for photo in photos]
+        return UNSURE_OPENING if unsure_answer(messages, phrases) else ""
 
     def project_medium(
         self, kind: str, medium: Photo | Speech, embed: torch.nn.Embedding
@@ -406,6 +420,8 @@ class LunettesModel:
                 f"the conversation is {length} tokens; with {options.max_new_tokens} new tokens it "
                 f"exceeds the model's {self.context_length}: clear the chat or ask for a shorter answer"
             )
+        if inputs.opening:
+            yield Chunk(inputs.opening)  # what the LM goes on from is the answer's beginning
         text = IncrementalText(self.tokenizer)
         emitted, stopped, first_token_at = 0, False, None
         longest_stop = max((len(s) for s in options.stop), default=0)

@@ -19,6 +19,8 @@ from torch import nn
 
 from encoders.vision_labels import with_article
 
+UNSURE_WORD = "perhaps"  # before an unsure name: "perhaps a penguin"
+
 
 class NameHead(nn.Module):
     def __init__(self, width: int, names: list[str], sure_above: float):
@@ -47,7 +49,7 @@ class NameHead(nn.Module):
         """tokens [1, N, C] -> "a penguin", or "perhaps a penguin" when unsure."""
         name, probability = self.best(tokens, votes)
         said = with_article(name)
-        return said if probability >= self.sure_above else f"perhaps {said}"
+        return said if probability >= self.sure_above else f"{UNSURE_WORD} {said}"
 
 
 def class_vote_matrix(class_names: list[str], names: list[str]) -> torch.Tensor:
