@@ -147,7 +147,13 @@ class LunettesModel:
             f"naming it on both sides ('This is a penguin.'): {naming}; when the message "
             "asks about text in view, the text OCR found in it, in reading order; when it "
             "asks for the words themselves ('what does it say?') and OCR found some, only "
-            "that text",
+            "that text"
+            + (
+                f"; asked what it shows when its name is unsure, the answer's first words "
+                f"'{UNSURE_OPENING}'"
+                if names is not None
+                else ""
+            ),
             "speech": speech
             + (", between two learned cue vectors" if self.adapter.audio_cues is not None else ""),
         }

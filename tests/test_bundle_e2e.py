@@ -211,6 +211,28 @@ def test_a_drawing_is_named_as_people_name_it_where_imagenet_cannot(model):
     assert "dolphin" not in model.vision.labeller.phrase(photo.features)
 
 
+UNSURE_DRAWING = ROOT / "assets" / "examples" / "star.png"  # openclipart, held out by path
+
+
+def test_a_drawing_the_name_head_is_unsure_of_is_named_with_doubt(model):
+    """The head's best name for this star drawing is right but unsure ("perhaps a star"): the
+    answer says that it is not sure, then names it; asked to read it, no doubt is added."""
+    from encoders.image_io import load_image
+    from fusion.answer_opening import UNSURE_OPENING
+    from fusion.conversation import Message, Photo
+    from fusion.training.evaluate import GREEDY, answer_text
+    from fusion.training.vision_data import is_held_out
+
+    assert is_held_out("/usr/share/openclipart/png/shapes/stars/star_87pt04step.png")
+    photo = Photo(load_image(UNSURE_DRAWING))
+    asked = [Message("user", "What is in this picture?", photos=[photo])]
+    answer = answer_text(model, asked, GREEDY)
+    assert model.photo_phrase(photo) == "perhaps a star"
+    assert answer.startswith(f"{UNSURE_OPENING} a star"), answer
+    read = answer_text(model, [Message("user", "What does it say?", photos=[photo])], GREEDY)
+    assert not read.startswith(UNSURE_OPENING), read
+
+
 def test_the_shipped_bundle_prefills_photos_on_bfloat16_copies_where_the_cpu_has_them(model):
     """The default `--dtype bf16-photos`: every packed layer of the LM holds a bfloat16 prompt
     copy on a CPU with bfloat16 instructions (none elsewhere), and decoding keeps float32."""
