@@ -136,10 +136,16 @@ def launch_phone(playwright, profile: Path, device: str, microphone_wav: Path, h
 
 def open_app(context, url: str):
     """A new page on the app, loaded; the requests it makes are recorded in page.requested,
-    its script errors in page.problems."""
+    those answered with an error or not at all in page.failed, its script errors in
+    page.problems."""
     page = context.new_page()
-    page.requested, page.problems = [], []
+    page.requested, page.problems, page.failed = [], [], []
     page.on("request", lambda request: page.requested.append(request.url))
+    page.on(
+        "response",
+        lambda r: r.status >= 400 and page.failed.append(f"{r.status} {r.request.method} {r.url}"),
+    )
+    page.on("requestfailed", lambda r: page.failed.append(f"{r.failure} {r.method} {r.url}"))
     page.on("pageerror", lambda error: page.problems.append(str(error)))
     page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
     page.goto(url)
@@ -208,7 +214,8 @@ def wait_for_answers(page, count: int, timeout_s: float = WAIT_MS / 1000) -> Non
         shown = (
             f"{user_messages(page).count()} questions, {bot_messages(page).count()} answers, "
             f"last answer {answer_text(page, max(bot_messages(page).count() - 1, 0))!r}, "
-            f"status {status(page)!r}, script errors {getattr(page, 'problems', [])}"
+            f"status {status(page)!r}, script errors {getattr(page, 'problems', [])}, "
+            f"failed requests {getattr(page, 'failed', [])}"
         )
         raise AssertionError(f"{error}; the page shows {shown}") from None
 
