@@ -1,12 +1,17 @@
-"""How an answer opens when the model is unsure of what a photo shows.
+"""How an answer opens, written into the assistant's turn before the LM goes on from it.
 
-The adapter's name head says how sure it is of a photo's name; below its threshold the LM
-is told "This is perhaps a snail." around the photo's tokens (model.py). The small LM mostly
-dropped that doubt and answered "This is a snail." (README: of 153 unsure held-out drawings,
-16 answers carried it). So when a question asks what a photo shows and the name of one of its
-photos is unsure, the answer is made to open with UNSURE_OPENING, written into the
-assistant's turn before the LM continues it: the person hears the doubt, and the LM still
-names what it thinks it is.
+- **A colour question** ("What colour is it?", "what color is my shirt?") about a photo
+  opens with the photo's colours named from its pixels (photo_colours.py): "Its main colours
+  are orange and brown". The adapter's tokens do not bring colour to this small LM ("What
+  colour is the cat?" was answered "The cat is likely to be a cat."), and the colours said as
+  a sentence in the question were not used either; as the answer's first words, they are
+  what it says.
+- **An unsure name.** The adapter's name head says how sure it is of a photo's name; below
+  its threshold the LM is told "This is perhaps a snail." around the photo's tokens
+  (model.py). The small LM mostly dropped that doubt and answered "This is a snail." (README:
+  of 102 unsure held-out drawings, 25 answers carried it). So when a question asks what a
+  photo shows and the name of one of its photos is unsure, the answer opens with
+  UNSURE_OPENING: the person hears the doubt, and the LM still names what it thinks it is.
 """
 
 import re
@@ -14,7 +19,8 @@ from collections.abc import Sequence
 
 from fusion.conversation import Message
 from fusion.name_head import UNSURE_WORD
-from fusion.photo_text.request import asks_to_read, question_words
+from fusion.photo_colours import asks_colour, main_colours
+from fusion.photo_text.request import asks_to_read, photos_asked_about, question_words
 
 UNSURE_OPENING = "I'm not sure, but it might be"
 WHAT_IT_IS_PATTERNS = [
@@ -50,3 +56,13 @@ def unsure_answer(messages: Sequence[Message], phrases: Sequence[str | None]) ->
     if not asked or asks_to_read(words):
         return False
     return any(phrase is not None and phrase.startswith(f"{UNSURE_WORD} ") for phrase in phrases)
+
+
+def colour_opening(messages: Sequence[Message]) -> str:
+    """The opening of the answer to the last message when it asks about the colour of its
+    photos, or of the latest earlier ones ("What colour is it?" after a photo); else ""."""
+    asked = photos_asked_about(messages, asks_colour).get(len(messages) - 1)
+    if not asked or asked[0].image is None:
+        return ""
+    names = main_colours(asked[0].image)
+    return f"Its main {'colour is' if len(names) == 1 else 'colours are'} {' and '.join(names)}"

@@ -19,7 +19,7 @@ from encoders.text_reader import TextReader
 from encoders.transcribe import Transcriber
 from encoders.vision import VisionEncoder
 from fusion.adapter import Adapter
-from fusion.answer_opening import UNSURE_OPENING, unsure_answer
+from fusion.answer_opening import UNSURE_OPENING, colour_opening, unsure_answer
 from fusion.conversation import Message, Photo, Speech
 from fusion.generate import GenerationOptions, IncrementalText, generate_tokens
 from fusion.media_cache import MediaCache
@@ -153,7 +153,9 @@ class LunettesModel:
                 f"'{UNSURE_OPENING}'"
                 if names is not None
                 else ""
-            ),
+            )
+            + "; asked its colour, the answer's first words name the colours of its pixels "
+            "('Its main colours are orange and brown')",
             "speech": speech
             + (", between two learned cue vectors" if self.adapter.audio_cues is not None else ""),
         }
@@ -236,8 +238,10 @@ class LunettesModel:
             speech.heard = transcript.alternatives
             timings["transcribe"] += _ms_since(start)
 
-    def build_inputs(self, messages: Sequence[Message]) -> PromptInputs:
-        """Messages with encoded media -> input embeddings [1, L, D] for the LM."""
+    def build_inputs(self, messages: Sequence[Message], opening: str = "") -> PromptInputs:
+        """Messages with encoded media -> input embeddings [1, L, D] for the LM; opening: the
+        answer's first words, written after the template's start of the assistant's turn
+        (answer_opening, at answer time; training's prompts have none)."""
         marker = new_marker()
         chat, media = [], []  # media: (modality, Photo | Speech | None) in prompt order
         cued = self.adapter.audio_cues is not None  # clips wrapped in scoped cues
@@ -277,7 +281,6 @@ class LunettesModel:
         prompt = self.tokenizer.apply_chat_template(
             chat, add_generation_prompt=True, tokenize=False
         )
-        opening = self.answer_opening(messages)
         prompt += opening  # the LM goes on from the answer's first words
         embed = self.lm.get_input_embeddings()
         device = embed.weight.device
@@ -309,9 +312,12 @@ class LunettesModel:
         return PromptInputs(embeddings, counts, layout(embeddings.shape[1], scopes), opening)
 
     def answer_opening(self, messages: Sequence[Message]) -> str:
-        """The words the answer to `messages` opens with, written for the LM: UNSURE_OPENING
-        when the last message asks what its photos show and the name of one of them is unsure
-        (answer_opening.py), else none."""
+        """The words the answer to `messages` opens with, written for the LM
+        (answer_opening.py): a photo's colours from its pixels when the last message asks
+        about colour; UNSURE_OPENING when it asks what its photos show and the name of one
+        of them is unsure; else none."""
+        if opening := colour_opening(messages):
+            return opening
         photos = messages[-1].photos if messages else []
         if not photos or not self.adapter.config.image_label:
             return ""
@@ -419,7 +425,7 @@ class LunettesModel:
         timings = self.encode_media(messages, owner)
         for speech in new_speech:
             yield Heard(speech.transcript)
-        inputs = self.build_inputs(messages)
+        inputs = self.build_inputs(messages, self.answer_opening(messages))
         length = inputs.embeddings.shape[1]
         if length + options.max_new_tokens > self.context_length:
             raise InputError(

@@ -4,9 +4,10 @@
 # (gcc: the decoding kernel, fusion/kernels/gemv.c, is built once per machine).
 # For the tests (LUNETTES_TESTS=1, set by `make test`): chromium (browser tests), certutil
 # (libnss3-tools: the phone test's Chromium trusts the local HTTPS authority), flite (the
-# training smoke run and voice tests speak with it), sox (tempo and pitch changes) and a
-# font for the rendered signs that OCR reads (fonts-dejavu-core), and a PostgreSQL server (the
-# store's tests start one of their own: tests/postgres.py).
+# training smoke run and voice tests speak with it), sox (tempo and pitch changes), a font
+# for the rendered signs that OCR reads (fonts-dejavu-core), the emoji font of the held-out
+# evaluation sets (fonts-noto-color-emoji: a test checks the colour set), and a PostgreSQL
+# server (the store's tests start one of their own: tests/postgres.py).
 # For adapter training and evaluation (LUNETTES_TRAINING=1, set by `make train` / `make eval`):
 # flite and sox too, images with names (openclipart-png, gnome-backgrounds, Tux Paint's named
 # stamps: tuxpaint-stamps-default), an emoji font for the held-out named images only
@@ -22,13 +23,13 @@ if [ "${LUNETTES_TRAINING:-0}" = 1 ] || [ "${LUNETTES_TESTS:-0}" = 1 ]; then
     command -v flite >/dev/null 2>&1 || missing+=(flite)
     command -v sox >/dev/null 2>&1 || missing+=(sox)
     [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)  # signs for OCR
+    [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
 fi
 if [ "${LUNETTES_TRAINING:-0}" = 1 ]; then
     [ -d /usr/share/fonts/truetype/liberation ] || missing+=(fonts-liberation)
     [ -d /usr/share/fonts/truetype/freefont ] || missing+=(fonts-freefont-ttf)
     [ -d /usr/share/openclipart/png ] || missing+=(openclipart-png)
     [ -d /usr/share/tuxpaint/stamps ] || missing+=(tuxpaint-stamps-default)
-    [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
     [ -d /usr/share/backgrounds/gnome ] || missing+=(gnome-backgrounds)
     [ -d /usr/share/games/fortunes ] || missing+=(fortunes-min)
     [ -f /usr/share/dict/words ] || missing+=(wamerican)

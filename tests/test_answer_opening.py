@@ -74,10 +74,11 @@ def test_an_unsure_name_opens_the_streamed_answer_and_the_lm_goes_on_from_it(nam
     messages = asked("What is in this picture?")
     text, chunks = answer(named, messages)
     assert chunks[0] == UNSURE_OPENING and text.startswith(UNSURE_OPENING)
-    inputs = named.build_inputs(messages)  # the opening's tokens end the prompt
+    inputs = named.build_inputs(messages, named.answer_opening(messages))  # it ends the prompt
     ids = named.tokenizer.encode(UNSURE_OPENING, add_special_tokens=False)
     embed = named.lm.get_input_embeddings().weight
     assert inputs.opening == UNSURE_OPENING
+    assert named.build_inputs(messages).opening == ""  # training's prompts: none
     assert torch.equal(inputs.embeddings[0, -len(ids) :], embed[ids])
 
 
@@ -92,4 +93,52 @@ def test_a_sure_name_or_another_question_leaves_the_answer_to_the_lm(named):
 
 def opening(model: LunettesModel, messages: list[Message]) -> str:
     model.encode_media(messages)
-    return model.build_inputs(messages).opening
+    return model.answer_opening(messages)
+
+
+def plate(colour: tuple[int, int, int], background=(235, 235, 230), size: int = 96):
+    """A coloured square held up against a plain wall: RGB size x size."""
+    from PIL import Image
+
+    image = Image.new("RGB", (size, size), background)
+    image.paste(Image.new("RGB", (size // 3, size // 3), colour), (10, 50))  # off-centre
+    return image
+
+
+def test_the_subjects_colours_are_named_from_pixels():
+    from PIL import Image
+
+    from fusion.photo_colours import main_colour, main_colours
+
+    assert main_colours(plate((200, 30, 30))) == ["red"]  # against a plain wall: the thing
+    halves = Image.new("RGB", (80, 80), (30, 60, 200))
+    halves.paste(Image.new("RGB", (48, 80), (240, 220, 40)), (0, 0))  # 70% of the middle
+    assert main_colours(halves) == ["yellow", "blue"]  # no plain border: the middle, both
+    cut_out = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+    cut_out.paste(Image.new("RGBA", (10, 10), (40, 160, 60, 255)), (0, 0))
+    assert main_colours(cut_out) == ["green"]  # a cut-out: its opaque pixels only
+    assert main_colour(plate((200, 30, 30))) == "white"  # the training label: the middle
+
+
+def test_a_colour_question_opens_with_the_photos_colours():
+    from fusion.answer_opening import colour_opening
+    from fusion.photo_colours import asks_colour
+
+    assert asks_colour("What colour is it?") and asks_colour("what color are my shoes")
+    assert not asks_colour("What is in this picture?")
+    red = [Message("user", "What colour is it?", photos=[Photo(plate((200, 30, 30)))])]
+    assert colour_opening(red) == "Its main colour is red"
+    follow_up = [
+        Message("user", "What is this?", photos=[Photo(plate((30, 60, 200)))]),
+        Message("assistant", "A square."),
+        Message("user", "And what colour is it?"),
+    ]
+    assert colour_opening(follow_up) == "Its main colour is blue"  # the photo before
+    assert colour_opening(follow_up[:1]) == ""  # not asked
+    assert colour_opening([Message("user", "What colour is the sky?")]) == ""  # no photo
+
+
+def test_the_answer_to_a_colour_question_streams_from_its_opening(model):
+    messages = [Message("user", "What colour is it?", photos=[Photo(plate((200, 30, 30)))])]
+    text, chunks = answer(model, messages)
+    assert chunks[0] == "Its main colour is red" and text.startswith("Its main colour is red")

@@ -233,6 +233,20 @@ def test_a_drawing_the_name_head_is_unsure_of_is_named_with_doubt(model):
     assert not read.startswith(UNSURE_OPENING), read
 
 
+def test_a_colour_question_is_answered_with_the_photos_colours(model):
+    """The tabby cat of the README's example, asked its colour: the answer says orange and
+    brown (from its pixels), where the tokens alone gave "The cat is likely to be a cat."."""
+    from encoders.image_io import load_image
+    from fusion.conversation import Message, Photo
+    from fusion.training.evaluate import GREEDY, answer_text
+
+    photo = Photo(load_image(ROOT / "assets" / "examples" / "cat.jpg"))
+    answer = answer_text(
+        model, [Message("user", "What colour is the cat?", photos=[photo])], GREEDY
+    )
+    assert answer.startswith("Its main colours are orange and brown"), answer
+
+
 def test_the_shipped_bundle_prefills_photos_on_bfloat16_copies_where_the_cpu_has_them(model):
     """The default `--dtype bf16-photos`: every packed layer of the LM holds a bfloat16 prompt
     copy on a CPU with bfloat16 instructions (none elsewhere), and decoding keeps float32."""

@@ -114,7 +114,9 @@ def test_stream_turn_by_turn(model, conversation):
     third = list(model.stream(conversation, OPTIONS))
     assert not any(isinstance(e, Heard) for e in third)
     assert third[-1].timings_ms["encode_audio"] == 0.0 and third[-1].transcripts == []
-    assert third[-1].prompt_tokens == model.build_inputs(conversation).prompt_tokens
+    opening = model.answer_opening(conversation)  # "what colour": the photo's colours
+    assert opening.startswith("Its main colour") and third[0].text == opening
+    assert third[-1].prompt_tokens == model.build_inputs(conversation, opening).prompt_tokens
 
 
 def test_answer_depends_on_the_photo(model):

@@ -63,10 +63,22 @@ def test_saved_figures_come_from_the_natural_and_human_named_rows():
         (SHIPPED, "template questions"): SpeechScores(0.8, 0.05, 242),
         (WHISPER, "template questions"): SpeechScores(0.4, 0.2, 242),
     }
-    results = EvalResults(speech, 0.05, 0.61, 0.3, 105, 0.8, 200, 0.92, 0.95, 120)
+    results = EvalResults(speech, 0.05, 0.61, 0.3, 105, 0.8, 200, 0.92, 0.95, 120, 0.83, 36)
     saved = metrics(results)
     assert saved["spoken_answered_as_typed"] == 0.9 and saved["whisper_transcript_wer"] == 0.035
     assert saved["named_images"] == 0.61 and saved["label_named_images"] == 0.3
     assert saved["template_questions_answered_as_typed"] == 0.8 and saved["signs_read"] == 0.92
     printed = table(results, "notes")
     assert "90.0% /  3.0%" in printed and "61.0%" in printed and "92.0%" in printed
+    assert saved["colours_said"] == 0.83 and "colours (36 emoji" in printed and "83.0%" in printed
+
+
+def test_the_colour_set_is_emoji_whose_unicode_names_say_their_colour():
+    from fusion.training import named_images
+
+    images = named_images.colour_named_images()
+    assert len(images) >= 30
+    assert {"🍎": ("red",), "🍏": ("green",), "🟦": ("blue",)}.items() <= {
+        i.emoji: i.names for i in images
+    }.items()
+    assert all(len(i.names) >= 1 and i.image.size == (224, 224) for i in images)

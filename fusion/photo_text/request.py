@@ -11,7 +11,7 @@ on it ("what colour is this sign?"): for the first, the text read stands for the
 """
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from fusion.conversation import Message, Photo
 
@@ -58,9 +58,17 @@ def photos_to_read(messages: Sequence[Message]) -> dict[int, list[Photo]]:
     """For each user message that asks to read, by index: its own photos, or when it has
     none the photos of the latest earlier message that has some ("what does it say?" about
     the photo before)."""
+    return photos_asked_about(messages, asks_to_read)
+
+
+def photos_asked_about(
+    messages: Sequence[Message], asks: Callable[[str], bool]
+) -> dict[int, list[Photo]]:
+    """For each user message whose question `asks` is true of, by index: its own photos, or
+    when it has none the photos of the latest earlier message that has some."""
     found, latest = {}, []
     for index, message in enumerate(messages):
         latest = message.photos or latest
-        if message.role == "user" and latest and asks_to_read(question_words(message)):
+        if message.role == "user" and latest and asks(question_words(message)):
             found[index] = latest
     return found

@@ -272,13 +272,14 @@ def run_eval(model, sets: dict, args) -> int:
     from fusion.training.evaluate import (
         ADAPTER_ALONE,
         READERS,
+        colour_scores,
         evaluate_speech,
         named_image_scores,
         repeat_wer,
         template_image_naming,
         transcribed,
     )
-    from fusion.training.named_images import named_images
+    from fusion.training.named_images import colour_named_images, named_images
     from fusion.training.natural_speech import NATURAL_VOICES, build_natural_set
     from fusion.training.sign_data import evaluate_reader, evaluate_signs, sign_examples
 
@@ -314,6 +315,8 @@ def run_eval(model, sets: dict, args) -> int:
     repeat = repeat_wer(model, clips["template questions"])
     images = named_images(limit=args.vision_limit)
     named, labelled = named_image_scores(model, images)
+    coloured = colour_named_images(limit=args.vision_limit)
+    colours_said = colour_scores(model, coloured)
     template_named = template_image_naming(model, sets["vision-eval"][: args.vision_limit])
     signs = sign_examples(args.sign_limit)
     signs_read = evaluate_signs(model, signs)
@@ -329,6 +332,8 @@ def run_eval(model, sets: dict, args) -> int:
         signs_read=signs_read,
         signs_read_by_ocr=signs_ocr,
         signs=len(signs),
+        colours_said=colours_said,
+        coloured=len(coloured),
     )
     print(report.table(results, model.adapter.info.notes))
     full = args.speech_limit is None and args.vision_limit == FULL_VISION

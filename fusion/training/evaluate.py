@@ -31,7 +31,7 @@ from fusion.generate import GenerationOptions
 from fusion.model import Chunk, LunettesModel
 from fusion.speech_reading import greedy_reading
 from fusion.training.named_images import NamedImage, names_it
-from fusion.training.tasks import EVAL_WHAT_QUESTION, REPEAT_PROMPT, photo_media
+from fusion.training.tasks import COLOUR_QUESTION, EVAL_WHAT_QUESTION, REPEAT_PROMPT, photo_media
 
 COMPARED_TOKENS = 16
 GREEDY = GenerationOptions(max_new_tokens=COMPARED_TOKENS)
@@ -144,6 +144,15 @@ def named_image_scores(model: LunettesModel, images: list[NamedImage]) -> tuple[
             labelled += names_it(model.vision.labeller.phrase(photo.features), item.names)
     count = max(1, len(images))
     return answered / count, labelled / count
+
+
+def colour_scores(model: LunettesModel, images: list[NamedImage]) -> float:
+    """Share of drawings whose answer to "What colour is it?" says the colour of their name."""
+    said = 0
+    for item in tqdm(images, desc="eval colours"):
+        asked = [Message("user", COLOUR_QUESTION, photos=[Photo(item.image)])]
+        said += names_it(answer_text(model, asked, GREEDY), item.names)
+    return said / max(1, len(images))
 
 
 def template_image_naming(model: LunettesModel, vision: list) -> float:

@@ -75,6 +75,43 @@ def named_images(seed: int = 0, limit: int | None = None) -> list[NamedImage]:
     return [NamedImage(_draw(emoji, font, rng), names, emoji) for emoji, names in items]
 
 
+# Emoji whose Unicode names say their colour ("large orange circle", "green apple"): every one
+# the font draws in these blocks, graded against that word. "black" and "white" are left out:
+# in Unicode names they mostly say how a glyph is filled ("white medium star" is yellow).
+COLOUR_NAME_WORDS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown",
+                     "grey", "gray")  # fmt: skip
+EMOJI_BLOCKS = (range(0x2600, 0x27C0), range(0x2B00, 0x2C00), range(0x1F300, 0x1FB00))
+
+
+def colour_named_images(seed: int = 0, limit: int | None = None) -> list[NamedImage]:
+    """One drawing per emoji whose Unicode name says one colour; names: that colour."""
+    import unicodedata
+
+    font = ImageFont.truetype(str(EMOJI_FONT), FONT_SIZE)
+    rng = random.Random(seed)
+    found = []
+    for code in (code for block in EMOJI_BLOCKS for code in block):
+        name = unicodedata.name(chr(code), "").lower()
+        colours = [w for w in COLOUR_NAME_WORDS if re.search(rf"\b{w}\b", name)]
+        if len(colours) != 1 or name.startswith("emoji component") or not _drawn(chr(code), font):
+            continue
+        colour = "grey" if colours[0] == "gray" else colours[0]
+        found.append(
+            NamedImage(
+                _draw(chr(code), font, rng),
+                (colour, *(("gray",) if colour == "grey" else ())),
+                chr(code),
+            )
+        )
+    return found[:limit]
+
+
+def _drawn(emoji: str, font: ImageFont.FreeTypeFont) -> bool:
+    glyph = Image.new("RGBA", (160, 160), (0, 0, 0, 0))
+    ImageDraw.Draw(glyph).text((80, 80), emoji, font=font, embedded_color=True, anchor="mm")
+    return glyph.getbbox() is not None
+
+
 def _draw(emoji: str, font: ImageFont.FreeTypeFont, rng: random.Random) -> Image.Image:
     glyph = Image.new("RGBA", (160, 160), (0, 0, 0, 0))
     ImageDraw.Draw(glyph).text((80, 80), emoji, font=font, embedded_color=True, anchor="mm")

@@ -26,6 +26,8 @@ class EvalResults:
     signs_read: float  # signs whose answer holds every word
     signs_read_by_ocr: float  # ... whose OCR lines hold every word
     signs: int
+    colours_said: float = 0.0  # emoji whose names say their colour: the answer says it
+    coloured: int = 0
 
 
 def metrics(results: EvalResults) -> dict:
@@ -44,6 +46,7 @@ def metrics(results: EvalResults) -> dict:
         "signs": results.signs,
         "repeat_wer": results.repeat_wer,
         "template_images_named": results.template_images_named,
+        "colours_said": results.colours_said,
     }
     for (reader, name), scores in results.speech.items():
         if reader == SHIPPED and name != NEURAL_SET:
@@ -73,6 +76,10 @@ def table(results: EvalResults, notes: str) -> str:
         f"drawings with names people give them ({results.images}, emoji, never trained on):",
         f"  label words alone (the vision tower's top ImageNet label): {results.label_named_images:.1%}",
         f"  answer to 'What is in this picture?':                       {results.named_images:.1%}",
+        (
+            f"colours ({results.coloured} emoji whose names say it), answer to 'What colour is "
+            f"it?' says it: {results.colours_said:.1%}"
+        ),
         (
             f"template images ({results.template_images}), answer names a top-5 ImageNet class: "
             f"{results.template_images_named:.1%}"

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from encoders.image_io import load_image
 from encoders.vision_labels import ImageLabeller
 from fusion.model import LunettesModel
-from fusion.training.colours import main_colour
+from fusion.photo_colours import main_colour
 
 CLIPART_DIR = Path("/usr/share/openclipart/png")
 WALLPAPER_DIRS = [Path("/usr/share/backgrounds"), Path("/usr/share/wallpapers")]
