@@ -94,9 +94,9 @@ def test_an_answer_decoded_by_the_scheduler_leaves_no_team_in_the_asking_thread(
     list(model.stream([user("Hello")], options))  # the decode thread started, the prompt kept
     build_inputs = model.build_inputs
 
-    def build_inputs_in_parallel(messages):  # as the real model's projections are
+    def build_inputs_in_parallel(messages, opening=""):  # as the real model's projections are
         parallel_op()
-        return build_inputs(messages)
+        return build_inputs(messages, opening)
 
     monkeypatch.setattr(model, "build_inputs", build_inputs_in_parallel)
 
