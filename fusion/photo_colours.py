@@ -13,8 +13,6 @@ import re
 import numpy as np
 from PIL import Image
 
-COLOUR_WORDS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "grey",
-                "white", "black")  # fmt: skip
 ASKS_COLOUR = re.compile(r"\bcolou?r(s|ed)?\b", re.IGNORECASE)  # "what color are the shoes?"
 SECOND_COLOUR_SHARE = 0.25  # a second colour is named when it covers this much of the subject
 PLAIN_BORDER = 12.0  # RGB standard deviation under which a border is one plain colour
