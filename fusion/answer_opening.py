@@ -59,8 +59,9 @@ def unsure_answer(messages: Sequence[Message], phrases: Sequence[str | None]) ->
 
 
 def colour_opening(messages: Sequence[Message]) -> str:
-    """The opening of the answer to the last message when it asks about the colour of its
-    photos, or of the latest earlier ones ("What colour is it?" after a photo); else ""."""
+    """The opening of the answer to the last message when it asks about colour: the colours
+    of its first photo, or of the latest earlier message's ("What colour is it?" after a
+    photo); else ""."""
     asked = photos_asked_about(messages, asks_colour).get(len(messages) - 1)
     if not asked or asked[0].image is None:
         return ""

@@ -49,10 +49,8 @@ def asks_colour(words: str) -> bool:
 def main_colour(image: Image.Image) -> str:
     """The most common colour name of the subject: opaque pixels of a cut-out, else the centre
     (the adapter's training label, training/vision_data.py)."""
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = np.asarray(image.convert("RGBA"))
-        pixels = rgba[rgba[..., 3] > 128][:, :3]
-    else:
+    pixels = _cut_out(image)
+    if pixels is None:
         pixels = _centre(np.asarray(image.convert("RGB")))
     return _counted(pixels)[0][0] if len(pixels) else "white"
 
@@ -60,10 +58,8 @@ def main_colour(image: Image.Image) -> str:
 def main_colours(image: Image.Image) -> list[str]:
     """The subject's colour names (module docstring), the most common first, and the second
     when it covers at least SECOND_COLOUR_SHARE of the subject."""
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = np.asarray(image.convert("RGBA"))
-        pixels = rgba[rgba[..., 3] > 128][:, :3]
-    else:
+    pixels = _cut_out(image)
+    if pixels is None:
         pixels = _subject(np.asarray(image.convert("RGB")))
     if len(pixels) == 0:
         return ["white"]
@@ -72,6 +68,14 @@ def main_colours(image: Image.Image) -> list[str]:
     if len(counted) > 1 and counted[1][1] >= SECOND_COLOUR_SHARE:
         names.append(counted[1][0])
     return names
+
+
+def _cut_out(image: Image.Image) -> np.ndarray | None:
+    """A cut-out's opaque pixels [N, 3] uint8; None for an image without transparency."""
+    if image.mode not in ("RGBA", "LA", "PA") and "transparency" not in image.info:
+        return None
+    rgba = np.asarray(image.convert("RGBA"))
+    return rgba[rgba[..., 3] > 128][:, :3]
 
 
 def _subject(rgb: np.ndarray) -> np.ndarray:

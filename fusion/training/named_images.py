@@ -64,12 +64,7 @@ class NamedImage:
 
 def named_images(seed: int = 0, limit: int | None = None) -> list[NamedImage]:
     """One drawing per emoji in NAMES, placed and backed at random (deterministic by seed)."""
-    if not EMOJI_FONT.is_file():
-        raise FileNotFoundError(
-            f"{EMOJI_FONT} is missing: install Debian's fonts-noto-color-emoji "
-            "(LUNETTES_TRAINING=1 bash scripts/system-packages.sh)"
-        )
-    font = ImageFont.truetype(str(EMOJI_FONT), FONT_SIZE)
+    font = _emoji_font()
     rng = random.Random(seed)
     items = list(NAMES.items())[:limit]
     return [NamedImage(_draw(emoji, font, rng), names, emoji) for emoji, names in items]
@@ -87,34 +82,46 @@ def colour_named_images(seed: int = 0, limit: int | None = None) -> list[NamedIm
     """One drawing per emoji whose Unicode name says one colour; names: that colour."""
     import unicodedata
 
-    font = ImageFont.truetype(str(EMOJI_FONT), FONT_SIZE)
+    font = _emoji_font()
     rng = random.Random(seed)
     found = []
     for code in (code for block in EMOJI_BLOCKS for code in block):
         name = unicodedata.name(chr(code), "").lower()
         colours = [w for w in COLOUR_NAME_WORDS if re.search(rf"\b{w}\b", name)]
-        if len(colours) != 1 or name.startswith("emoji component") or not _drawn(chr(code), font):
+        if len(colours) != 1 or name.startswith("emoji component"):
             continue
+        glyph = _glyph(chr(code), font)
+        if glyph.getbbox() is None:
+            continue  # not in the font
         colour = "grey" if colours[0] == "gray" else colours[0]
-        found.append(
-            NamedImage(
-                _draw(chr(code), font, rng),
-                (colour, *(("gray",) if colour == "grey" else ())),
-                chr(code),
-            )
-        )
+        names = (colour, *(("gray",) if colour == "grey" else ()))
+        found.append(NamedImage(_place(glyph, rng), names, chr(code)))
     return found[:limit]
 
 
-def _drawn(emoji: str, font: ImageFont.FreeTypeFont) -> bool:
+def _emoji_font() -> ImageFont.FreeTypeFont:
+    if not EMOJI_FONT.is_file():
+        raise FileNotFoundError(
+            f"{EMOJI_FONT} is missing: install Debian's fonts-noto-color-emoji "
+            "(LUNETTES_TRAINING=1 bash scripts/system-packages.sh)"
+        )
+    return ImageFont.truetype(str(EMOJI_FONT), FONT_SIZE)
+
+
+def _glyph(emoji: str, font: ImageFont.FreeTypeFont) -> Image.Image:
+    """The emoji drawn alone: RGBA 160 x 160, transparent around it."""
     glyph = Image.new("RGBA", (160, 160), (0, 0, 0, 0))
     ImageDraw.Draw(glyph).text((80, 80), emoji, font=font, embedded_color=True, anchor="mm")
-    return glyph.getbbox() is not None
+    return glyph
 
 
 def _draw(emoji: str, font: ImageFont.FreeTypeFont, rng: random.Random) -> Image.Image:
-    glyph = Image.new("RGBA", (160, 160), (0, 0, 0, 0))
-    ImageDraw.Draw(glyph).text((80, 80), emoji, font=font, embedded_color=True, anchor="mm")
+    return _place(_glyph(emoji, font), rng)
+
+
+def _place(glyph: Image.Image, rng: random.Random) -> Image.Image:
+    """A drawn glyph (RGBA) cut to its extent, at a random size and place on a plain
+    background: RGB IMAGE_SIZE x IMAGE_SIZE."""
     glyph = glyph.crop(glyph.getbbox() or (0, 0, 160, 160))
     side = rng.randint(120, 200)
     glyph.thumbnail((side, side))
