@@ -44,8 +44,25 @@ def test_a_long_first_sentence_is_cut_before_a_word_that_joins_two_clauses():
     assert fed("Salt and pepper and oil go in first.", 2) == [
         "Salt and pepper and oil go in first."
     ]
-    assert fed("The history of the island of Android is long.", 1) == [
-        "The history of the island of Android is long."  # a word that begins like "and"
+    assert fed("The history of the island of Android goes back far.", 1) == [
+        "The history of the island of Android goes back far."  # a word that begins like "and"
+    ]
+
+
+def test_a_first_sentence_may_be_cut_between_its_subject_and_its_verb():
+    text = "The plant you're referring to is a type of succulent. It is green."
+    assert fed(text, 2) == [
+        "The plant you're referring to",
+        "is a type of succulent.",
+        "It is green.",  # later: whole sentences
+    ]
+    assert fed("A violin has four strings.", 1) == ["A violin has four strings."]  # 2 words
+    assert fed("In Tokyo when it is noon here.", 1) == ["In Tokyo when it is noon here."]
+    assert fed("All you need to have fun.", 1) == ["All you need to have fun."]
+    assert fed("What you need to have is time.", 1) == ["What you need to have", "is time."]
+    assert fed("The history of this island is long.", 1) == [
+        "The history of this island",  # "this" ends no subject here, but "island" does
+        "is long.",
     ]
 
 
