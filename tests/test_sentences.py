@@ -33,11 +33,11 @@ def test_the_first_piece_may_be_a_clause_and_later_ones_are_sentences():
 
 def test_a_long_first_sentence_is_cut_before_a_word_that_joins_two_clauses():
     text = (
-        "The ideal amount of time to boil an egg depends on the recipe and the type of egg. "
+        "The ideal amount of time to boil an egg turns on the recipe and the type of egg. "
         "It is done when the white is firm and the yolk is soft."
     )
     assert fed(text, 2) == [
-        "The ideal amount of time to boil an egg depends on the recipe",
+        "The ideal amount of time to boil an egg turns on the recipe",
         "and the type of egg.",
         "It is done when the white is firm and the yolk is soft.",  # later: whole sentences
     ]
@@ -56,6 +56,7 @@ def test_a_first_sentence_may_be_cut_between_its_subject_and_its_verb():
         "is a type of succulent.",
         "It is green.",  # later: whole sentences
     ]
+    assert fed("The time to boil an egg depends on its size.", 3)[0] == "The time to boil an egg"
     assert fed("A violin has four strings.", 1) == ["A violin has four strings."]  # 2 words
     assert fed("In Tokyo when it is noon here.", 1) == ["In Tokyo when it is noon here."]
     assert fed("All you need to have fun.", 1) == ["All you need to have fun."]
