@@ -21,6 +21,7 @@ from app.openai_api.config import ApiConfig
 from app.openai_api.install import install_api
 from app.phone import CA_PATH, PhoneAccess, is_loopback, phone_access, terminal_lines
 from app.store.database import Store
+from app.warm_up import start_warm_up
 from app.web import build_app
 from app.web_history import BROWSER_COOKIE, BROWSER_COOKIE_DAYS, new_browser_id
 from app.web_partial import PartialTranscripts
@@ -148,8 +149,10 @@ def serve(
         flush=True,
     )
     print("\n".join(terminal_lines(access, tls)), flush=True)
+    server = build_server(model, api, ui_login, access, tls, store)
+    start_warm_up(model)
     uvicorn.run(
-        build_server(model, api, ui_login, access, tls, store),
+        server,
         host=host,
         port=port,
         log_level="warning",

@@ -48,6 +48,7 @@ class Replica:
 
         from app.cli import quiet_libraries
         from app.server import build_server
+        from app.warm_up import start_warm_up
 
         quiet_libraries()  # no weight-loading progress bars in the terminal
         torch.set_num_threads(max(1, settings.threads))
@@ -58,6 +59,7 @@ class Replica:
         model = settings.load_model()
         store = settings.open_store() if settings.open_store else None
         app = build_server(model, settings.api, settings.logins, store=store, replica=self.identity)
+        start_warm_up(model)
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.bind(("127.0.0.1", 0))
         self.port = listener.getsockname()[1]
