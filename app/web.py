@@ -201,6 +201,9 @@ def wire(
             model, session, max_tokens, temperature, system_prompt, translate, request
         )
 
+    def speak(session, speak_on):
+        yield from act.speak(model, session, speak_on)
+
     def answer(start, voice_start=None) -> None:
         """start: how the answer starts: after the event that adds its question (its
         `then`), or at once on a trigger (the question is in the session already).
@@ -224,7 +227,7 @@ def wire(
             )
         # beside the answer, not after it: each sentence is spoken as soon as it is written
         (voice_start or start)(
-            act.speak,
+            speak,
             [ui.session, ui.speak_on],
             [ui.voice, ui.voice_file, ui.status, ui.chatbot],
             **QUICK,

@@ -7,6 +7,7 @@ the chat starting with ⚠️, never a traceback; one session's failure never st
 import logging
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 import gradio as gr
@@ -159,9 +160,10 @@ def respond(
     yield view(session)  # last: whatever Stop or Clear did meanwhile
 
 
-def speak(session: WebSession, enabled: bool) -> Iterator[tuple]:
+def speak(model: LunettesModel, session: WebSession, enabled: bool) -> Iterator[tuple]:
     """Say the answer aloud while it is written: each sentence (the first clause already,
-    app/sentences.py) as soon as it ends -> (a message that plays it in the page's voice
+    app/sentences.py) as soon as it ends, the first with no answer decoding beside its
+    making (LunettesModel.decoding_held) -> (a message that plays it in the page's voice
     player, app/voice_player.py; the whole answer's voice, to play again, once it is said;
     the status line, only when the voice's first sound makes news or the voice fails; the
     chat, only when the answer was written before its first sound, so that the turn's
@@ -169,14 +171,14 @@ def speak(session: WebSession, enabled: bool) -> Iterator[tuple]:
     nothing to say: a generator that yields nothing would empty its outputs, the status
     line included."""
     said = False
-    for update in _spoken_pieces(session, enabled):
+    for update in _spoken_pieces(model, session, enabled):
         said = True
         yield update
     if not said:
         yield (gr.skip(),) * 4
 
 
-def _spoken_pieces(session: WebSession, enabled: bool) -> Iterator[tuple]:
+def _spoken_pieces(model: LunettesModel, session: WebSession, enabled: bool) -> Iterator[tuple]:
     turn = session.turns[-1] if session.turns else None
     if not enabled or turn is None or turn.said_aloud:
         return
@@ -197,7 +199,8 @@ def _spoken_pieces(session: WebSession, enabled: bool) -> Iterator[tuple]:
             pieces.append(error_text(turn.error or ""))
         for piece in filter(None, pieces):
             try:
-                samples, rate = speech_out.speak(piece)
+                with model.decoding_held() if not spoken else nullcontext():
+                    samples, rate = speech_out.speak(piece)
             except speech_out.SpeechError as error:
                 if current():
                     turn.said_aloud = True

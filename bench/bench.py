@@ -501,7 +501,8 @@ def measure_first_audio(model, waveform, runs: int = 3) -> dict:
     """A spoken question (already complete) -> the first piece of the answer spoken, as the
     API streams it: transcription, first tokens up to the first clause or sentence
     (app/sentences.py) from the decode scheduler's thread (as the server decodes), its
-    synthesis. Medians over fresh clips (no media cache)."""
+    synthesis with the decoding held (LunettesModel.decoding_held). Medians over fresh clips
+    (no media cache)."""
     from app import speech_out
     from app.sentences import Sentences
     from fusion.conversation import user
@@ -524,7 +525,8 @@ def measure_first_audio(model, waveform, runs: int = 3) -> dict:
                         first = done[0]
                         break
             first = first or sentences.end()
-            speech_out.speak(first)  # while the answer goes on decoding, as in the API
+            with model.decoding_held():  # as the API makes an answer's first sound
+                speech_out.speak(first)
             totals.append((time.perf_counter() - start) * 1000)
             events.close()
             pieces.append(first)

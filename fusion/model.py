@@ -8,7 +8,7 @@ template, media through the placeholder/splice contract, decoding through genera
 
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -487,6 +487,12 @@ class LunettesModel:
         if self.decoder is None:
             self.decoder = DecodeScheduler(self.lm, prefixes=self.prefixes)
         release_here()
+
+    def decoding_held(self):
+        """A context in which no answer decodes (the decode scheduler's hold, at most
+        scheduler.MAX_HOLD_S), for work a person waits on more than on the next tokens: the
+        first piece of a spoken answer. Nothing is held when answers decode alone."""
+        return self.decoder.hold() if self.decoder is not None else nullcontext()
 
     def unshare(self) -> None:
         """Back to each answer decoding alone (its scheduler's thread stops when idle)."""

@@ -3,9 +3,11 @@ own tokens; a reader that stops frees its row; the KV budget holds answers back.
 
 import itertools
 import threading
+import time
 
 import torch
 
+from fusion import scheduler as scheduler_module
 from fusion.generate import GenerationOptions
 from fusion.scheduler import DecodeScheduler, kv_bytes_per_token
 from tests.test_batch_decoder import alone, prompt
@@ -102,4 +104,32 @@ def test_a_long_prompt_is_prefilled_in_chunks_between_the_steps_of_running_answe
     assert [tokens for tokens, _ in chunked] == [PREFILL_CHUNK] * 4
     steps_between = [b - a for (_, a), (_, b) in itertools.pairwise(chunked)]
     assert steps_between == [1, 1, 1]  # one decode step for the running answer per chunk
+    scheduler.close()
+
+
+def test_a_hold_pauses_the_batch_from_the_end_of_the_step_in_flight(lm):
+    scheduler = DecodeScheduler(lm)
+    options = GenerationOptions(max_new_tokens=500)
+    embeddings = prompt(lm, 6, 60)
+    tokens = scheduler.tokens(embeddings, options, set())
+    taken = [next(tokens)]
+    with scheduler.hold():
+        held_at = scheduler.steps
+        time.sleep(0.2)  # < MAX_HOLD_S
+        assert scheduler.steps == held_at  # not one step while held
+    taken += list(tokens)  # then it goes on, to the same tokens as alone
+    assert scheduler.steps > held_at and taken == alone(lm, embeddings, options)
+    scheduler.close()
+
+
+def test_a_hold_lasts_at_most_max_hold_s(lm, monkeypatch):
+    monkeypatch.setattr(scheduler_module, "MAX_HOLD_S", 0.2)
+    scheduler = DecodeScheduler(lm)
+    tokens = scheduler.tokens(prompt(lm, 6, 61), GenerationOptions(max_new_tokens=4), set())
+    with scheduler.hold():
+        start = time.monotonic()
+        first = next(tokens)  # its prompt waits for the hold to end by itself
+        waited = time.monotonic() - start
+        assert len([first, *tokens]) == 4  # and the answer runs to its end, still held
+    assert waited >= 0.15
     scheduler.close()

@@ -210,9 +210,9 @@ def pieces(messages: list[dict]) -> list[tuple[int, np.ndarray]]:
     ]
 
 
-def voiced(session, enabled=True) -> list:
+def voiced(model, session, enabled=True) -> list:
     """The pieces `speak` plays in the page's player (not its skips)."""
-    return pieces(player_messages(voice for voice, *_ in act.speak(session, enabled)))
+    return pieces(player_messages(voice for voice, *_ in act.speak(model, session, enabled)))
 
 
 def test_the_answer_is_spoken_once_and_the_microphone_waits_for_it(model, session):
@@ -223,7 +223,7 @@ def test_the_answer_is_spoken_once_and_the_microphone_waits_for_it(model, sessio
     act.send_message({"text": "hello", "files": []}, session)
     ask_and_answer(model, session)
     session.turns[0].answer = "The cat sits on the mat. The dog sleeps by the door."
-    updates = list(act.speak(session, True))
+    updates = list(act.speak(model, session, True))
     chunks = pieces(player_messages(voice for voice, *_ in updates))
     assert len(chunks) == 2  # a sentence each
     for rate, samples in chunks:
@@ -241,12 +241,12 @@ def test_the_answer_is_spoken_once_and_the_microphone_waits_for_it(model, sessio
     assert len(chats) == 1
     notes = [m["metadata"]["title"] for m in chats[0] if m.get("metadata")]
     assert any(f"first sound {turn.first_audio_ms:.0f} ms" in note for note in notes)
-    assert voiced(session) == []  # said once
+    assert voiced(model, session) == []  # said once
     assert json.loads(act.stop_speaking(session))["kind"] == "stop"
     assert session.speaking_until == 0.0
     act.regenerate(session)
     ask_and_answer(model, session)
-    assert voiced(session, enabled=False) == []  # switched off
+    assert voiced(model, session, enabled=False) == []  # switched off
 
 
 def test_the_first_sentence_is_spoken_while_the_answer_is_written(model, session):
@@ -262,7 +262,9 @@ def test_the_first_sentence_is_spoken_while_the_answer_is_written(model, session
 
     def listen():
         spoken.extend(
-            (voice, turn.state) for voice, *_ in act.speak(session, True) if voice != gr.skip()
+            (voice, turn.state)
+            for voice, *_ in act.speak(model, session, True)
+            if voice != gr.skip()
         )
 
     listener = threading.Thread(target=listen, daemon=True)
@@ -284,7 +286,7 @@ def test_stop_speaking_before_the_voice_is_ready_keeps_it_silent(model, session)
     act.send_message({"text": "hello", "files": []}, session)
     ask_and_answer(model, session)
     act.stop_speaking(session)  # pressed while the answer was still being voiced
-    assert list(act.speak(session, True)) == [(gr.skip(),) * 4]  # nothing, no change
+    assert list(act.speak(model, session, True)) == [(gr.skip(),) * 4]  # nothing, no change
     assert session.speaking_until == 0.0
 
 
@@ -300,7 +302,7 @@ def test_a_voice_made_while_the_chat_is_cleared_is_dropped(model, monkeypatch, s
         raise speech_out.SpeechError("its folder was deleted")
 
     monkeypatch.setattr(speech_out, "speak", slow_synthesis)
-    assert list(act.speak(session, True)) == [(gr.skip(),) * 4]  # no stale status
+    assert list(act.speak(model, session, True)) == [(gr.skip(),) * 4]  # no stale status
 
 
 def messages(updates: list[list[str]]) -> list[dict]:

@@ -10,6 +10,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import nullcontext
 
 import anyio
 from starlette.responses import StreamingResponse
@@ -122,9 +123,12 @@ async def events(
     """
     extra = {"usage": None} if include_usage else {}
     sentences = Sentences()
+    model, first = generation.worker.model, True
 
     async def spoken(text: str) -> bytes:
-        data = await anyio.to_thread.run_sync(voice.spoken, text)
+        nonlocal first  # the answer's first sound: no answer decodes beside its making
+        held, first = model.decoding_held() if first else nullcontext(), False
+        data = await anyio.to_thread.run_sync(_within, held, voice.spoken, text)
         return (
             sse(answer.chunk({"audio": {"id": voice.id, "data": data}}, **extra)) if data else b""
         )
@@ -162,6 +166,11 @@ async def events(
         yield sse(internal_error().body())
     finally:
         generation.close()
+
+
+def _within(context, function: Callable, *args):
+    with context:
+        return function(*args)
 
 
 def sse(payload: dict) -> bytes:
