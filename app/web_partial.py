@@ -2,20 +2,27 @@
 
 Every PARTIAL_EVERY_S of a question being spoken (once it holds MIN_VOICED_S of voice), the
 audio so far is transcribed greedily (a third of beam search's cost; the question itself is
-then transcribed as usual, with beam search, when it ends). Once the wearer has paused
-PAUSE_CHECK_S, everything said is transcribed at once: when those words end as a question
-does, the listener need not wait out its whole pause (web_session.py, QUICK_END_S). The
-work runs in one background thread per app, under the model's media lock (Whisper's decoder
-is shared), so that the microphone's chunks never wait for it; a result that arrives after
-its utterance ended is dropped.
+then transcribed as usual, with beam search, when it ends). The work runs in one background
+thread per app, under the model's media lock (Whisper's decoder is shared), so that the
+microphone's chunks never wait for it; a result that arrives after its utterance ended is
+dropped. None starts while the wearer pauses: the question's own preparation comes then.
 
-Once the pause has passed the listener's TAIL_S, the question as it will be kept is known
-(vad.py, `settled`): the same thread then encodes, transcribes and reads it as the answer
-would (LunettesModel.encode_media, for the session's owner), and the model's media cache
-keeps what that gave under the hash of its samples. When the pause ends the question, the
-answer finds it there (or waits on the media lock for the rest of it) instead of starting
-that ~1 s of work only then. Should the wearer speak on, the work is wasted, never wrong:
-another clip has another hash. Nothing here imports gradio.
+Once the pause has passed the listener's TAIL_S (vad.py, `settled`: 64 ms), the question as
+it will be kept is known. The same thread then encodes, transcribes and reads it as the
+answer would (LunettesModel.encode_media, for the session's owner), and the model's media
+cache keeps what that gave under the hash of its samples. Its transcript, of all that was
+said, becomes the partial transcript: when it ends as a question does, the listener need not
+wait out its whole pause (web_session.py, QUICK_END_S). When the pause ends the question,
+the answer finds it all in the cache (or waits on the media lock for the rest of it) instead
+of starting that ~0.5 s of work only then. Should the wearer speak on, the work is wasted,
+never wrong: another clip has another hash. A pause with no question to prepare (a
+backchannel over the answer) is transcribed greedily after PAUSE_CHECK_S. Nothing here
+imports gradio.
+
+Before 2026-12-04 the question was settled 0.3 s into the pause, behind a greedy transcript
+of it at 0.15 s: it was asked 0.42-0.45 s into the pause, and its first token came 0.5 s
+later, waiting for that preparation (server timestamps, Chromium, bench/voice_loop.py's
+questions).
 """
 
 import logging
@@ -62,12 +69,15 @@ class PartialTranscripts:
         self._maybe_prepare(session)
         if not listener.in_question or listener.voiced_s < MIN_VOICED_S:
             return
+        if session.prepared == (session.utterances, listener.spoken_frames):
+            return  # all that was said is being prepared: its transcript comes with it
         now = time.monotonic()
         heard_all = session.partial is not None and session.partial.covers(
             session.utterances, listener.spoken_frames
         )
         paused = listener.silent_s >= PAUSE_CHECK_S and not heard_all
-        if session.partial_pending or (now - session.partial_at < PARTIAL_EVERY_S and not paused):
+        due = now - session.partial_at >= PARTIAL_EVERY_S and not listener.silent_s
+        if session.partial_pending or not (due or paused):
             return
         session.partial_pending, session.partial_at = True, now
         audio, utterance = listener.so_far(), session.utterances
@@ -95,11 +105,17 @@ class PartialTranscripts:
         if question is None:
             return
         session.prepared = settled_as
-        self.worker.submit(self._prepare, question, session.owner)
+        self.worker.submit(self._prepare, session, question, settled_as)
 
-    def _prepare(self, question, owner: str) -> None:
+    def _prepare(self, session, question: np.ndarray, settled_as: tuple[int, int]) -> None:
+        """Encode, transcribe and read the settled question; its transcript becomes the
+        partial one while the wearer has not spoken on."""
+        message = user("", [], question)
         try:
-            self.model.encode_media([user("", [], question)], owner)
+            self.model.encode_media([message], session.owner)
+            if (session.utterances, session.listener.spoken_frames) == settled_as:
+                text, frames = message.speech.transcript, len(question) // FRAME
+                session.partial = Partial(settled_as[0], text, frames)
         except InputError:
             pass  # no question the answer would take either: it says why itself
         except Exception:  # an early start is a courtesy: the answer does the work again
