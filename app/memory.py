@@ -90,10 +90,11 @@ def second_person(text: str) -> str:
     )
 
 
-def seen_in(model: LunettesModel, image: Image.Image) -> tuple[str, str]:
-    """(words naming what the photo shows, the text read in it), kept with a moment."""
+def seen_in(model: LunettesModel, image: Image.Image, media_owner: str = "") -> tuple[str, str]:
+    """(words naming what the photo shows, the text read in it), kept with a moment.
+    media_owner: whose media cache entries the encoding may use (LunettesModel.encode_media)."""
     photo = Photo(image)
-    model.encode_media([Message("user", photos=[photo])])
+    model.encode_media([Message("user", photos=[photo])], media_owner)
     named = model.photo_phrase(photo) or ""
     text = " / ".join(line.text for line in model.text_reader.read(image))
     return named, text
@@ -151,7 +152,7 @@ def kept_answer(remember: Remember, seen: str, text_read: str) -> str:
 
 
 def with_moments(
-    store, owner: str, model: LunettesModel, messages: list[Message]
+    store, owner: str, model: LunettesModel, messages: list[Message], media_owner: str = ""
 ) -> tuple[list[Message], list[FoundMoment]]:
     """The conversation to answer, its last question preceded by the owner's moments that it
     recalls (and those moments; none found: the conversation unchanged).
@@ -162,7 +163,7 @@ def with_moments(
 
     question = messages[-1]
     if question.speech is not None and question.speech.transcript is None:
-        model.encode_media([question])
+        model.encode_media([question], media_owner)
     said = spoken_form(question.speech.transcript or "") if question.speech else ""
     asked = " ".join(part for part in (question.text, said) if part)
     if not ASKING.search(asked):
@@ -191,6 +192,7 @@ def remember_or_recall(
     typed: str,
     photo_files: list[Path] = (),
     audio_file: Path | None = None,
+    media_owner: str = "",
 ) -> tuple[list[Message], str | None, bool]:
     """(the conversation to answer, what the assistant says it kept or None, whether the
     question recalls moments) for the conversation's last question, typed as `typed`, its
@@ -198,21 +200,24 @@ def remember_or_recall(
 
     A "remember ..." question keeps a moment (with what its photos show and say) and is
     answered with what was kept; a question recalling the person's moments gets them.
+    media_owner: whose media cache entries its clip and photos may come from (as the answer's
+    own LunettesModel.encode_media): a web session's question prepared during its pause is
+    found there, not encoded again.
     """
     from app.store import moments
     from app.store.files import StoreFull
 
     question = conversation[-1]
     if question.speech is not None and question.speech.transcript is None:
-        model.encode_media([question])  # what was said decides
+        model.encode_media([question], media_owner)  # what was said decides
     said = question.speech.transcript if question.speech else ""
     request = remember_request(typed or said or "")
     if request is None:
-        recalled, found = with_moments(store, owner, model, conversation)
+        recalled, found = with_moments(store, owner, model, conversation, media_owner)
         return recalled, None, bool(found)
     seen, text_read = [], []
     for photo in question.photos:
-        named, text = seen_in(model, photo.image)
+        named, text = seen_in(model, photo.image, media_owner)
         seen.append(named)
         text_read.append(text)
     seen_words, read_words = "; ".join(filter(None, seen)), " / ".join(filter(None, text_read))

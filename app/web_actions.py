@@ -138,6 +138,7 @@ def respond(
     with `translate`, a spoken question is translated into English instead of answered.
     request: names the owner of the history (a hands-free question comes with none)."""
     ensure_history(session, request)
+    session.system_prompt, session.translating = system_prompt or "", bool(translate)
     try:
         options = GenerationOptions(
             max_new_tokens=int(max_tokens),

@@ -145,10 +145,11 @@ class History:
     # -- memory ------------------------------------------------------------------------------
 
     def remember_or_recall(
-        self, model: LunettesModel, turn: Turn, conversation: list[Message]
+        self, model: LunettesModel, turn: Turn, conversation: list[Message], media_owner: str
     ) -> tuple[list[Message], str | None, bool]:
-        """memory.remember_or_recall for this owner, with the turn's own files kept."""
+        """memory.remember_or_recall for this owner, with the turn's own files kept; the media
+        from the cache of `media_owner` (the session's)."""
         return memory.remember_or_recall(
             self.store, self.owner, model, conversation, turn.text, turn.photo_files,
-            turn.audio_file,
+            turn.audio_file, media_owner,
         )  # fmt: skip

@@ -8,16 +8,18 @@ microphone's chunks never wait for it; a result that arrives after its utterance
 dropped. None starts while the wearer pauses: the question's own preparation comes then.
 
 Once the pause has passed the listener's TAIL_S (vad.py, `settled`: 64 ms), the question as
-it will be kept is known. The same thread then encodes, transcribes and reads it as the
-answer would (LunettesModel.encode_media, for the session's owner), and the model's media
-cache keeps what that gave under the hash of its samples. Its transcript, of all that was
-said, becomes the partial transcript: when it ends as a question does, the listener need not
-wait out its whole pause (web_session.py, QUICK_END_S). When the pause ends the question,
-the answer finds it all in the cache (or waits on the media lock for the rest of it) instead
-of starting that ~0.5 s of work only then. Should the wearer speak on, the work is wasted,
-never wrong: another clip has another hash. A pause with no question to prepare (a
-backchannel over the answer) is transcribed greedily after PAUSE_CHECK_S. Nothing here
-imports gradio.
+it will be kept is known. The same thread then encodes and transcribes it as the answer
+would (for the session's owner), and the model's media cache keeps what that gave under the
+hash of its samples. Its transcript, of all that was said, becomes the partial transcript:
+when it ends as a question does, the listener need not wait out its whole pause
+(web_session.py, QUICK_END_S). While the page asks it, the thread reads it (as LM tokens)
+and prefills the answer's prompt (LunettesModel.prefill): the conversation so far, with the
+page's last settings, and the camera frame of the pause's start, which the question is then
+asked with (WebSession.frame_for). The answer finds it all in the caches (or waits on the
+media lock for the rest of it) instead of starting that ~0.5 s of work only then, and its
+first token is one token's step away. Should the wearer speak on, the work is wasted, never
+wrong: another clip has another hash. A pause with no question to prepare (a backchannel
+over the answer) is transcribed greedily after PAUSE_CHECK_S. Nothing here imports gradio.
 
 Before 2026-12-04 the question was settled 0.3 s into the pause, behind a greedy transcript
 of it at 0.15 s: it was asked 0.42-0.45 s into the pause, and its first token came 0.5 s
@@ -108,14 +110,27 @@ class PartialTranscripts:
         self.worker.submit(self._prepare, session, question, settled_as)
 
     def _prepare(self, session, question: np.ndarray, settled_as: tuple[int, int]) -> None:
-        """Encode, transcribe and read the settled question; its transcript becomes the
-        partial one while the wearer has not spoken on."""
-        message = user("", [], question)
+        """Encode and transcribe the settled question; its transcript becomes the partial one
+        while the wearer has not spoken on. Then read it and prefill its answer's prompt,
+        with the camera frame it will be asked with (see above)."""
+        frame = session.current_frame()
+        session.prepared_view = (question, frame)
+        answering = not (session.busy() or session.translating)  # (translation reads no prompt)
+        message = user("", [frame] if frame is not None and answering else [], question)
+
+        def heard() -> bool:  # -> whether the answer's work goes on: not when they spoke on
+            if (session.utterances, session.listener.spoken_frames) != settled_as:
+                return False
+            frames = len(question) // FRAME
+            session.partial = Partial(settled_as[0], message.speech.transcript, frames)
+            return True
+
         try:
-            self.model.encode_media([message], session.owner)
-            if (session.utterances, session.listener.spoken_frames) == settled_as:
-                text, frames = message.speech.transcript, len(question) // FRAME
-                session.partial = Partial(settled_as[0], text, frames)
+            if answering:
+                conversation = session.conversation(None, session.system_prompt) + [message]
+                self.model.prefill(conversation, session.owner, heard)
+            else:
+                self.model.encode_media([message], session.owner, heard)
         except InputError:
             pass  # no question the answer would take either: it says why itself
         except Exception:  # an early start is a courtesy: the answer does the work again

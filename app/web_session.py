@@ -36,7 +36,7 @@ from encoders.errors import InputError
 from encoders.image_io import load_image
 from fusion.conversation import Message, user
 from fusion.generate import GenerationOptions
-from fusion.model import Chunk, LunettesModel, Stats
+from fusion.model import DEFAULT_SYSTEM_PROMPT, Chunk, LunettesModel, Stats
 
 FRAME_FRESH_S = 5.0  # a camera frame older than this: the camera is off
 SHOWN_PHOTO_SIDE = 1024  # longest side of the copy of a photo shown in the chat
@@ -120,6 +120,12 @@ class WebSession:
     partial_shown: str = ""  # the last one the page was given
     prepared: tuple[int, int] | None = None  # (utterance, spoken frames) of the question
     # prepared during its pause (app/web_partial.py), so as to prepare each only once
+    # ... that question [S] and the camera frame it was prepared with, which it is asked with
+    prepared_view: tuple[np.ndarray, Image.Image | None] | None = None
+    # the page's settings its last answer was asked with, which a prepared question's prompt
+    # is prefilled with (app/web_partial.py)
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    translating: bool = False
     speaking_until: float = 0.0  # time.monotonic() when the spoken answer ends
     # numbers the messages to the page's voice player (app/voice_player.py); next() on a count
     # is atomic, and the answer's voice and the microphone's handler both send them
@@ -166,12 +172,19 @@ class WebSession:
             heard = self.take_heard()
             if heard is None:
                 return None
-            frame = self.current_frame()
+            frame = self.frame_for(heard)
             turn = self.ask("", [(frame, "camera frame")] if frame else [], heard)
         except InputError as error:
             return self.refuse("", [], str(error))
         turn.endpointing_ms = self.heard_pause_s * 1000
         return turn
+
+    def frame_for(self, heard: np.ndarray) -> Image.Image | None:
+        """The camera frame a question heard hands-free is asked with: the one it was prepared
+        with during its pause (so that the answer finds it prepared), else the latest."""
+        if self.prepared_view is not None and np.array_equal(self.prepared_view[0], heard):
+            return self.prepared_view[1]
+        return self.current_frame()
 
     def refuse(self, text: str, names: Sequence[str], error: str) -> Turn:
         """A question that could not be read: shown with the reason, never sent to the model."""
@@ -186,9 +199,10 @@ class WebSession:
     def busy(self) -> bool:
         return any(turn.state in ("waiting", "answering") for turn in self.turns)
 
-    def conversation(self, upto: Turn, system_prompt: str = "") -> list[Message]:
+    def conversation(self, upto: Turn | None, system_prompt: str = "") -> list[Message]:
         """The messages the model reads to answer `upto`: earlier questions and answers (not
-        the unreadable or failed ones), then its question."""
+        the unreadable or failed ones), then its question. upto None: those of every turn so
+        far, which a question still to be asked follows."""
         messages = [Message("system", system_prompt.strip())] if system_prompt.strip() else []
         for turn in self.turns:
             if turn is upto:
@@ -198,6 +212,8 @@ class WebSession:
             messages.append(turn.question)
             if turn.answer.strip():
                 messages.append(Message("assistant", turn.answer.strip()))
+        if upto is None:
+            return messages
         raise ValueError("the turn to answer is not in this conversation")
 
     # -- stop, regenerate, clear -------------------------------------------------------------
@@ -224,7 +240,7 @@ class WebSession:
         """A new conversation: no turns, no pending hands-free question, no files."""
         self.stop()
         self.turns = []
-        self.heard, self.speaking_until = None, 0.0
+        self.heard, self.speaking_until, self.prepared_view = None, 0.0, None
         self.listener.reset()
         self.over_answer = self.barged = False
         self.close()
@@ -376,7 +392,7 @@ def answer_next(
         conversation, kept = session.conversation(turn, system_prompt), None
         if session.history is not None:
             conversation, kept, recalled = session.history.remember_or_recall(
-                model, turn, conversation
+                model, turn, conversation, session.owner
             )
             options = recall_options(options) if recalled else options
         if kept is not None:  # "remember ...": what was kept is the answer

@@ -2,10 +2,10 @@
 
     .venv/bin/python -m bench.voice_loop [--runs 5] [--port 0] [--no-barge-in]
 
-`lunettes serve` (the embedded bundle, as shipped, no history kept) and Debian's Chromium,
-headless, whose fake microphone plays a WAV: 1 s of silence, a natural question said by the
-held-out neural voice (Piper joe, never trained on), then silence. The page listens
-hands-free, as a wearer leaves it, with the fake camera's frame.
+`lunettes serve` (the embedded bundle, as shipped: its history kept, in a temporary folder)
+and Debian's Chromium, headless, whose fake microphone plays a WAV: 1 s of silence, a natural
+question said by the held-out neural voice (Piper joe, never trained on), then silence. The
+page listens hands-free, as a wearer leaves it, with the fake camera's frame.
 
 Timing is the page's own clock. A script added to the page notes when the microphone opened
 (Chromium starts the WAV then) and when the voice player's first piece starts to sound (the
@@ -187,7 +187,7 @@ def measure_voice_loop(runs: int = len(QUESTIONS), port: int = 0, barge_in: bool
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         print(f"lunettes serve on port {port} (embedded bundle) ...", flush=True)
-        server = start_server(port, "--no-history", "--data-dir", str(folder / "data"))
+        server = start_server(port, "--data-dir", str(folder / "data"))
         try:
             with sync_playwright() as playwright:
                 for run in range(runs * (2 if barge_in else 1)):

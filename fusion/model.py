@@ -7,7 +7,7 @@ template, media through the placeholder/splice contract, decoding through genera
 """
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, nullcontext
 from dataclasses import dataclass, field, replace
 
@@ -41,6 +41,8 @@ from fusion.speech_reading import (
     spoken_form,
 )
 from fusion.splice import splice
+
+MEDIA_STAGES = ("encode_image", "encode_audio", "transcribe", "read_speech", "ocr")  # timed
 
 # Plain on purpose: a 135M model answers worse when told it is a named product in glasses.
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
@@ -160,19 +162,21 @@ class LunettesModel:
             + (", between two learned cue vectors" if self.adapter.audio_cues is not None else ""),
         }
 
-    def encode_media(self, messages: Sequence[Message], owner: str = "") -> dict[str, float]:
+    def encode_media(
+        self, messages: Sequence[Message], owner: str = "", heard: Callable[[], bool] | None = None
+    ) -> dict[str, float]:
         """Encode every photo and clip that has no features yet; transcribe and read (as LM
         tokens, read_speech) new speech; read the text in the photos that a message asks to
         read (photo_text/request.py), once per photo. What `owner` (an API key, a session)
-        sent before comes from the media cache instead (media_cache.py).
+        sent before comes from the media cache instead (media_cache.py). heard: called once
+        every clip's transcript is known, before the rest; False stops the work there.
 
         Returns the time spent, in milliseconds, under encode_image / encode_audio /
         transcribe / read_speech / ocr.
         """
-        timings = {"encode_image": 0.0, "encode_audio": 0.0, "transcribe": 0.0, "read_speech": 0.0}
-        timings["ocr"] = 0.0
+        timings = dict.fromkeys(MEDIA_STAGES, 0.0)
         with self.media_lock:
-            self._encode_media(messages, owner, timings)
+            self._encode_media(messages, owner, timings, heard)
         return timings
 
     def _cache_owner(self, owner: str) -> str:
@@ -180,9 +184,17 @@ class LunettesModel:
         the reading settings as well."""
         return f"{owner}\0{id(self.adapter)}\0{self.speech_reading!r}"
 
-    def _encode_media(self, messages: Sequence[Message], owner: str, timings: dict) -> None:
+    def _encode_media(
+        self, messages: Sequence[Message], owner: str, timings: dict, heard=None
+    ) -> bool:
+        """encode_media under the media lock -> False when `heard` stopped it."""
         owner = self._cache_owner(owner)
         self.media_cache.restore(messages, owner)
+        for speech in (m.speech for m in messages if m.speech and m.speech.transcript is None):
+            self._hear(speech, timings)
+        if heard is not None and not heard():
+            self.media_cache.keep(messages, owner)
+            return False
         new_photos = [p for m in messages for p in m.photos if p.features is None]
         if new_photos:
             start = time.perf_counter()
@@ -190,8 +202,6 @@ class LunettesModel:
             for photo, row in zip(new_photos, features):
                 photo.features = row.unsqueeze(0)
             timings["encode_image"] = _ms_since(start)
-        for speech in (m.speech for m in messages if m.speech and m.speech.transcript is None):
-            self._hear(speech, timings)
         if self.reads_speech:
             vocabulary = self.lm.get_input_embeddings().weight
             for speech in (m.speech for m in messages if m.speech and m.speech.reading is None):
@@ -210,6 +220,7 @@ class LunettesModel:
                 photo.text_lines = self.text_reader.read(photo.image)
             timings["ocr"] = _ms_since(start)
         self.media_cache.keep(messages, owner)
+        return True
 
     def translate(self, speech: Speech, owner: str = "") -> tuple[str, dict[str, float]]:
         """A clip -> (what it says in English: Whisper's translate task, the timings in ms).
@@ -415,11 +426,7 @@ class LunettesModel:
     ) -> Iterator[Heard | Chunk | Stats]:
         """Answer the conversation: yields Heard for each new transcript, Chunk pieces of the
         answer, then one Stats. owner: whose media cache entries it may use (encode_media)."""
-        options = options or GenerationOptions()
-        if any(m.photos for m in messages):
-            # ~60 tokens a photo: its prompt's prefill is most of its first token, and bfloat16
-            # left every photo row of `lunettes eval` as float32 had it (README, Speed)
-            options = replace(options, prompt_in_bfloat16=True)
+        options = _prompt_options(messages, options or GenerationOptions())
         start = time.perf_counter()
         new_speech = [m.speech for m in messages if m.speech and m.speech.features is None]
         timings = self.encode_media(messages, owner)
@@ -481,6 +488,31 @@ class LunettesModel:
             else [],
         )
 
+    @torch.inference_mode()
+    def prefill(
+        self, messages: Sequence[Message], owner: str = "", heard: Callable[[], bool] | None = None
+    ) -> int:
+        """Do now what answering `messages` (for `owner`) would start with: encode their
+        media and prefill the answer's prompt, kept for `owner` (prefix_cache.py). The answer,
+        asked soon after with the same messages, then finds its media encoded and all but the
+        last token of its prompt prefilled. The media lock is held throughout: an answer that
+        starts meanwhile waits for the prefill instead of doing the same work beside it.
+        heard: as encode_media's. Returns the prompt's length in tokens (0: nothing
+        prefilled, as `heard` said, or too long to answer)."""
+        options = _prompt_options(messages, GenerationOptions(max_new_tokens=1))
+        with self.media_lock:
+            if not self._encode_media(messages, owner, dict.fromkeys(MEDIA_STAGES, 0.0), heard):
+                return 0
+            inputs = self.build_inputs(messages, self.answer_opening(messages))
+            length = inputs.embeddings.shape[1]
+            if length >= self.context_length:
+                return 0
+            decode = self.decoder.tokens if self.decoder is not None else self._decode_alone
+            self._keep_opening(decode)
+            for _ in decode(inputs.embeddings, options, set(), inputs.layout, owner):
+                pass  # the one token is the answer's own first: it is sampled again then
+        return length
+
     def share(self) -> None:
         """Answer many at once from now on: one DecodeScheduler batches every answer. The
         calling thread (the one that loaded the model, as a rule) lets its OpenMP team go."""
@@ -520,6 +552,15 @@ class LunettesModel:
 
     def _decode_alone(self, embeddings, options, stop_ids, layout, owner) -> Iterator[int]:
         return generate_tokens(self.lm, embeddings, options, stop_ids, layout, self.prefixes, owner)
+
+
+def _prompt_options(messages: Sequence[Message], options: GenerationOptions) -> GenerationOptions:
+    """The options an answer to `messages` is prefilled with: the prompts of photos in bfloat16
+    (~60 tokens a photo: its prefill is most of its first token, and bfloat16 left every photo
+    row of `lunettes eval` as float32 had it; README, Speed)."""
+    if any(m.photos for m in messages):
+        return replace(options, prompt_in_bfloat16=True)
+    return options
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> int | None:

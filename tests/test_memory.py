@@ -154,6 +154,20 @@ def test_a_question_not_in_the_first_person_recalls_a_close_moment(store, model)
     assert [m.note for m in found] == ["Anna's birthday is on the ninth of May"]
 
 
+def test_a_spoken_question_prepared_for_its_session_is_not_encoded_again(store, model):
+    """The web app prepares a hands-free question under its session's media owner
+    (app/web_partial.py): deciding whether it remembers or recalls finds it there."""
+    from fusion.conversation import user
+    from tests.tiny import said
+
+    clip = said("Where did I park my car?")
+    model.encode_media([user("", [], clip)], "web:session")
+    hits = model.media_cache.hits
+    asked = [user("", [], clip)]  # the question as asked: a new message, the same samples
+    memory.remember_or_recall(store, "local", model, asked, "", media_owner="web:session")
+    assert model.media_cache.hits == hits + 1 and asked[-1].speech.transcript is not None
+
+
 def test_when_a_moment_was_kept_is_said_as_a_person_says_it():
     from datetime import UTC, datetime
 

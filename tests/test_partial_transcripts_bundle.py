@@ -1,7 +1,8 @@
 """Partial transcripts on the real embedded bundle: while a question is spoken hands-free (the
 neural voice, fed in the page's 64 ms chunks at the pace it is said), the page is told what
 Whisper heard so far, before the question ends; then the question is asked as usual, already
-encoded, transcribed and read during the pause that ended it."""
+encoded, transcribed and read during the pause that ended it, its answer's prompt prefilled
+with the camera frame it is asked with."""
 
 import json
 import time
@@ -66,3 +67,27 @@ def test_the_question_is_transcribed_and_read_while_the_wearer_pauses(tmp_path, 
     assert "weather" in message.speech.transcript.lower() and message.speech.reading
     other = user("", [], question)  # another owner: nothing of it is found
     assert model.encode_media([other], owner="someone else")["transcribe"] > 0
+
+
+def test_the_answer_s_prompt_is_prefilled_with_the_camera_frame_while_the_page_asks(
+    tmp_path, partials
+):
+    from pathlib import Path
+
+    from PIL import Image
+
+    from app.web_session import answer_next
+    from fusion.generate import GenerationOptions
+
+    model, session = partials.model, WebSession(root=tmp_path)
+    session.see(Image.open(Path(__file__).parents[1] / "assets" / "examples" / "coffee.jpg"))
+    ask_hands_free(session, partials)
+    partials.worker.submit(lambda: None).result()
+    turn = session.ask_heard()
+    assert turn is not None and turn.question.photos  # asked with the frame it was prepared with
+    before = model.prefixes.reused_tokens
+    *_, done = answer_next(model, session, GenerationOptions(max_new_tokens=4))
+    prompt = sum(done.stats.prompt_tokens.values())
+    assert model.prefixes.reused_tokens - before == prompt - 1  # one token left to prefill
+    assert done.stats.timings_ms["encode_image"] == done.stats.timings_ms["transcribe"] == 0.0
+    assert done.answer.strip()

@@ -120,3 +120,61 @@ def test_every_conversation_starts_after_the_system_prompt_and_only_its_owner_go
     assert reused > opening  # the owner's own conversation so far
     model.prefixes.clear()
     assert ask(follow_up, "browser-a")[0] == text  # the same answer, prefilled whole
+
+
+def test_a_question_prefilled_before_it_is_asked_is_answered_from_there_and_the_same(model):
+    """LunettesModel.prefill (a hands-free question, during its pause): the answer then
+    prefills only its last prompt token, for that owner only, and answers as when prefilled
+    whole; its photo and clip are not encoded again."""
+    from fusion.conversation import user
+    from fusion.model import Chunk, Stats
+    from tests.tiny import photo, said
+
+    options = GenerationOptions(max_new_tokens=6)
+
+    def ask(owner):
+        question = user("", [photo()], said("What is this?"))  # a fresh message, as asked
+        before = model.prefixes.reused_tokens
+        events = list(model.stream([question], options, owner))
+        stats = next(e for e in events if isinstance(e, Stats))
+        text = "".join(e.text for e in events if isinstance(e, Chunk))
+        return text, model.prefixes.reused_tokens - before, stats
+
+    whole, _, _ = ask("browser-a")
+    model.prefixes.clear()
+    model.media_cache.clear()
+    length = model.prefill([user("", [photo()], said("What is this?"))], "browser-b")
+    assert length > 16  # the photo's 16 tokens and the clip's reading at least
+    text, reused, stats = ask("browser-b")
+    assert reused == length - 1 and text == whole
+    assert stats.timings_ms["encode_image"] == stats.timings_ms["transcribe"] == 0.0
+    _, reused, _ = ask("browser-c")  # someone else: the system prompt at most
+    assert reused < length - 1
+
+
+def test_a_prefill_stops_once_heard_when_told_to(model):
+    """heard (the wearer spoke on, app/web_partial.py) is called with the transcript known,
+    before the photo, the reading and the prompt: False leaves them for the answer."""
+    from fusion.conversation import user
+    from tests.tiny import photo, said
+
+    question = user("", [photo()], said("What is this?"))
+    transcripts = []
+
+    def heard():
+        transcripts.append(question.speech.transcript)
+        return False
+
+    assert model.prefill([question], "browser", heard) == 0
+    assert transcripts == [question.speech.transcript] and transcripts[0] is not None
+    assert question.photos[0].features is None and question.speech.reading is None
+    assert len(model.prefixes) == 0
+
+
+def test_a_conversation_too_long_is_not_prefilled(model, monkeypatch):
+    from fusion.conversation import user
+
+    monkeypatch.setattr(model, "context_length", 8)
+    kept = len(model.prefixes)
+    assert model.prefill([user("What is the capital of France, and why is it there?")]) == 0
+    assert len(model.prefixes) == kept

@@ -283,6 +283,34 @@ def test_the_camera_frame_goes_stale(monkeypatch, tmp_path):
     assert session.current_frame() is None
 
 
+def test_a_question_prepared_in_its_pause_is_asked_with_its_frame_and_answered_from_there(
+    model, tmp_path
+):
+    """Hands-free with the camera on: the question is prepared during its pause with the
+    frame of that moment (app/web_partial.py), asked with that same frame though the camera
+    has moved on, and its answer encodes nothing again and prefills one token."""
+    from app.listening import hear
+    from app.web_partial import PartialTranscripts
+
+    partials, session = PartialTranscripts(model), WebSession(root=tmp_path)
+    session.see(photo(seed=1))
+    words = said("What is this?") * 0.5
+    for chunk in microphone(np.concatenate([words, np.zeros(16_000, np.float32)]), 16_000):
+        hear(session, *chunk, partials)
+        partials.worker.submit(lambda: None).result()  # as if each chunk came after the work
+    session.see(photo(seed=2))  # the camera moved on before the page asked
+    turn = session.ask_heard()
+    assert turn is not None and session.prepared_view is not None
+    assert turn.question.photos[0].image.tobytes() == photo(seed=1).tobytes()
+    before = model.prefixes.reused_tokens
+    stats = answer(model, session)[-1].stats
+    prompt = sum(stats.prompt_tokens.values())
+    assert model.prefixes.reused_tokens - before == prompt - 1
+    assert stats.timings_ms["encode_image"] == stats.timings_ms["transcribe"] == 0.0
+    other = said("What is that over there?") * 0.5
+    assert session.frame_for(other).tobytes() == photo(seed=2).tobytes()  # not the prepared one
+
+
 def test_sessions_share_nothing(tmp_path):
     one, two = WebSession(root=tmp_path), WebSession(root=tmp_path)
     one.ask("mine")
