@@ -41,6 +41,7 @@ from fusion.openmp import release_here, set_threads_here
 from fusion.prefill import Prefill
 from fusion.prefix_cache import PrefixCache
 from fusion.prompt_layout import PromptLayout
+from fusion.team_size import TeamSizes
 
 DEFAULT_KV_BUDGET_BYTES = 512 * 1024 * 1024
 PREFILL_CHUNK = 64  # prompt tokens prefilled per turn while other answers are running
@@ -83,11 +84,14 @@ class DecodeScheduler:
         kv_budget_bytes: int = DEFAULT_KV_BUDGET_BYTES,
         threads: int | None = None,
         prefixes: PrefixCache | None = None,
+        adapt_team: bool = True,
     ):
         """prefixes: kept prompt prefixes (prefix_cache.py) each prompt starts from; None:
-        every prompt is prefilled whole."""
+        every prompt is prefilled whole. adapt_team: decode steps on the faster of `threads`
+        and one thread, as measured (team_size.py); False: always on `threads`."""
         self.decoder = BatchDecoder(lm, prefixes)
         self.threads = threads or torch.get_num_threads()
+        self.team_sizes = TeamSizes(self.threads) if adapt_team else None
         self.kv_budget_bytes = kv_budget_bytes
         self.kv_bytes_per_column = kv_bytes_per_token(lm)
         self._waiting: deque[_Answer] = deque()
@@ -257,12 +261,19 @@ class DecodeScheduler:
             self._running.append(answer)
 
     def _step(self) -> None:
+        rows = len(self._running)
+        size = self.team_sizes.next(rows) if self.team_sizes is not None else self.threads
+        set_threads_here(size)
+        start = time.perf_counter()
         try:
             self.decoder.step()
         except Exception as error:  # noqa: BLE001 - the batch is lost: every answer hears why
             self._finish(list(self._running), error)
             self.decoder = BatchDecoder(self.decoder.lm, self.decoder.prefixes)
             return
+        if self.team_sizes is not None:
+            self.team_sizes.took(rows, size, time.perf_counter() - start)
+        set_threads_here(self.threads)  # prefills keep the whole team
         self.steps += 1
         self.row_steps += len(self._running)
         for answer in list(self._running):
