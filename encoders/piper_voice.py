@@ -37,13 +37,28 @@ def voice(package: str = VOICE_PACKAGE):
 def _loaded(package: str):
     """Loaded, then run once on WARM_UP_TEXT: the first run of the session took 40-80 ms
     longer than the next ones ("The capital of Australia is Canberra.": 141-187 ms the first
-    time, 104-121 ms after the warm-up; 2 cores, AMD EPYC, 2026-12-03)."""
-    import importlib
+    time, 104-121 ms after the warm-up; 2 cores, AMD EPYC, 2026-12-03).
 
+    Its onnxruntime threads sleep between two runs instead of spinning (PiperVoice.load's
+    session spins): the voice is made while the answer decodes, whose threads the spinning
+    took cores from. The same sentence, 6 runs each (2-core AVX2 EPYC, 2026-12-05): 161 ms
+    spinning, 159 ms not, with the cores idle; 314 against 265 ms beside a busy core."""
+    import importlib
+    import json
+
+    import onnxruntime
     from piper import PiperVoice
+    from piper.config import PiperConfig
 
     module = importlib.import_module(package.replace("-", "_"))
-    loaded = PiperVoice.load(module.model_path(), config_path=module.config_path())
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(
+        str(module.model_path()), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    with open(module.config_path(), encoding="utf-8") as file:
+        config = PiperConfig.from_dict(json.load(file))
+    loaded = PiperVoice(session=session, config=config)
     for _ in loaded.synthesize(WARM_UP_TEXT):
         pass
     return loaded
