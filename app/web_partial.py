@@ -71,6 +71,10 @@ class PartialTranscripts:
         self._maybe_prepare(session)
         if not listener.in_question or listener.voiced_s < MIN_VOICED_S:
             return
+        looked = session.looked_at is not None and session.looked_at[0] == session.utterances
+        if not looked and not (session.over_answer and not session.barged):
+            session.looked_at = (session.utterances, None)  # what it saw is filled in there
+            self.worker.submit(self._look, session, session.utterances)
         if session.prepared == (session.utterances, listener.spoken_frames):
             return  # all that was said is being prepared: its transcript comes with it
         now = time.monotonic()
@@ -96,6 +100,20 @@ class PartialTranscripts:
         finally:
             session.partial_pending = False
 
+    def _look(self, session, utterance: int) -> None:
+        """Take the camera frame the question being said will be asked with, and prefill the
+        prompt of a question with that photo alone: the question's own prompt, once it is
+        heard, begins the same way (up to the photo's last token) and starts from there."""
+        frame = session.current_frame()
+        session.looked_at = (utterance, frame)
+        if frame is None or session.busy() or session.translating:
+            return
+        conversation = session.conversation(None, session.system_prompt)
+        try:
+            self.model.prefill(conversation + [user("", [frame])], session.owner)
+        except Exception:  # an early start is a courtesy: the answer does the work again
+            log.exception("prefilling the camera frame failed")
+
     def _maybe_prepare(self, session) -> None:
         listener = session.listener
         if not listener.hearing or (session.over_answer and not session.barged):
@@ -113,7 +131,9 @@ class PartialTranscripts:
         """Encode and transcribe the settled question; its transcript becomes the partial one
         while the wearer has not spoken on. Then read it and prefill its answer's prompt,
         with the camera frame it will be asked with (see above)."""
-        frame = session.current_frame()
+        looked = session.looked_at
+        frame = looked[1] if looked is not None and looked[0] == settled_as[0] else None
+        frame = frame if frame is not None else session.current_frame()
         session.prepared_view = (question, frame)
         answering = not (session.busy() or session.translating)  # (translation reads no prompt)
         message = user("", [frame] if frame is not None and answering else [], question)

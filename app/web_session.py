@@ -122,6 +122,8 @@ class WebSession:
     # prepared during its pause (app/web_partial.py), so as to prepare each only once
     # ... that question [S] and the camera frame it was prepared with, which it is asked with
     prepared_view: tuple[np.ndarray, Image.Image | None] | None = None
+    # (utterance, the camera frame as it began, None: none) for the frame it is asked with
+    looked_at: tuple[int, Image.Image | None] | None = None
     # the page's settings its last answer was asked with, which a prepared question's prompt
     # is prefilled with (app/web_partial.py)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
@@ -240,7 +242,8 @@ class WebSession:
         """A new conversation: no turns, no pending hands-free question, no files."""
         self.stop()
         self.turns = []
-        self.heard, self.speaking_until, self.prepared_view = None, 0.0, None
+        self.heard, self.speaking_until = None, 0.0
+        self.prepared_view = self.looked_at = None
         self.listener.reset()
         self.over_answer = self.barged = False
         self.close()

@@ -286,9 +286,10 @@ def test_the_camera_frame_goes_stale(monkeypatch, tmp_path):
 def test_a_question_prepared_in_its_pause_is_asked_with_its_frame_and_answered_from_there(
     model, tmp_path
 ):
-    """Hands-free with the camera on: the question is prepared during its pause with the
-    frame of that moment (app/web_partial.py), asked with that same frame though the camera
-    has moved on, and its answer encodes nothing again and prefills one token."""
+    """Hands-free with the camera on: the frame as the question begins is prefilled, the
+    question is prepared during its pause with that frame (app/web_partial.py), asked with
+    it though the camera has moved on, and its answer encodes nothing again and prefills
+    one token."""
     from app.listening import hear
     from app.web_partial import PartialTranscripts
 
@@ -298,6 +299,10 @@ def test_a_question_prepared_in_its_pause_is_asked_with_its_frame_and_answered_f
     for chunk in microphone(np.concatenate([words, np.zeros(16_000, np.float32)]), 16_000):
         hear(session, *chunk, partials)
         partials.worker.submit(lambda: None).result()  # as if each chunk came after the work
+    opening = model._opening[1].shape[1]  # the system prompt's tokens, everyone's
+    assert session.looked_at[1].tobytes() == photo(seed=1).tobytes()
+    assert model.prefixes.reused_tokens >= opening + 16  # the question's prompt began after
+    # the photo's 16 tokens, prefilled as the question began
     session.see(photo(seed=2))  # the camera moved on before the page asked
     turn = session.ask_heard()
     assert turn is not None and session.prepared_view is not None
