@@ -14,6 +14,7 @@ repeats a block keeps one copy of it, and a sentence that starts the transcript 
 """
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -55,10 +56,15 @@ class Transcriber:
 
     @torch.inference_mode()
     def __call__(
-        self, features: torch.Tensor, language: str | None = None, task: str = "transcribe"
+        self,
+        features: torch.Tensor,
+        language: str | None = None,
+        task: str = "transcribe",
+        stop: Callable[[], bool] | None = None,
     ) -> Transcript:
         """features [1, T, D] from AudioEncoder -> Transcript. task "translate": what was said,
-        in English (Whisper's own translation; multilingual models only)."""
+        in English (Whisper's own translation; multilingual models only). stop: asked before
+        each token of a greedy transcript; True ends it there, with the words so far."""
         if task not in ("transcribe", "translate"):
             raise ValueError(f"task must be transcribe or translate, got {task!r}")
         seconds = features.shape[1] / 50  # T frames at 50 Hz
@@ -76,7 +82,7 @@ class Transcriber:
             else:
                 cache, hooks = self.whisper.install_kv_cache_hooks()
                 try:
-                    readings = [self._greedy(features, tokenizer, max_tokens, cache)]
+                    readings = [self._greedy(features, tokenizer, max_tokens, cache, stop)]
                 finally:
                     for hook in hooks:
                         hook.remove()
@@ -160,7 +166,12 @@ class Transcriber:
         return tokenizer.decode([best]).strip("<|>")
 
     def _greedy(
-        self, features: torch.Tensor, tokenizer: Tokenizer, max_tokens: int, cache: dict
+        self,
+        features: torch.Tensor,
+        tokenizer: Tokenizer,
+        max_tokens: int,
+        cache: dict,
+        stop: Callable[[], bool] | None = None,
     ) -> list[int]:
         prompt = list(tokenizer.sot_sequence_including_notimestamps)
         suppressed = torch.zeros(self.whisper.dims.n_vocab, dtype=torch.bool)
@@ -171,6 +182,8 @@ class Transcriber:
         tokens = torch.tensor([prompt])
         generated: list[int] = []
         for step in range(max_tokens):
+            if stop is not None and stop():
+                break
             logits = self.whisper.decoder(tokens, features, kv_cache=cache)[0, -1]  # [V]
             logits[suppressed] = -torch.inf
             if step == 0:  # Whisper's SuppressBlank: do not start with a space or end at once

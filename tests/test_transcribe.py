@@ -72,6 +72,25 @@ def test_stops_within_its_token_cap(transcriber, features, whisper):
     assert 1 <= calls.count <= 1 + cap  # one language-detection step, then at most `cap` steps
 
 
+def test_a_greedy_transcript_told_to_stop_stops_before_its_next_token(whisper, features):
+    greedy, asked = Transcriber(whisper, beam_size=1), []
+
+    def stop_after_three() -> bool:
+        asked.append(True)
+        return len(asked) > 3
+
+    calls = DecoderCalls(whisper)
+    try:
+        whole = greedy(features, "en")
+        whole_calls = calls.count
+        calls.count = 0
+        cut = greedy(features, "en", stop=stop_after_three)
+    finally:
+        calls.handle.remove()
+    assert calls.count == min(3, whole_calls) and len(asked) == min(4, whole_calls + 1)
+    assert whole.text.startswith(cut.text)
+
+
 def test_a_beam_that_loops_keeps_one_copy_of_the_block(whisper, features, monkeypatch):
     from whisper.decoding import DecodingResult
 

@@ -316,6 +316,23 @@ def test_a_question_prepared_in_its_pause_is_asked_with_its_frame_and_answered_f
     assert session.frame_for(other).tobytes() == photo(seed=2).tobytes()  # not the prepared one
 
 
+def test_a_partial_transcript_gives_way_to_the_question_s_preparation(model, tmp_path):
+    """A greedy partial transcript still running when the pause settles the question stops
+    there: the preparation waits for its thread, and hears more."""
+    from app.web_partial import PartialTranscripts
+
+    partials, session = PartialTranscripts(model), WebSession(root=tmp_path)
+    for chunk in microphone(said("What is this?") * 0.5, 16_000, chunk_s=0.25):
+        session.hear(*chunk)
+    assert session.listener.in_question
+    audio, utterance = session.listener.so_far(), session.utterances
+    partials._transcribe(session, audio, utterance, session.prepared)
+    assert session.partial is not None  # nothing superseded it
+    session.partial, session.prepared = None, (utterance, len(audio) // 512)
+    partials._transcribe(session, audio, utterance, None)  # asked before the preparation
+    assert session.partial is None
+
+
 def test_sessions_share_nothing(tmp_path):
     one, two = WebSession(root=tmp_path), WebSession(root=tmp_path)
     one.ask("mine")
