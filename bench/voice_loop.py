@@ -130,6 +130,9 @@ def one_turn(playwright, url: str, wav: Path, speech_end_s: float, interrupted_s
         page.add_init_script(PAGE_CLOCK)
         page.goto(url)
         page.wait_for_selector("#hands-free")
+        camera = page.locator("#camera")  # on, as on the glasses: each question has a frame
+        camera.get_by_text("Click to Access Webcam").click()
+        camera.get_by_role("button", name="Camera: Record").click()  # frames go to the server
         page.locator("#hands-free").get_by_role("button", name="Record").click()
         page.wait_for_function(
             "window.__lunettes_bench.sound !== undefined", timeout=ANSWER_TIMEOUT_S * 1000
