@@ -5,7 +5,9 @@
 `lunettes serve` (the embedded bundle, as shipped: its history kept, in a temporary folder)
 and Debian's Chromium, headless, whose fake microphone plays a WAV: 1 s of silence, a natural
 question said by the held-out neural voice (Piper joe, never trained on), then silence. The
-page listens hands-free, as a wearer leaves it, with the fake camera's frame.
+page listens hands-free, as a wearer leaves it, its camera on (Chromium's fake camera): each
+question comes with a frame. (Until 2026-12-05 the page's camera was never started: the
+questions came without one.)
 
 Timing is the page's own clock. A script added to the page notes when the microphone opened
 (Chromium starts the WAV then) and when the voice player's first piece starts to sound (the
@@ -25,7 +27,8 @@ finished (endpointing), the upload, the transcript and reading, the answer's fir
 its synthesis, and the audio's way to the page and into playback. The page's status line
 gives the server's own split of each turn; it is printed beside each run.
 
-Barge-in: as many runs again, whose WAV then speaks over the answer INTERRUPT_AFTER_S after
+Barge-in: as many runs again, camera off (about a photo, this LM answers in a sentence,
+whose voice has ended by then), whose WAV then speaks over the answer INTERRUPT_AFTER_S after
 the question, while its voice sounds:
     the wearer's first sound -> the voice pauses = held - (microphone opened + offset).
 """
@@ -120,7 +123,9 @@ def lowest_priority(processes) -> None:
 
 def one_turn(playwright, url: str, wav: Path, speech_end_s: float, interrupted_s=None) -> dict:
     """One fresh browser: listen hands-free, wait for the answer's first sound (and, when the
-    WAV speaks over the answer at `interrupted_s`, for the voice to pause) -> timings."""
+    WAV speaks over the answer at `interrupted_s`, for the voice to pause) -> timings. The
+    camera is on for the first sounds, as on the glasses; not when the answer is spoken
+    over: about a photo, this LM answers in a sentence, whose voice has ended by then."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     chromium = launch_chromium(playwright, wav)
@@ -130,9 +135,10 @@ def one_turn(playwright, url: str, wav: Path, speech_end_s: float, interrupted_s
         page.add_init_script(PAGE_CLOCK)
         page.goto(url)
         page.wait_for_selector("#hands-free")
-        camera = page.locator("#camera")  # on, as on the glasses: each question has a frame
-        camera.get_by_text("Click to Access Webcam").click()
-        camera.get_by_role("button", name="Camera: Record").click()  # frames go to the server
+        if interrupted_s is None:
+            camera = page.locator("#camera")  # on, as on the glasses: each question has a frame
+            camera.get_by_text("Click to Access Webcam").click()
+            camera.get_by_role("button", name="Camera: Record").click()  # frames to the server
         page.locator("#hands-free").get_by_role("button", name="Record").click()
         page.wait_for_function(
             "window.__lunettes_bench.sound !== undefined", timeout=ANSWER_TIMEOUT_S * 1000
