@@ -21,8 +21,8 @@ hash of its samples. Its transcript, of all that was said, becomes the partial t
 when it ends as a question does, the listener need not wait out its whole pause
 (web_session.py, QUICK_END_S). While the page asks it, the thread reads it (as LM tokens)
 and prefills the answer's prompt (LunettesModel.prefill): the conversation so far, with the
-page's last settings, and the camera frame of the pause's start, which the question is then
-asked with (WebSession.frame_for). The answer finds it all in the caches (or waits on the
+page's last settings, and the camera frame taken as the question began (else the one of the
+pause's start), which the question is then asked with (WebSession.frame_for). The answer finds it all in the caches (or waits on the
 media lock for the rest of it) instead of starting that ~0.5 s of work only then, and its
 first token is one token's step away. Should the wearer speak on, the work is wasted, never
 wrong: another clip has another hash. A pause with no question to prepare (a backchannel
