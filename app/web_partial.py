@@ -40,12 +40,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from app.vad import FRAME
 from encoders.errors import InputError
 from encoders.transcribe import Transcriber
 from fusion.conversation import user
+from fusion.cpu_load import OthersLoad
 from fusion.model import LunettesModel
+from fusion.openmp import set_threads_here
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,8 @@ class PartialTranscripts:
         self.model = model
         self.greedy = Transcriber(model.audio.whisper, beam_size=1)
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="partial-transcript")
+        self.others = OthersLoad()  # the worker's team: one thread when others take a core
+        self.most_threads = torch.get_num_threads()
 
     def maybe_start(self, session) -> None:
         """Transcribe `session`'s utterance so far when it is time (a WebSession, after a
@@ -104,6 +109,7 @@ class PartialTranscripts:
         def superseded() -> bool:
             return session.prepared != prepared
 
+        self._size_team()
         try:
             with self.model.media_lock:
                 text = self.greedy(self.model.audio.encode(audio), stop=superseded).text
@@ -123,11 +129,17 @@ class PartialTranscripts:
         session.looked_at = (utterance, frame)
         if frame is None or session.busy() or session.translating:
             return
+        self._size_team()
         conversation = session.conversation(None, session.system_prompt)
         try:
             self.model.prefill(conversation + [user("", [frame])], session.owner)
         except Exception:  # an early start is a courtesy: the answer does the work again
             log.exception("prefilling the camera frame failed")
+
+    def _size_team(self) -> None:
+        """This worker's OpenMP team for the job it starts: one thread while other processes
+        (the browser, on the same machine) keep a core busy (fusion/cpu_load.py)."""
+        set_threads_here(self.others.team_size(self.most_threads))
 
     def _maybe_prepare(self, session) -> None:
         listener = session.listener
@@ -160,6 +172,7 @@ class PartialTranscripts:
             session.partial = Partial(settled_as[0], message.speech.transcript, frames)
             return True
 
+        self._size_team()
         try:
             if answering:
                 conversation = session.conversation(None, session.system_prompt) + [message]

@@ -273,7 +273,7 @@ class DecodeScheduler:
             return
         if self.team_sizes is not None:
             self.team_sizes.took(rows, size, time.perf_counter() - start)
-        set_threads_here(self.threads)  # prefills keep the whole team
+            set_threads_here(self.team_sizes.in_use)  # for prefills too: the cores are the same
         self.steps += 1
         self.row_steps += len(self._running)
         for answer in list(self._running):

@@ -44,6 +44,11 @@ class TeamSizes:
             self._in_use, other = other, in_use
         return other if self._steps % PROBE_EVERY == 0 else self._in_use
 
+    @property
+    def in_use(self) -> int:
+        """The size steps run on (between two tries), and prefills too."""
+        return self._in_use
+
     def took(self, rows: int, size: int, seconds: float) -> None:
         """A step of `rows` rows took `seconds` with a team of `size`."""
         key = (rows, size)
