@@ -30,11 +30,14 @@ def test_a_process_spinning_beside_this_one_is_seen():
 
 def test_this_process_s_own_work_is_not_counted():
     load = OthersLoad()
+    time.sleep(0.2)
     load.cores()
+    time.sleep(0.6)
+    quiet = load.cores()  # whatever else the machine runs
     end = time.monotonic() + 0.6
     while time.monotonic() < end:  # a core kept busy here
         pass
-    assert load.cores() < BUSY_ELSEWHERE  # (the machine's other processes are near idle)
+    assert load.cores() - quiet < BUSY_ELSEWHERE
 
 
 def test_nothing_known_yet_keeps_a_team_whole_and_a_second_look_at_once_repeats_the_first():
