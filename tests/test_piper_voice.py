@@ -45,3 +45,9 @@ def test_the_voice_loads_once_however_it_is_asked_for(onnx_calls):
 def test_the_voice_has_run_once_before_it_is_handed_out(onnx_calls):
     loaded = piper_voice.voice()
     assert onnx_calls["runs"] and all(s is loaded.session for s in onnx_calls["runs"])
+
+
+def test_its_threads_sleep_between_runs_instead_of_spinning():
+    """The voice is made while the answer decodes: spinning threads would take its cores."""
+    options = piper_voice.voice().session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
