@@ -333,6 +333,22 @@ def test_a_partial_transcript_gives_way_to_the_question_s_preparation(model, tmp
     assert session.partial is None
 
 
+def test_the_worker_takes_one_thread_while_others_keep_a_core_busy(model, monkeypatch, tmp_path):
+    from app import web_partial
+
+    partials, session = web_partial.PartialTranscripts(model), WebSession(root=tmp_path)
+    teams = []
+    monkeypatch.setattr(web_partial, "set_threads_here", teams.append)
+    for chunk in microphone(said("What is this?") * 0.5, 16_000, chunk_s=0.25):
+        session.hear(*chunk)
+    audio, utterance = session.listener.so_far(), session.utterances
+    monkeypatch.setattr(partials.others, "cores", lambda: 1.0)  # a core busy elsewhere
+    partials._transcribe(session, audio, utterance, session.prepared)
+    monkeypatch.setattr(partials.others, "cores", lambda: 0.0)  # the cores free
+    partials._transcribe(session, audio, utterance, session.prepared)
+    assert teams == [1, partials.most_threads]
+
+
 def test_sessions_share_nothing(tmp_path):
     one, two = WebSession(root=tmp_path), WebSession(root=tmp_path)
     one.ask("mine")
