@@ -253,49 +253,6 @@ def measure_resent_follow_up(model, waveform, runs: int = FIRST_TOKEN_RUNS) -> d
     return {"cached_ms": statistics.median(cached), "again_ms": statistics.median(again)}
 
 
-def float32_decoder_copy(whisper):
-    """A copy of Whisper with its decoder on packed float32 weights, as shipped before
-    2026-12-05 (the model's own decoder has int8 weights: encoders/int8_linear.py)."""
-    import copy
-
-    from whisper.model import Linear as WhisperLinear
-    from whisper.model import TextDecoder
-
-    from encoders.int8_linear import Int8Linear
-    from encoders.whisper_decoder import pack_decoder
-
-    whisper = copy.deepcopy(whisper)
-    decoder = whisper.decoder
-    if hasattr(decoder, "vocabulary"):
-        del decoder.vocabulary  # pack_decoder makes its own again
-        decoder.__class__ = TextDecoder
-    for layer in decoder.modules():
-        if isinstance(layer, Int8Linear):
-            del layer.int8_weight
-            layer.__class__ = WhisperLinear
-    pack_decoder(whisper, torch.float32)
-    return whisper
-
-
-def measure_transcript_weights(model, waveform, runs: int = FIRST_TOKEN_RUNS) -> dict:
-    """The spoken question's transcript (beam search over its encoded frames) with Whisper's
-    decoder on int8 weights (as shipped) and on packed float32 ones, alternating in this
-    process: medians, and whether both heard the same."""
-    from encoders.transcribe import Transcriber
-
-    frames = model.audio.encode(waveform)  # 1, T, D
-    transcribers = {"int8": model.transcriber, "float32": Transcriber(float32_decoder_copy(
-        model.audio.whisper))}  # fmt: skip
-    times, texts = {name: [] for name in transcribers}, {}
-    for _ in range(runs + 1):  # the first of each is a warm-up
-        for name, transcriber in transcribers.items():
-            start = time.perf_counter()
-            texts[name] = transcriber(frames).text
-            times[name].append((time.perf_counter() - start) * 1000)
-    medians = {name: statistics.median(runs_ms[1:]) for name, runs_ms in times.items()}
-    return medians | {"same_text": texts["int8"] == texts["float32"], "text": texts["int8"]}
-
-
 def lm_bytes_per_token(lm: torch.nn.Module) -> int:
     """Bytes of LM weights read to generate one token.
 
@@ -858,7 +815,6 @@ def main(argv=None) -> int:
         speech = measure_first_token(model, lambda: [user(speech=waveform)])
         speech["resent"] = measure_resent_follow_up(model, waveform)
         speech["first_audio"] = measure_first_audio(model, waveform)
-        speech["weights"] = measure_transcript_weights(model, waveform)
         other["speech"] = monitor.stop()
 
     print("4/4 decoding speed vs the memory-bandwidth bound ...", flush=True)
@@ -929,14 +885,6 @@ def main(argv=None) -> int:
             f"reading as tokens {t.get('read_speech', 0):.0f} ms, "
             f"prompt + prefill {rest:.0f} ms; prompt tokens {speech['prompt_tokens']}; "
             f"heard {speech['transcript']!r}"
-        )
-        weights = speech["weights"]
-        print(
-            f"transcript (beam search) with Whisper's decoder on int8 weights (as shipped): "
-            f"{weights['int8']:.0f} ms vs {weights['float32']:.0f} ms on packed float32 = "
-            f"{weights['float32'] / weights['int8']:.2f}x faster, "
-            f"{'the same text' if weights['same_text'] else 'a different text'} "
-            f"(medians, alternating)"
         )
         first_audio = speech["first_audio"]
         print(

@@ -22,8 +22,6 @@ from whisper.decoding import DecodingOptions, DecodingTask, LogitFilter, Maximum
 from whisper.model import Whisper, disable_sdpa
 from whisper.tokenizer import Tokenizer, get_tokenizer
 
-from encoders.int8_linear import float32_products
-
 TOKENS_PER_SECOND_CAP = 10  # speech rarely exceeds ~6 tokens/s; caps runaway repetition
 MIN_TOKEN_CAP = 16
 BEAM_SIZE = 5  # openai-whisper's own default for beam search
@@ -123,10 +121,6 @@ class Transcriber:
         prefix is one decoder position that attends to its own ancestors only (tree attention,
         as speculative decoding verifies drafts), and the vocabulary projection runs once per
         prefix. Eight readings of a 5 s clip: ~100 positions instead of ~240.
-
-        The scores are float32 even where the decoder's weights are int8 (int8_linear.py): they
-        judge between near ties, and in int8 they flipped some (README, "Whisper's decoder in
-        int8").
         """
         if not texts:
             return []
@@ -138,11 +132,11 @@ class Transcriber:
                 f"a text is longer than Whisper's {self.whisper.dims.n_text_ctx} tokens"
             )
         tree = PrefixTree(rows)
-        with self._lock, disable_sdpa(), float32_products():  # no KV-cache hooks; the tree's mask
+        with self._lock, disable_sdpa():  # no KV-cache hooks; attention with the tree's mask
             hidden = self._decoder_hidden(tree, features)  # N, D
-            predictors = [i for i, depth in enumerate(tree.depths) if depth >= len(prompt) - 1]
-            row_of = {node: k for k, node in enumerate(predictors)}
-            log_probs = _logits(self.whisper.decoder, hidden[predictors]).log_softmax(-1)  # P, V
+        predictors = [i for i, depth in enumerate(tree.depths) if depth >= len(prompt) - 1]
+        row_of = {node: k for k, node in enumerate(predictors)}
+        log_probs = _logits(self.whisper.decoder, hidden[predictors]).log_softmax(-1)  # P, V
         scores = []
         for row in rows:
             total = 0.0

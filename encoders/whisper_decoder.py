@@ -1,12 +1,12 @@
-"""Whisper's text decoder made fast for beam search: int8 weights, cross-attention kept split.
+"""Whisper's text decoder made fast for beam search: packed weights, cross-attention kept split.
 
 Each step of openai-whisper's beam search runs the decoder over one new token of each of the
 5 beams: a [5, 512] activation through every linear layer and through the vocabulary
 projection (the token embedding, tied: 51,865 x 512, 106 MB in float32). torch's float32
 product streams those weights slowly for a few rows: over the 22 steps of a 5 s question the
 projection alone took 360 of 830 ms (AMD EPYC, 2 threads, 2026-12-03). Here every linear
-layer of the decoder and the projection run on weights laid out for it: int8 (below), or
-oneDNN's packed layout (packed_linear.py).
+layer of the decoder and the projection run on oneDNN's packed layout (packed_linear.py),
+float32 as before.
 
 Cross-attention's keys and values are computed once per clip (openai-whisper's KV cache), for
 one clip [1, T, D], while the queries come from 5 beams: torch's attention broadcast them to
@@ -16,22 +16,13 @@ cache, and lets the beams' queries attend to them as more query positions of the
 (nothing is masked in cross-attention, so that is the same product). The results agree with
 openai-whisper's own to float32 rounding.
 
-Where torch has a quantized engine (x86, ARM), the weights are int8 instead
-(DECODER_DTYPE, int8_linear.py): a quarter of float32's bytes, each step's activations
-quantized on their way into each product, as CTranslate2 (faster-whisper) runs Whisper on
-CPUs. On the 2-core AMD EPYC (AVX2, 2026-12-05), 40 natural questions said by the held-out
-neural voice took 125 ms to transcribe instead of 246 (medians, paired in one process); the
-word errors, on both halves of the natural questions, are in the README ("Whisper's decoder
-in int8").
-
-Before, the packed weights were bfloat16 where the CPU has bfloat16 instructions (float32
-elsewhere, packed_linear.py `bfloat16_available`): half the bytes of each step's weights to
-stream, and the activations rounded to bfloat16 on their way into each product. Quality was
-measured with the full `lunettes eval` (README, Evaluation). On the natural tuning half (95
-hand-written questions in the held-out neural voice, 2026-12-03), every reading the LM was
-given stayed the same as with float32 and one of 95 transcripts changed; the 5 s bench
-question's transcript took 321-421 ms instead of 408-483 (paired in one process, AMD EPYC
-with AVX-512 BF16, a slow day). `pack_decoder(model, torch.bfloat16)` still does that.
+The packed weights are bfloat16 (PACKED_DTYPE) where the CPU has bfloat16 instructions
+(float32 elsewhere, packed_linear.py `bfloat16_available`): half the bytes of each step's
+weights to stream, and the activations rounded to bfloat16 on their way into each product.
+Quality was measured with the full `lunettes eval` (README, Evaluation). On the natural tuning half (95 hand-written questions in the held-out neural voice,
+2026-12-03), every reading the LM was given stayed the same as with float32 and one of 95
+transcripts changed; the 5 s bench question's transcript took 321-421 ms instead of 408-483
+(paired in one process, AMD EPYC with AVX-512 BF16, a slow day).
 
 Letters: B rows (beams), N new tokens, D width, V vocabulary, T audio frames.
 """
@@ -42,10 +33,9 @@ from torch import nn
 from whisper.model import Linear as WhisperLinear
 from whisper.model import MultiHeadAttention, TextDecoder, Whisper
 
-from encoders.int8_linear import Int8Linear, int8_available, quantize_linears
 from encoders.packed_linear import PackedLinear, pack_linears
 
-DECODER_DTYPE = torch.int8  # the weights' (int8_linear.py; packed float32 without an engine)
+PACKED_DTYPE = torch.bfloat16  # the packed weights' (float32 without bfloat16 instructions)
 
 
 class PackedTextDecoder(TextDecoder):
@@ -95,13 +85,11 @@ class CrossAttention(MultiHeadAttention):
         return self.out(attended.reshape(rows, new, width)), None  # B, N, D
 
 
-def pack_decoder(model: Whisper, dtype: torch.dtype = DECODER_DTYPE) -> int:
-    """Run the decoder's linear layers and vocabulary projection on weights made for
-    inference, and its cross-attention as CrossAttention (in place). dtype int8: int8 copies
-    (int8_linear.py; where torch has no quantized engine, packed float32 as below); bfloat16
-    or float32: oneDNN's packed layout (float32 where the CPU has no bfloat16 instructions,
-    packed_linear.py). Returns how many layers got a copy (0 where neither is available: the
-    weights stay as they were)."""
+def pack_decoder(model: Whisper, dtype: torch.dtype = PACKED_DTYPE) -> int:
+    """Run the decoder's linear layers and vocabulary projection on packed weights (`dtype`:
+    bfloat16 or float32; float32 where the CPU has no bfloat16 instructions, packed_linear.py),
+    and its cross-attention as CrossAttention (in place); returns how many layers were packed
+    (0 where oneDNN is not available: the weights stay as they were)."""
     decoder = model.decoder
     for block in decoder.blocks:
         if type(block.cross_attn) is MultiHeadAttention:
@@ -109,13 +97,8 @@ def pack_decoder(model: Whisper, dtype: torch.dtype = DECODER_DTYPE) -> int:
     vocab, width = decoder.token_embedding.weight.shape
     vocabulary = nn.Linear(width, vocab, bias=False, device="meta")  # no weight of its own:
     vocabulary.weight = decoder.token_embedding.weight  # tied, as in TextDecoder.forward
-    if dtype == torch.int8 and int8_available():
-        packed = quantize_linears(decoder, (WhisperLinear,)) + quantize_linears(vocabulary)
-    else:
-        dtype = torch.float32 if dtype == torch.int8 else dtype
-        packed = pack_linears(decoder, (WhisperLinear,), dtype)
-        packed += pack_linears(vocabulary, dtype=dtype)
-    if not isinstance(vocabulary, (Int8Linear, PackedLinear)):
+    packed = pack_linears(decoder, (WhisperLinear,), dtype) + pack_linears(vocabulary, dtype=dtype)
+    if not isinstance(vocabulary, PackedLinear):
         return packed
     decoder.__class__ = PackedTextDecoder
     decoder.vocabulary = vocabulary
