@@ -24,7 +24,7 @@ and prefills the answer's prompt (LunettesModel.prefill): the conversation so fa
 page's last settings, and the camera frame taken as the question began (else the one of the
 pause's start), which the question is then asked with (WebSession.frame_for). The answer finds it all in the caches (or waits on the
 media lock for the rest of it) instead of starting that ~0.5 s of work only then, and its
-first token is one token's step away. Should the wearer speak on, the work is wasted, never
+first token is chosen at once, from the next-token logits kept with the prompt. Should the wearer speak on, the work is wasted, never
 wrong: another clip has another hash. A pause with no question to prepare (a backchannel
 over the answer) is transcribed greedily after PAUSE_CHECK_S. Nothing here imports gradio.
 

@@ -31,6 +31,7 @@ class Prefill:
     done: int = 0  # prompt tokens whose keys and values are in the cache
     owner: str | None = ""  # whose kept prefixes it may start from, and who keeps it
     bfloat16: bool = False  # run on the layers' bfloat16 prompt copies, where they have them
+    kept_logits: torch.Tensor | None = None  # [V]: the prompt was kept whole, with these
 
     @property
     def length(self) -> int:
@@ -48,9 +49,9 @@ def start_prefill(
     prompts give, if any. bfloat16: prefill on the layers' bfloat16 prompt copies."""
     from fusion.kv_cache import GrowingCache  # transformers, imported when first used
 
-    found = prefixes.find(embeddings[0], layout, owner) if prefixes is not None else (0, None)
-    reused, cache = found
-    return Prefill(embeddings, layout, cache or GrowingCache(), reused, owner, bfloat16)
+    found = (0, None, None) if prefixes is None else prefixes.find(embeddings[0], layout, owner)
+    reused, cache, logits = found
+    return Prefill(embeddings, layout, cache or GrowingCache(), reused, owner, bfloat16, logits)
 
 
 @torch.inference_mode()
@@ -61,8 +62,11 @@ def advance(
     prefixes: PrefixCache | None = None,
 ) -> torch.Tensor | None:
     """Run the next `tokens` prompt tokens (all that are left when None) -> the last prompt
-    token's logits [V] once the whole prompt is in the cache (kept in `prefixes`), else None."""
+    token's logits [V] once the whole prompt is in the cache (kept in `prefixes`, with those
+    logits), else None. A prompt found kept whole runs nothing: its kept logits."""
     start, length = prefill.done, prefill.length
+    if start == length and prefill.kept_logits is not None:
+        return prefill.kept_logits
     end = length if tokens is None else min(length, start + tokens)
     scoped = {}
     if prefill.layout is not None:
@@ -82,6 +86,7 @@ def advance(
     prefill.done = end
     if end < length:
         return None
+    logits = output.logits[0, -1]  # V
     if prefixes is not None:
-        prefixes.keep(prefill.embeddings[0], prefill.layout, prefill.cache, prefill.owner)
-    return output.logits[0, -1]
+        prefixes.keep(prefill.embeddings[0], prefill.layout, prefill.cache, prefill.owner, logits)
+    return logits

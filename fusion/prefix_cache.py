@@ -12,6 +12,10 @@ among the prompts of the same owner (a browser, a login, an API key and user: as
 cache): no one can tell from the speed of an answer whether someone else asked the same.
 The one exception is PUBLIC: what the model keeps of its own system prompt, before any
 message, which every conversation begins with and no one wrote.
+A prompt kept whole also keeps the logits of the token after it: the same prompt asked again
+(a hands-free question prefilled during its pause, LunettesModel.prefill; an answer
+regenerated) needs no prefill at all, and its first token is chosen at once. Otherwise one
+token is left to prefill, whose logits start the answer.
 Kept prompts are evicted least recently used first, past a budget in bytes. Thread-safe: the
 decode thread and an answer decoded alone may both use it.
 
@@ -38,10 +42,12 @@ class _Kept:
     attention: torch.Tensor | None  # [P, P] bool; None: causal
     keys: list[torch.Tensor]  # per layer [1, H, P, Dh]
     values: list[torch.Tensor]
+    logits: torch.Tensor | None = None  # [V]: the next token's, after all P tokens
 
     @property
     def bytes(self) -> int:
         tensors = [self.embeddings, *self.keys, *self.values]
+        tensors += [self.logits] if self.logits is not None else []
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
@@ -55,36 +61,46 @@ class PrefixCache:
         self.reused_tokens = 0
 
     def find(self, embeddings: torch.Tensor, layout: PromptLayout | None, owner: str | None = ""):
-        """embeddings [L, D] -> (n, cache): a GrowingCache holding the keys and values of the
-        first n tokens (n < L, so that one token is left to prefill) of the owner's kept
-        prompt that shares the most with it, or (0, None)."""
+        """embeddings [L, D] -> (n, cache, logits): a GrowingCache holding the keys and values
+        of the first n tokens of the owner's kept prompt that shares the most with it, or
+        (0, None, None). n = L, with the next token's logits [V], where that very prompt was
+        kept whole with them; else n < L (one token left to prefill) and logits None."""
         from fusion.kv_cache import GrowingCache
 
         length = embeddings.shape[0]
         positions, attention = _positions(layout, length), _attention(layout)
         with self._lock:
-            best, found = 0, None
+            best, found, logits = 0, None, None
             for kept in self._kept.values():
                 if kept.owner not in (owner, PUBLIC):
                     continue
-                n = _common(kept, embeddings, positions, attention, length - 1)
+                whole = kept.logits is not None and kept.embeddings.shape[0] == length
+                n = _common(kept, embeddings, positions, attention, length - (not whole))
                 if n > best:
                     best, found = n, kept
             if found is None:
-                return 0, None
+                return 0, None, None
+            if best == length:
+                logits = found.logits.clone()
             self._kept.move_to_end(id(found))
             self.hits += 1
             self.reused_tokens += best
             cache = GrowingCache()
             for index, (keys, values) in enumerate(zip(found.keys, found.values)):
                 cache.update(keys[:, :, :best], values[:, :, :best], index)  # copied
-            return best, cache
+            return best, cache, logits
 
     def keep(
-        self, embeddings: torch.Tensor, layout: PromptLayout | None, cache, owner: str | None = ""
+        self,
+        embeddings: torch.Tensor,
+        layout: PromptLayout | None,
+        cache,
+        owner: str | None = "",
+        logits: torch.Tensor | None = None,
     ) -> None:
         """After a prompt embeddings [L, D] was prefilled into `cache`: keep its keys and
-        values (copies) for the owner's prompts that will begin the same way."""
+        values (copies) for the owner's prompts that will begin the same way, and logits [V],
+        the next token's after all of it, for the same prompt asked again."""
         length = embeddings.shape[0]
         kept = _Kept(
             owner,
@@ -93,6 +109,7 @@ class PrefixCache:
             None if layout is None else layout.attention.clone(),
             [layer.keys[:, :, :length].clone() for layer in cache.layers],
             [layer.values[:, :, :length].clone() for layer in cache.layers],
+            None if logits is None else logits.detach().clone(),
         )
         if kept.bytes > self.budget_bytes:
             return

@@ -36,8 +36,8 @@ def test_a_prompt_diverging_mid_way_reuses_only_what_it_shares(lm):
     other[0, 9:] = prompt(lm, 6, 4)[0]  # the same first 9 tokens, then another question
     assert answer(lm, other, prefixes) == alone(lm, other, GREEDY)
     assert prefixes.reused_tokens == 9
-    again = answer(lm, kept, prefixes)  # the very same prompt: all but its last token reused
-    assert again == alone(lm, kept, GREEDY) and prefixes.reused_tokens == 9 + 14
+    again = answer(lm, kept, prefixes)  # the very same prompt: reused whole, with its logits
+    assert again == alone(lm, kept, GREEDY) and prefixes.reused_tokens == 9 + 15
 
 
 def test_scoped_prompts_reuse_a_prefix_only_where_positions_and_attention_agree(lm):
@@ -65,6 +65,33 @@ def test_prefill_in_chunks_gives_the_logits_of_one_pass(lm):
         assert [o is None for o in outputs] == [True, True, True, True, False]
         torch.testing.assert_close(outputs[-1], whole, rtol=1e-4, atol=1e-4)
         assert chunked.cache.get_seq_length() == 23
+
+
+def test_the_same_prompt_asked_again_runs_no_prefill_and_answers_the_same(lm):
+    """A prompt kept whole keeps its next token's logits: asked again by its owner, nothing
+    goes through the LM before its first token; a prompt of the same length that ends
+    otherwise, or another owner, prefills as before."""
+    prefixes = PrefixCache()
+    embeddings = prompt(lm, 14, 11)
+    first = answer(lm, embeddings, prefixes, owner="browser-a")
+    passes = []
+    hook = lm.register_forward_hook(lambda module, args, kwargs_or_out: passes.append(1))
+    try:
+        prefill = start_prefill(embeddings, None, prefixes, "browser-a")
+        assert prefill.done == 14 and prefill.kept_logits is not None
+        logits = advance(lm, prefill, prefixes=prefixes)
+        assert passes == [] and logits.shape == (lm.config.vocab_size,)
+        other_end = embeddings.clone()
+        other_end[0, -1] = prompt(lm, 1, 12)[0, 0]
+        assert start_prefill(other_end, None, prefixes, "browser-a").done == 13
+        assert start_prefill(embeddings, None, prefixes, "browser-b").done == 0
+    finally:
+        hook.remove()
+    assert (
+        answer(lm, embeddings, prefixes, owner="browser-a")
+        == first
+        == alone(lm, embeddings, GREEDY)
+    )
 
 
 def test_owners_never_reuse_each_others_prompts(lm):
@@ -124,8 +151,8 @@ def test_every_conversation_starts_after_the_system_prompt_and_only_its_owner_go
 
 def test_a_question_prefilled_before_it_is_asked_is_answered_from_there_and_the_same(model):
     """LunettesModel.prefill (a hands-free question, during its pause): the answer then
-    prefills only its last prompt token, for that owner only, and answers as when prefilled
-    whole; its photo and clip are not encoded again."""
+    prefills nothing (the prompt's next-token logits were kept with it), for that owner only,
+    and answers as when prefilled whole; its photo and clip are not encoded again."""
     from fusion.conversation import user
     from fusion.model import Chunk, Stats
     from tests.tiny import photo, said
@@ -146,7 +173,7 @@ def test_a_question_prefilled_before_it_is_asked_is_answered_from_there_and_the_
     length = model.prefill([user("", [photo()], said("What is this?"))], "browser-b")
     assert length > 16  # the photo's 16 tokens and the clip's reading at least
     text, reused, stats = ask("browser-b")
-    assert reused == length - 1 and text == whole
+    assert reused == length and text == whole  # no prompt token left: its first token at once
     assert stats.timings_ms["encode_image"] == stats.timings_ms["transcribe"] == 0.0
     _, reused, _ = ask("browser-c")  # someone else: the system prompt at most
     assert reused < length - 1
