@@ -22,10 +22,11 @@ when it ends as a question does, the listener need not wait out its whole pause
 (web_session.py, QUICK_END_S). While the page asks it, the thread reads it (as LM tokens)
 and prefills the answer's prompt (LunettesModel.prefill): the conversation so far, with the
 page's last settings, and the camera frame taken as the question began (else the one of the
-pause's start), which the question is then asked with (WebSession.frame_for). The answer finds it all in the caches (or waits on the
-media lock for the rest of it) instead of starting that ~0.5 s of work only then, and its
-first token is chosen at once, from the next-token logits kept with the prompt. Should the wearer speak on, the work is wasted, never
-wrong: another clip has another hash. A pause with no question to prepare (a backchannel
+pause's start), which the question is then asked with (WebSession.frame_for). The answer
+finds it all in the caches (or waits on the media lock for the rest of it) instead of
+starting that ~0.5 s of work only then, and its first token is chosen at once, from the
+next-token logits kept with the prompt. Should the wearer speak on, the work is wasted,
+never wrong: another clip has another hash. A pause with no question to prepare (a backchannel
 over the answer) is transcribed greedily after PAUSE_CHECK_S. Nothing here imports gradio.
 
 Before 2026-12-04 the question was settled 0.3 s into the pause, behind a greedy transcript

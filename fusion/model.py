@@ -495,8 +495,9 @@ class LunettesModel:
         """Do now what answering `messages` (for `owner`) would start with: encode their
         media and prefill the answer's prompt, kept for `owner` (prefix_cache.py). The answer,
         asked soon after with the same messages, then finds its media encoded and its whole
-        prompt prefilled, with the logits of its first token. The media lock is held throughout: an answer that
-        starts meanwhile waits for the prefill instead of doing the same work beside it.
+        prompt prefilled, with the logits of its first token. The media lock is held
+        throughout: an answer that starts meanwhile waits for the prefill instead of doing the
+        same work beside it.
         heard: as encode_media's. Returns the prompt's length in tokens (0: nothing
         prefilled, as `heard` said, or too long to answer)."""
         options = _prompt_options(messages, GenerationOptions(max_new_tokens=1))
