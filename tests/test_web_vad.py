@@ -46,11 +46,15 @@ def test_once_its_pause_passes_the_tail_the_question_is_settled_as_it_will_end()
         ended += detector.push(audio[start : start + 1024])  # the page's 64 ms chunks
         if not ended:
             settled.append(detector.settled())
-    early = [clip for clip in settled if clip is not None]
-    assert settled[0] is None and early, "never settled before the question ended"
+    final = []  # the settles of the pause that ended it: the last run of them
+    for clip in settled:
+        final = final + [clip] if clip is not None else []
+    assert settled[0] is None and final, "never settled before the question ended"
     assert len(ended) == 1
-    for clip in early:  # from TAIL_S into the pause to its end: the very samples it ends with
+    for clip in final:  # from TAIL_S into the pause to its end: the very samples it ends with
         assert np.array_equal(clip, ended[0])
+    for clip in (clip for clip in settled if clip is not None):  # also a pause it spoke on
+        assert np.array_equal(clip, ended[0][: len(clip)])  # after: what was said so far
     assert detector.settled() is None  # between questions
 
 
