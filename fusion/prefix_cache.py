@@ -75,7 +75,8 @@ class PrefixCache:
                 if kept.owner not in (owner, PUBLIC):
                     continue
                 whole = kept.logits is not None and kept.embeddings.shape[0] == length
-                n = _common(kept, embeddings, positions, attention, length - (not whole))
+                limit = length if whole else length - 1  # else one token left to prefill
+                n = _common(kept, embeddings, positions, attention, limit)
                 if n > best:
                     best, found = n, kept
             if found is None:
