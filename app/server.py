@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse
 from starlette.datastructures import MutableHeaders
 
 from app.certificates import TlsFiles
+from app.event_stream import KeptEventStream
 from app.listening import Listeners, install_listening
 from app.openai_api.config import ApiConfig
 from app.openai_api.install import install_api
@@ -58,6 +59,7 @@ def build_server(
     )
     if store is not None:
         server.add_middleware(BrowserCookie, secure=tls is not None)
+    server.add_middleware(KeptEventStream)  # a page's next event is never left unread
     worker = install_api(server, model, api, store, replica)
     if tls is not None and tls.ca_file is not None:
         ca_file = tls.ca_file  # public: what a phone installs to trust this server
