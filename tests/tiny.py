@@ -182,16 +182,23 @@ def tone(
 
 @functools.cache
 def _said(text: str) -> np.ndarray:
+    from piper.config import SynthesisConfig
+
     from encoders import piper_voice
     from encoders.audio_io import resample
 
-    samples = np.concatenate(list(piper_voice.chunks(text)))
+    # VITS draws its sound and its pauses at random (a comma's pause: 320-416 ms in 4 draws
+    # of test_web_vad's question); without that noise a clip is the same in every run
+    steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    pieces = piper_voice.voice().synthesize(text, steady)
+    samples = np.concatenate([np.asarray(p.audio_float_array, np.float32) for p in pieces])
     return resample(samples, piper_voice.sample_rate(), SAMPLE_RATE)
 
 
 def said(text: str) -> np.ndarray:
     """`text` spoken by the neural voice (Piper's joe), [S] float32 at 16 kHz: real speech
-    for what needs a voice, not a tone (the voice-activity detector)."""
+    for what needs a voice, not a tone (the voice-activity detector). The same samples in
+    every run: Piper's random variation is off."""
     return _said(text).copy()
 
 
