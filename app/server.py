@@ -6,11 +6,14 @@ served over HTTPS on the same port; the page is installable as an app (Gradio's 
 manifest, with the Lunettes icon) and offers the local CA to phones at phone.CA_PATH.
 """
 
+import asyncio
+import contextlib
 import sys
 from http.cookies import SimpleCookie
 from pathlib import Path
 
 import gradio as gr
+import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from starlette.datastructures import MutableHeaders
@@ -33,6 +36,7 @@ ICON = Path(__file__).resolve().parent / "static" / "icon.png"  # 512 x 512, the
 NO_PHONE = PhoneAccess(url=None, https=False)
 WEB_CONCURRENCY = 8  # web events (answers, camera frames, ...) handled at once
 WEB_QUEUE = 64  # web events waiting beyond those
+STOP_GRACE_S = 3  # after Ctrl+C, for requests in flight (open pages' streams end at once)
 APP_HEAD = """
 <meta name="theme-color" content="#1e3a8a">
 <meta name="apple-mobile-web-app-capable" content="yes">
@@ -59,7 +63,8 @@ def build_server(
     )
     if store is not None:
         server.add_middleware(BrowserCookie, secure=tls is not None)
-    server.add_middleware(KeptEventStream)  # a page's next event is never left unread
+    server.state.stopping = asyncio.Event()  # set by end_page_streams
+    server.add_middleware(KeptEventStream, stopping=server.state.stopping)
     worker = install_api(server, model, api, store, replica)
     if tls is not None and tls.ca_file is not None:
         ca_file = tls.ca_file  # public: what a phone installs to trust this server
@@ -140,27 +145,58 @@ def serve(
     tls: TlsFiles | None = None,
     store: Store | None = None,
 ) -> None:
-    import uvicorn
-
     access = phone_access(host, port, tls)
     for warning in exposure_warnings(host, api, ui_login, access):
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     scheme = "https" if tls else "http"
-    print(
+    listening = [
         f"Lunettes is serving on {scheme}://{host}:{port} (API: {scheme}://{host}:{port}/v1)",
-        flush=True,
-    )
-    print("\n".join(terminal_lines(access, tls)), flush=True)
+        *terminal_lines(access, tls),
+    ]
     server = build_server(model, api, ui_login, access, tls, store)
-    start_warm_up(model)
-    uvicorn.run(
+    warming = start_warm_up(model)
+    config = uvicorn.Config(
         server,
         host=host,
         port=port,
         log_level="warning",
         ssl_certfile=tls.certfile if tls else None,
         ssl_keyfile=tls.keyfile if tls else None,
+        timeout_graceful_shutdown=STOP_GRACE_S,
     )
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises Ctrl+C again once stopped
+        Serving(config, listening).run()
+    warming.join()  # a daemon thread inside torch as the process ends aborts it ("terminate")
+
+
+class Serving(uvicorn.Server):
+    """uvicorn's server, which says where it serves once it listens (not before: a page
+    opened then would not load), and whose stop (Ctrl+C, SIGTERM) first ends the open
+    pages' streams: uvicorn waits for every response in flight, a page's until it closes."""
+
+    def __init__(self, config: uvicorn.Config, listening: list[str]):
+        super().__init__(config)
+        self.listening = listening
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            print("\n".join(self.listening), flush=True)
+
+    async def shutdown(self, sockets=None) -> None:
+        end_page_streams(self.config.app)
+        await super().shutdown(sockets)
+
+
+def end_page_streams(server: FastAPI) -> None:
+    """End each open page's event stream (event_stream.py) and Gradio's heartbeat, as
+    Gradio's own launch does when it stops (Blocks._end_streaming_responses); run in the
+    server's event loop. The pages say they lost the connection."""
+    server.state.stopping.set()
+    for route in server.routes:  # the web app, mounted at /
+        heartbeats_end = getattr(getattr(route, "app", None), "stop_event", None)
+        if heartbeats_end is not None:
+            heartbeats_end.set()
 
 
 def exposure_warnings(
