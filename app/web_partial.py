@@ -26,8 +26,10 @@ pause's start), which the question is then asked with (WebSession.frame_for). Th
 finds it all in the caches (or waits on the media lock for the rest of it) instead of
 starting that ~0.5 s of work only then, and its first token is chosen at once, from the
 next-token logits kept with the prompt. Should the wearer speak on, the work is wasted,
-never wrong: another clip has another hash. A pause with no question to prepare (a backchannel
-over the answer) is transcribed greedily after PAUSE_CHECK_S. Nothing here imports gradio.
+never wrong: another clip has another hash. Should the pause end the question before the
+work does (a busy machine), it goes on: the question asked is the clip settled. A pause
+with no question to prepare (a backchannel over the answer) is transcribed greedily after
+PAUSE_CHECK_S. Nothing here imports gradio.
 
 Before 2026-12-04 the question was settled 0.3 s into the pause, behind a greedy transcript
 of it at 0.15 s: it was asked 0.42-0.45 s into the pause, and its first token came 0.5 s
@@ -167,6 +169,8 @@ class PartialTranscripts:
         message = user("", [frame] if frame is not None and answering else [], question)
 
         def heard() -> bool:  # -> whether the answer's work goes on: not when they spoke on
+            if session.ended == (settled_as[0], len(question)):
+                return True  # the pause ended it as it was settled: the answer needs this now
             if (session.utterances, session.listener.spoken_frames) != settled_as:
                 return False
             frames = len(question) // FRAME

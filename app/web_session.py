@@ -110,6 +110,8 @@ class WebSession:
     heard: np.ndarray | None = None  # a hands-free question waiting to be asked, [S] at 16 kHz
     heard_pause_s: float = 0.0  # the pause after it that ended it
     heard_count: int = 0  # questions heard hands-free so far
+    ended: tuple[int, int] | None = None  # (utterance, samples) of the last one heard: its
+    # preparation (app/web_partial.py) goes on once it is asked, as what was settled
     interruptions: int = 0  # answers stopped by the wearer speaking over them (barge-in)
     over_answer: bool = False  # the utterance being heard began over an answer
     barged: bool = False  # ... and stopped it
@@ -285,6 +287,8 @@ class WebSession:
         if not questions and self.listener.silent_s >= QUICK_END_S and self.asked_already():
             question = self.listener.end_now()
             questions = [question] if question is not None else []
+        if questions:  # (before a new utterance that began in these samples is counted)
+            self.ended = (self.utterances, len(questions[-1]))
         if self.listener.in_question and (not was_hearing or questions):  # a new utterance
             self.over_answer, self.barged = answering, False
             self.utterances, self.partial, self.partial_at = self.utterances + 1, None, 0.0
