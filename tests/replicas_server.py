@@ -30,8 +30,9 @@ def tiny_model():
 
 @contextlib.contextmanager
 def serving(command: list[str], log: Path, env: dict, timeout_s: float):
-    """Run `command` (a `serve --replicas` of some kind) until it prints "serving on" (every
-    replica up) -> its process; SIGTERM at the end, as a person's Ctrl+C."""
+    """Run `command` (a `serve`, with replicas or not) until it prints "serving on" (every
+    replica up, or the one server listening) -> its process; SIGTERM at the end, unless it
+    has ended (test_serve_stops.py stops it itself)."""
     started = time.monotonic()
     with open(log, "w") as output:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=output)
