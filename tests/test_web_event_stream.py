@@ -5,12 +5,14 @@ stream can arrive after the answer to the page's next `queue/join`; the page the
 stream its question's updates come on, and the question never appears (CI saw it, page's
 first question and after a reload). Here the hop is made slow on purpose: HeldClose holds
 Gradio's close for HOLD_S, and each question is typed once the page's events have all
-completed (when Gradio decides to close): the page's loading, then an answer.
+completed (when Gradio decides to close): the page's loading, then an answer. A camera
+started then sent one frame and no more (test_web_phone once waited 20 s for two).
 app/event_stream.py keeps the stream open instead. Real browser, tiny model.
 """
 
 import asyncio
 import time
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -53,32 +55,59 @@ class HeldClose:
 
 @pytest.fixture(scope="module")
 def served(model):
-    """-> (the page's URL, Gradio's queue)"""
+    """-> (the page's URL, all_completed(page): whether all the page's events have completed,
+    which is when Gradio closes its stream)"""
     app = build_server(PacedModel(model))
     gradio = next(r.app for r in app.routes if hasattr(getattr(r, "app", None), "get_blocks"))
+    queue = gradio.get_blocks()._queue
+
+    def all_completed(page) -> bool:
+        streams = [url for url in page.requested if STREAM_PATH in url]  # ?session_hash=...
+        session = parse_qs(urlparse(streams[-1]).query)["session_hash"][0] if streams else None
+        pending = queue.pending_event_ids_session
+        return session in pending and not pending[session]
+
     with LiveServer(HeldClose(app)) as live:
-        yield live.url + "/", gradio.get_blocks()._queue
+        yield live.url + "/", all_completed
 
 
 def test_a_question_sent_as_the_stream_closes_is_answered(served):
     from playwright.sync_api import sync_playwright
 
-    url, queue = served
-
-    def all_completed() -> bool:  # what makes Gradio close a page's stream
-        pending = queue.pending_event_ids_session
-        return bool(pending) and not any(pending.values())
-
+    url, all_completed = served
     with sync_playwright() as playwright:
         chromium = launch_chromium(playwright)
         try:
             page = open_app(chromium.new_context(), url)
             for count, question in enumerate(["Hello there", "And again"], start=1):
-                wait_until(all_completed, what="the page's events all completed")
+                wait_until(lambda: all_completed(page), what="the page's events all completed")
                 asked = time.monotonic()
                 send(page, question)
                 wait_for_answers(page, count, timeout_s=HOLD_S + 20)
                 assert time.monotonic() - asked < HOLD_S  # not on a stream opened later
                 assert user_messages(page).nth(count - 1).inner_text().strip() == question
+        finally:
+            chromium.close()
+
+
+def test_a_camera_started_as_the_stream_closes_sends_its_frames(served, monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    from app.web import FRAME_EVERY_S
+    from app.web_session import WebSession
+
+    url, all_completed = served
+    frames = []  # one per camera frame the server got
+    see = WebSession.see
+    monkeypatch.setattr(WebSession, "see", lambda s, frame: (frames.append(1), see(s, frame)))
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        try:
+            page = open_app(chromium.new_context(), url)
+            camera = page.locator("#camera")
+            camera.get_by_text("Click to Access Webcam").click()
+            wait_until(lambda: all_completed(page), what="the page's events all completed")
+            camera.get_by_role("button", name="Camera: Record").click()
+            wait_until(lambda: len(frames) >= 4, HOLD_S + 10 * FRAME_EVERY_S, "4 camera frames")
         finally:
             chromium.close()
