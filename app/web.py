@@ -196,9 +196,11 @@ def wire(
     question is added by the listener (app/listening.py), so its answer starts on the page's
     submit at once, without a question event the page must see end first."""
 
-    def respond(session, max_tokens, temperature, system_prompt, translate, request: gr.Request):
+    def respond(
+        session, max_tokens, temperature, system_prompt, translate, speak_on, request: gr.Request
+    ):
         yield from act.respond(
-            model, session, max_tokens, temperature, system_prompt, translate, request
+            model, session, max_tokens, temperature, system_prompt, translate, request, speak_on
         )
 
     def speak(session, speak_on):
@@ -212,7 +214,14 @@ def wire(
         answer's own trigger would wait for the whole answer (`then`s run side by side)."""
         answered = start(
             respond,
-            [ui.session, ui.max_tokens, ui.temperature, ui.system_prompt, ui.translate],
+            [
+                ui.session,
+                ui.max_tokens,
+                ui.temperature,
+                ui.system_prompt,
+                ui.translate,
+                ui.speak_on,
+            ],
             [ui.chatbot, ui.status],
             concurrency_id="model",
             concurrency_limit=ANSWERS_AT_ONCE,

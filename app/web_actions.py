@@ -16,7 +16,7 @@ import soundfile
 from PIL import Image
 
 from app import speech_out, voice_player
-from app.sentences import Sentences
+from app.sentences import Sentences, first_piece_written
 from app.web_format import SPOKEN_MARK, chat_messages, error_text, status_html, status_text
 from app.web_history import ensure_history
 from app.web_session import Turn, WebSession, answer_next, read_files
@@ -44,7 +44,7 @@ MEDIA_PROBLEMS = {
 }
 
 LISTENING_LOST = "ListeningLost"  # static/listener.js: its connection to the server closed
-SPEAK_POLL_S = 0.05  # how often the voice looks for new sentences of the answer
+SPEAK_POLL_S = 0.05  # how often the voice looks for new sentences when the answer has no news
 # The chat is sent to the page at most this often while an answer streams: each update is a
 # round trip through Gradio's event loop (up to a quarter of a second when the microphone's
 # chunks still went through it too), and the answer waited for each one, token by token.
@@ -133,10 +133,13 @@ def respond(
     system_prompt: str,
     translate: bool = False,
     request: gr.Request | None = None,
+    voiced: bool = False,
 ) -> Iterator[Chat]:
     """Answer the waiting question, yielding the chat as the transcript and answer arrive;
     with `translate`, a spoken question is translated into English instead of answered.
-    request: names the owner of the history (a hands-free question comes with none)."""
+    request: names the owner of the history (a hands-free question comes with none).
+    voiced: `speak` says the answer: the decoding pauses once its first piece is written,
+    for the voice to be made at once (GenerationOptions.pause_after)."""
     ensure_history(session, request)
     session.system_prompt, session.translating = system_prompt or "", bool(translate)
     try:
@@ -145,6 +148,7 @@ def respond(
             temperature=float(temperature),
             top_p=SAMPLING_TOP_P if temperature > 0 else 1.0,
             repetition_penalty=REPETITION_PENALTY,
+            pause_after=first_piece_written if voiced else None,
         )
     except (TypeError, ValueError) as error:
         if (turn := session.waiting()) is not None:
@@ -191,6 +195,7 @@ def _spoken_pieces(model: LunettesModel, session: WebSession, enabled: bool) -> 
         return turn in session.turns and turn.attempt == attempt and not turn.said_aloud
 
     while current():
+        session.answer_news.clear()  # before reading: news after this wakes the wait below
         state, written = turn.state, turn.answer
         pieces = sentences.push(written[taken:])
         taken = len(written)
@@ -227,7 +232,7 @@ def _spoken_pieces(model: LunettesModel, session: WebSession, enabled: bool) -> 
             if spoken:
                 yield gr.skip(), _voice_file(session, spoken, spoken_rate), gr.skip(), gr.skip()
             return
-        time.sleep(SPEAK_POLL_S)
+        session.answer_news.wait(SPEAK_POLL_S)
 
 
 def _voice_file(session: WebSession, spoken: list[np.ndarray], rate: int) -> str | dict:

@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -101,6 +102,13 @@ class Turn:
         self.error, self.state = error, "failed"
 
 
+class News(threading.Event):
+    """A threading.Event that a copied session gets afresh (gr.State deep-copies sessions)."""
+
+    def __deepcopy__(self, memo) -> "News":
+        return News()
+
+
 @dataclass(eq=False)
 class WebSession:
     turns: list[Turn] = field(default_factory=list)
@@ -131,6 +139,8 @@ class WebSession:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     translating: bool = False
     speaking_until: float = 0.0  # time.monotonic() when the spoken answer ends
+    # set when the answer being written grows, for the voice that says it to look at once
+    answer_news: threading.Event = field(default_factory=News)
     # numbers the messages to the page's voice player (app/voice_player.py); next() on a count
     # is atomic, and the answer's voice and the microphone's handler both send them
     voice_messages: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -411,6 +421,7 @@ def answer_next(
                 return
             if isinstance(event, Chunk):
                 turn.answer += event.text
+                session.answer_news.set()  # the voice (web_actions.speak) may have a piece
             elif isinstance(event, Stats):
                 turn.stats = event
             _keep(session, turn)  # kept before it is shown: a crash loses nothing seen
@@ -427,6 +438,7 @@ def answer_next(
     finally:
         if current():  # the generator was closed: Stop
             turn.state = "stopped"
+        session.answer_news.set()  # its end, too
         _keep(session, turn)
     yield turn
 

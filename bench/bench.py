@@ -500,16 +500,18 @@ def measure_browser_voice_loop() -> dict | None:
 def measure_first_audio(model, waveform, runs: int = 3) -> dict:
     """A spoken question (already complete) -> the first piece of the answer spoken, as the
     API streams it: transcription, first tokens up to the first clause or sentence
-    (app/sentences.py) from the decode scheduler's thread (as the server decodes), its
-    synthesis with the decoding held (LunettesModel.decoding_held). Medians over fresh clips
-    (no media cache)."""
+    (app/sentences.py) from the decode scheduler's thread (as the server decodes), paused
+    there (GenerationOptions.pause_after), its synthesis with the decoding held
+    (LunettesModel.decoding_held). Medians over fresh clips (no media cache)."""
     from app import speech_out
-    from app.sentences import Sentences
+    from app.sentences import Sentences, first_piece_written
     from fusion.conversation import user
     from fusion.generate import GenerationOptions
     from fusion.model import Chunk
 
-    options = GenerationOptions(max_new_tokens=64, repetition_penalty=1.1)
+    options = GenerationOptions(
+        max_new_tokens=64, repetition_penalty=1.1, pause_after=first_piece_written
+    )
     totals, pieces = [], []
     model.share()
     try:

@@ -7,7 +7,7 @@ positions and attention; generated tokens then see what the prompt's last token 
 """
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +30,11 @@ class GenerationOptions:
     # the prompt prefilled on the LM's bfloat16 prompt copies, where it has them (prefill.py);
     # LunettesModel.stream sets it for prompts with a photo
     prompt_in_bfloat16: bool = False
+    # For a reader that speaks the answer: called with the answer's text so far after each
+    # token, in the thread that decodes, until it is True once (the reader's first piece to
+    # speak is written). Decoding then waits for the reader's hold (LunettesModel.
+    # decoding_held) instead of running a step the voice would wait for (scheduler.py).
+    pause_after: Callable[[str], bool] | None = None
 
     def __post_init__(self):
         if isinstance(self.stop, str):

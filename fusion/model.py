@@ -448,7 +448,10 @@ class LunettesModel:
         self._keep_opening(decode)
         if self.decoder is not None:  # its thread decodes; this one's team would slow it down
             release_here()
-        tokens = decode(inputs.embeddings, options, self.stop_ids, inputs.layout, owner)
+        paused = {}  # (a stop string held back would keep the reader's text behind the pause)
+        if self.decoder is not None and options.pause_after is not None and not options.stop:
+            paused["pause_at"] = self._text_pause(inputs.opening, options.pause_after)
+        tokens = decode(inputs.embeddings, options, self.stop_ids, inputs.layout, owner, **paused)
         with closing(tokens):  # a stop string, or a reader that left: the row is freed
             for token in tokens:
                 if first_token_at is None:
@@ -487,6 +490,18 @@ class LunettesModel:
             if last_user and last_user.speech and last_user.speech.reading
             else [],
         )
+
+    def _text_pause(
+        self, opening: str, pause_after: Callable[[str], bool]
+    ) -> Callable[[list[int]], bool]:
+        """GenerationOptions.pause_after on the answer's text as its reader gets it (the
+        opening, then the tokens) -> the decode scheduler's pause_at, on token ids."""
+
+        def pause_at(ids: list[int]) -> bool:
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            return not text.endswith("\ufffd") and pause_after(opening + text)
+
+        return pause_at
 
     @torch.inference_mode()
     def prefill(

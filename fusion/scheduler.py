@@ -11,7 +11,11 @@ its tokens, however many arrive and however long their prompts. An answer whose 
 A hold (`hold()`) keeps every answer waiting for a moment, e.g. while the first piece of a
 spoken answer is synthesised: the tokens are far ahead of the voice anyway, and the voice
 ran ~3x slower beside the decode steps (below). It begins once the turn in flight has ended
-and lasts at most MAX_HOLD_S.
+and lasts at most MAX_HOLD_S. Its reader cannot ask for it before the step that follows the
+piece's last token has begun, though: the decode thread hands the token over and goes on at
+once. So an answer may come with a pause (`tokens(pause_at=...)`), checked in the decode
+thread as each token is handed over: once it says the reader's piece is written, no step
+starts, as under a hold, until the reader's hold() takes over (or MAX_HOLD_S has passed).
 
 Rows are bounded by memory, not by a count: an answer is let in while the batch's KV cache,
 counted at the longest row (prompt + max_new_tokens, as the rows are padded to it), stays
@@ -26,10 +30,11 @@ the decode thread when it goes idle.
 Letters: L prompt length, D LM width.
 """
 
+import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -51,6 +56,7 @@ PREFILL_CHUNK = 64  # prompt tokens prefilled per turn while other answers are r
 # AMD EPYC, 2026-12-04).
 MAX_HOLD_S = 0.5
 _END = object()
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -66,6 +72,8 @@ class _Answer:
     row: Row | None = None
     sent: int = 0  # tokens of row.generated handed over so far
     cancelled: bool = False
+    pause_at: Callable[[list[int]], bool] | None = None  # see DecodeScheduler.tokens
+    paused_until: float | None = None  # the end of the hold its pause put in force
 
     @property
     def columns(self) -> int:
@@ -101,6 +109,7 @@ class DecodeScheduler:
         self._wake = threading.Condition(lock)  # the decode thread waits on it
         self._between = threading.Condition(lock)  # hold() waits on it for the turn in flight
         self._holds: list[float] = []  # when each hold() in force stops holding, at the latest
+        self._pauses: list[float] = []  # ... those of them that answers' pauses put in force
         self._in_turn = False  # a prefill or a step is running (outside the lock)
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -114,10 +123,16 @@ class DecodeScheduler:
         stop_ids: set[int],
         layout: PromptLayout | None = None,
         owner: str | None = "",
+        pause_at: Callable[[list[int]], bool] | None = None,
     ) -> Iterator[int]:
         """As generate.generate_tokens: embeddings [1, L, D] -> new token ids, decoded in the
-        batch. Closing the iterator cancels the answer."""
+        batch. Closing the iterator cancels the answer.
+        pause_at: called in the decode thread with the answer's token ids so far as each new
+        one is handed over, until it returns True once: from then on no step starts until a
+        hold() begins, which takes the pause over, or MAX_HOLD_S has passed. For a reader that
+        holds the decoding as soon as it has read those tokens (a spoken answer's first piece)."""
         answer = _Answer(embeddings.detach(), options, set(stop_ids), layout, owner)
+        answer.pause_at = pause_at
         with self._wake:
             self._start()
             self._waiting.append(answer)
@@ -138,6 +153,7 @@ class DecodeScheduler:
         finally:
             with self._wake:
                 answer.cancelled = True
+                self._end_pause(answer.paused_until)
                 if answer in self._waiting:
                     self._waiting.remove(answer)
                 self._wake.notify()
@@ -148,6 +164,8 @@ class DecodeScheduler:
         begins once the turn in flight has ended (waiting for it at most as long)."""
         until = time.monotonic() + MAX_HOLD_S
         with self._wake:
+            for paused in list(self._pauses):  # what the pauses waited for: this hold
+                self._end_pause(paused)
             self._holds.append(until)
             while self._in_turn and (left := until - time.monotonic()) > 0:
                 self._between.wait(left)
@@ -206,9 +224,11 @@ class DecodeScheduler:
                     return False
                 release_here()  # idle: its team would slow the threads that encode meanwhile
                 self._wake.wait()
-            while self._holds and (left := min(self._holds) - time.monotonic()) > 0:
+            while self._holds and (left := max(self._holds) - time.monotonic()) > 0:
                 release_here()  # held: the cores go to whoever holds it
                 self._wake.wait(left)
+            for paused in [p for p in self._pauses if p <= time.monotonic()]:
+                self._end_pause(paused)  # no hold took it over
             if self._filling is None:
                 self._filling = self._next_to_admit()
             cancelled = [a for a in self._running if a.cancelled]
@@ -282,13 +302,35 @@ class DecodeScheduler:
                 self._running.remove(answer)
 
     def _deliver(self, answer: _Answer) -> None:
-        """Hand the answer its new tokens, and the end when its row is finished."""
+        """Hand the answer its new tokens, and the end when its row is finished; pause the
+        decoding once its pause_at says so (see `tokens`)."""
         row = answer.row
+        if answer.pause_at is not None and len(row.generated) > answer.sent and not row.finished:
+            try:
+                pause = answer.pause_at(list(row.generated))
+            except Exception:  # the answer goes on unpaused
+                log.exception("an answer's pause_at failed")
+                pause, answer.pause_at = False, None
+            if pause:
+                answer.pause_at = None
+                with self._wake:
+                    if not answer.cancelled:
+                        answer.paused_until = time.monotonic() + MAX_HOLD_S
+                        self._pauses.append(answer.paused_until)
+                        self._holds.append(answer.paused_until)
         for token in row.generated[answer.sent :]:
             answer.put(token)
         answer.sent = len(row.generated)
         if row.finished:
             answer.put(_END)
+
+    def _end_pause(self, until: float | None) -> None:
+        """The hold a pause put in force (until `until`) ends, if it has not. Called holding
+        the lock."""
+        if until in self._pauses:
+            self._pauses.remove(until)
+            self._holds.remove(until)
+            self._wake.notify()
 
     def _finish(self, answers: list[_Answer], error: BaseException | None) -> None:
         self.decoder.drop([a.row for a in answers if a.row is not None])

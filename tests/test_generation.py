@@ -1,6 +1,7 @@
 """Decoding: deterministic when greedy, seeded when sampling, bounded, cut at stops, UTF-8 safe."""
 
 import math
+import time
 
 import pytest
 import torch
@@ -209,3 +210,31 @@ def test_a_vanishing_temperature_decodes_greedily(model):
     greedy = list(generate_tokens(model.lm, embeddings, GenerationOptions(max_new_tokens=6), set()))
     tiny = GenerationOptions(max_new_tokens=6, temperature=1e-302, seed=1)
     assert list(generate_tokens(model.lm, embeddings, tiny, set())) == greedy
+
+
+def test_pause_after_sees_the_readers_text_and_pauses_the_shared_decoding(model):
+    """A spoken answer's reader pauses the decoding once its first piece is written
+    (scheduler.py): pause_after is shown the text the reader gets, token by token."""
+    plain, _ = answer(model, GenerationOptions(max_new_tokens=24))
+    seen = []
+
+    def pause_after(text: str) -> bool:
+        seen.append(text)
+        return len(text) >= 10
+
+    model.share()
+    events = model.stream(QUESTION, GenerationOptions(max_new_tokens=24, pause_after=pause_after))
+    read = ""
+    while len(read) < 10:
+        event = next(events)
+        read += event.text if isinstance(event, Chunk) else ""
+    steps = model.decoder.steps
+    time.sleep(0.2)  # paused: no step runs while the reader makes its voice
+    assert model.decoder.steps == steps
+    with model.decoding_held():  # the reader's hold takes the pause over
+        pass
+    rest = list(events)
+    read += "".join(e.text for e in rest if isinstance(e, Chunk))
+    assert read == plain  # the same answer
+    assert seen[-1] == plain[: len(seen[-1])] and len(seen[-1]) >= 10 > len(seen[-2])
+    assert all(plain.startswith(text) for text in seen)  # the reader's text as it grew

@@ -133,3 +133,67 @@ def test_a_hold_lasts_at_most_max_hold_s(lm, monkeypatch):
         assert len([first, *tokens]) == 4  # and the answer runs to its end, still held
     assert waited >= 0.15
     scheduler.close()
+
+
+def test_a_pause_stops_the_decoding_at_its_token_until_a_hold_takes_it_over(lm):
+    scheduler = DecodeScheduler(lm)
+    options = GenerationOptions(max_new_tokens=500)
+    embeddings = prompt(lm, 6, 62)
+    seen = []  # the token ids pause_at was shown each time
+
+    def pause_at(ids):
+        seen.append(list(ids))
+        return len(ids) == 3  # the reader's piece ends with the third token
+
+    tokens = scheduler.tokens(embeddings, options, set(), pause_at=pause_at)
+    taken = [next(tokens) for _ in range(3)]
+    paused_at = scheduler.steps
+    time.sleep(0.2)  # < MAX_HOLD_S: no step runs, not even the one after the third token
+    assert scheduler.steps == paused_at == 2  # the first token came with the prefill
+    assert seen == [taken[:1], taken[:2], taken]  # and not asked again once True
+    with scheduler.hold():  # the reader holds: the pause is over, the hold goes on
+        time.sleep(0.1)
+        assert scheduler.steps == paused_at
+    taken += list(tokens)  # then it goes on, to the same tokens as alone
+    assert scheduler.steps > paused_at and taken == alone(lm, embeddings, options)
+    scheduler.close()
+
+
+def test_a_pause_no_hold_takes_over_ends_after_max_hold_s(lm, monkeypatch):
+    monkeypatch.setattr(scheduler_module, "MAX_HOLD_S", 0.3)
+    scheduler = DecodeScheduler(lm)
+    options = GenerationOptions(max_new_tokens=6)
+    tokens = scheduler.tokens(prompt(lm, 6, 63), options, set(), pause_at=lambda ids: True)
+    first = next(tokens)
+    start = time.monotonic()
+    rest = list(tokens)  # waits out the pause, then runs to its end
+    assert time.monotonic() - start >= 0.25 and len([first, *rest]) == 6
+    assert scheduler._holds == [] and scheduler._pauses == []
+    scheduler.close()
+
+
+def test_a_reader_that_leaves_ends_its_pause(lm):
+    scheduler = DecodeScheduler(lm)
+    paused = scheduler.tokens(prompt(lm, 6, 64), GenerationOptions(max_new_tokens=50), set(),
+                              pause_at=lambda ids: True)  # fmt: skip
+    next(paused)
+    paused.close()  # the reader left before it held: the others go on at once
+    start = time.monotonic()
+    other = list(scheduler.tokens(prompt(lm, 5, 65), GenerationOptions(max_new_tokens=3), set()))
+    assert len(other) == 3 and time.monotonic() - start < scheduler_module.MAX_HOLD_S
+    scheduler.close()
+
+
+def test_every_hold_in_force_holds_even_when_an_older_one_has_run_out(lm, monkeypatch):
+    monkeypatch.setattr(scheduler_module, "MAX_HOLD_S", 0.4)
+    scheduler = DecodeScheduler(lm)
+    tokens = scheduler.tokens(prompt(lm, 6, 66), GenerationOptions(max_new_tokens=500), set())
+    next(tokens)
+    with scheduler.hold():
+        time.sleep(0.3)
+        with scheduler.hold():  # in force until 0.7 s, while the first runs out at 0.4 s
+            held_at = scheduler.steps
+            time.sleep(0.3)
+            assert scheduler.steps == held_at
+    tokens.close()
+    scheduler.close()

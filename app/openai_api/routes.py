@@ -7,6 +7,7 @@ its photos are decoded, while it waits or while its answer is computed stops tha
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Annotated, Literal, TypeVar
 
 import anyio
@@ -26,6 +27,7 @@ from app.openai_api.schema import ChatCompletionRequest, SpeechRequest
 from app.openai_api.speech import MEDIA_TYPES, SPEECH_MODELS, speech_bytes
 from app.openai_api.spoken import answer_voice
 from app.openai_api.worker import Generation, ModelWorker
+from app.sentences import first_piece_written
 from app.store.database import Store
 from encoders.audio_io import SAMPLE_RATE
 from fusion.generate import GenerationOptions
@@ -77,6 +79,8 @@ def build_router(
         check_model(body.model, chat_models)
         options = generation_options(body, config)
         voice = answer_voice(body)
+        if voice is not None and body.stream:  # its first piece is spoken once it is written
+            options = replace(options, pause_after=first_piece_written)
         answer = Answer(body.model, model.describe()["adapter"]["trained"], replica)
 
         async def prepare():
