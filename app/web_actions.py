@@ -138,8 +138,9 @@ def respond(
     """Answer the waiting question, yielding the chat as the transcript and answer arrive;
     with `translate`, a spoken question is translated into English instead of answered.
     request: names the owner of the history (a hands-free question comes with none).
-    voiced: `speak` says the answer: the decoding pauses once its first piece is written,
-    for the voice to be made at once (GenerationOptions.pause_after)."""
+    voiced: `speak` says the answer: once its first piece is written, the decoding pauses
+    for the voice to be made at once (GenerationOptions.pause_after), if the voice is
+    waiting for it (else it would pause for nobody, up to scheduler.MAX_HOLD_S)."""
     ensure_history(session, request)
     session.system_prompt, session.translating = system_prompt or "", bool(translate)
     try:
@@ -148,7 +149,9 @@ def respond(
             temperature=float(temperature),
             top_p=SAMPLING_TOP_P if temperature > 0 else 1.0,
             repetition_penalty=REPETITION_PENALTY,
-            pause_after=first_piece_written if voiced else None,
+            pause_after=(lambda text: bool(session.voices) and first_piece_written(text))
+            if voiced
+            else None,
         )
     except (TypeError, ValueError) as error:
         if (turn := session.waiting()) is not None:
@@ -175,10 +178,14 @@ def speak(model: LunettesModel, session: WebSession, enabled: bool) -> Iterator[
     timing note gets that figure too). Runs beside `respond`. Yields skips when it has
     nothing to say: a generator that yields nothing would empty its outputs, the status
     line included."""
-    said = False
-    for update in _spoken_pieces(model, session, enabled):
-        said = True
-        yield update
+    said, voice = False, object()
+    session.voices.append(voice)  # the answer's decoding may pause for it (respond)
+    try:
+        for update in _spoken_pieces(model, session, enabled):
+            said = True
+            yield update
+    finally:
+        session.voices.remove(voice)
     if not said:
         yield (gr.skip(),) * 4
 

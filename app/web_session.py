@@ -141,6 +141,9 @@ class WebSession:
     speaking_until: float = 0.0  # time.monotonic() when the spoken answer ends
     # set when the answer being written grows, for the voice that says it to look at once
     answer_news: threading.Event = field(default_factory=News)
+    # the voices (web_actions.speak) saying its answers now (a list: append and remove are
+    # atomic, and a count's += is not)
+    voices: list = field(default_factory=list)
     # numbers the messages to the page's voice player (app/voice_player.py); next() on a count
     # is atomic, and the answer's voice and the microphone's handler both send them
     voice_messages: Iterator[int] = field(default_factory=lambda: itertools.count(1))

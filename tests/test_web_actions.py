@@ -276,10 +276,30 @@ def test_the_first_sentence_is_spoken_while_the_answer_is_written(model, session
             time.sleep(0.1)
         assert wait_until(lambda: len(spoken) >= 1, 30)  # the first sentence, while writing
         assert spoken[0][1] == "answering"
+        assert len(session.voices) == 1  # the answer may pause for it (respond's voiced)
     finally:
         turn.state = "done"  # the voice ends with the answer, whatever happened above
         listener.join(timeout=30)
-    assert len(spoken) == 2 and turn.said_aloud
+    assert len(spoken) == 2 and turn.said_aloud and session.voices == []
+
+
+def test_a_voiced_answer_pauses_its_decoding_for_a_waiting_voice_only(model, monkeypatch, session):
+    """With the voice on, the answer's decoding pauses once its first piece is written
+    (GenerationOptions.pause_after), but only while a voice (speak) waits to say it."""
+    asked = []
+    stream = model.stream
+    monkeypatch.setattr(
+        model, "stream", lambda m, options, **k: asked.append(options) or stream(m, options, **k)
+    )
+    for voiced in (False, True):
+        act.send_message({"text": "hello", "files": []}, session)
+        list(act.respond(model, session, 8, 0.0, "", voiced=voiced))
+    unvoiced, voiced = asked
+    assert unvoiced.pause_after is None
+    written = "The capital of France is"
+    assert not voiced.pause_after(written)  # no voice waits: it would pause for nobody
+    session.voices.append(object())  # as speak() does while it says the answer
+    assert voiced.pause_after(written) and not voiced.pause_after("The capital of France")
 
 
 def test_stop_speaking_before_the_voice_is_ready_keeps_it_silent(model, session):
