@@ -172,7 +172,8 @@ def test_a_pause_no_hold_takes_over_ends_after_max_hold_s(lm, monkeypatch):
     scheduler.close()
 
 
-def test_a_reader_that_leaves_ends_its_pause(lm):
+def test_a_reader_that_leaves_ends_its_pause(lm, monkeypatch):
+    monkeypatch.setattr(scheduler_module, "MAX_HOLD_S", 5.0)  # far longer than the answer below
     scheduler = DecodeScheduler(lm)
     paused = scheduler.tokens(prompt(lm, 6, 64), GenerationOptions(max_new_tokens=50), set(),
                               pause_at=lambda ids: True)  # fmt: skip
