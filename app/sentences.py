@@ -12,9 +12,10 @@ pronoun), whichever comes first, so that the voice starts sooner; later pieces a
 sentences, which sound more natural.
 The first piece does not wait for the space after its mark or its verb: the answer comes
 token by token, and the language model writes a word, with its space before it, as one token
-(" is", never " i" + "s"), so the end of the text so far is taken as a word's end there
-(not after a digit, "3." may be 3.5 and "1," 1,000, nor after one letter: "e." may be e.g.). That is one token sooner, and the decoding
-can pause right there while the piece is spoken (`first_piece_written`, fusion/scheduler.py).
+(" is", never " i" + "s"), so the end of the text so far is taken as a word's end there (not
+after a digit, "3." may be 3.5 and "1," 1,000, nor after one letter, "e." may be e.g.). That
+is one token sooner, and the decoding can pause right there while the piece is spoken
+(`first_piece_written`, fusion/scheduler.py).
 "The ideal time to boil an egg depends on the recipe | and the type of egg you use." Five
 typed questions to the embedded bundle, asked -> first sound, one run each (2026-12-02):
 median 981 -> 756 ms; that egg question 2467 -> 2118 ms.
