@@ -212,9 +212,12 @@ def test_a_vanishing_temperature_decodes_greedily(model):
     assert list(generate_tokens(model.lm, embeddings, tiny, set())) == greedy
 
 
-def test_pause_after_sees_the_readers_text_and_pauses_the_shared_decoding(model):
+def test_pause_after_sees_the_readers_text_and_pauses_the_shared_decoding(model, monkeypatch):
     """A spoken answer's reader pauses the decoding once its first piece is written
     (scheduler.py): pause_after is shown the text the reader gets, token by token."""
+    from fusion import scheduler
+
+    monkeypatch.setattr(scheduler, "MAX_HOLD_S", 5.0)  # a slow machine's reader still takes it
     plain, _ = answer(model, GenerationOptions(max_new_tokens=24))
     seen = []
 
