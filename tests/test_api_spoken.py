@@ -72,3 +72,20 @@ def test_a_streamed_answer_is_spoken_sentence_by_sentence(client):
 def test_inconsistent_audio_requests_are_refused(client, fields, code):
     response = client.post("/v1/chat/completions", json=chat("Hi", max_tokens=4, **fields))
     assert response.status_code == 400 and response.json()["error"]["code"] == code
+
+
+def test_a_streamed_spoken_answer_pauses_its_decoding_at_its_first_piece(model, monkeypatch):
+    """Streamed with audio, the answer's decoding pauses once its first piece is written, for
+    that piece's voice (GenerationOptions.pause_after); written only, or spoken whole at the
+    end (not streamed), it never pauses."""
+    asked = []
+    stream = model.stream
+    monkeypatch.setattr(
+        model, "stream", lambda m, options, **k: asked.append(options) or stream(m, options, **k)
+    )
+    with TestClient(api_app(model)) as client:
+        for body in (spoken("pcm16", stream=True), spoken("wav"), chat("Hi", stream=True)):
+            assert client.post("/v1/chat/completions", json=body).status_code == 200
+    voiced, whole, written = (options.pause_after for options in asked)
+    assert voiced("The capital of France is") and not voiced("The capital of France")
+    assert whole is None and written is None

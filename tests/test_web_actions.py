@@ -540,3 +540,13 @@ def test_an_answer_and_its_voice_never_share_a_trigger(model):
     hands_free = next(c for c in app.blocks.values() if c.elem_id == "hands-free")
     assert "respond" in listeners[(hands_free._id, "submit")]
     assert "speak" in listeners[(hands_free._id, "play")]
+
+
+def test_every_answer_knows_whether_its_voice_is_on(model):
+    """`respond` is given the page's "Speak answers aloud", as `speak` is: a voiced answer's
+    decoding pauses for its first piece (act.respond's voiced)."""
+    app = build_app(model, Listeners())
+    speak_on = next(c for c in app.blocks.values() if c.elem_id == "speak-answers")
+    answers = [d for d in app.fns.values() if d.fn.__name__ in ("respond", "speak")]
+    assert len(answers) >= 10  # an answer and its voice for each way of asking
+    assert all(speak_on._id in (block._id for block in d.inputs) for d in answers)
