@@ -20,9 +20,10 @@ from encoders.vision_models import load_vision_encoder
 from encoders.whisper_model import load_whisper
 from fusion.adapter import Adapter, AdapterConfig, AdapterMismatchError
 from fusion.gemv import load_gemv
-from fusion.language_model import load_language_model, use_int4_weights
+from fusion.gguf_layers import gguf_blocks
+from fusion.language_model import EMBEDDED, embedded_gguf, load_language_model, use_int4_weights
 from fusion.model import LunettesModel
-from fusion.row_linear import use_row_kernel
+from fusion.row_linear import use_blocks, use_row_kernel
 
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 SHIPPED_ADAPTER = ASSETS_DIR / "adapter"
@@ -59,7 +60,8 @@ def load_model(spec: BundleSpec = BundleSpec()) -> LunettesModel:
     elif spec.dtype not in DTYPES:
         raise InputError(f"dtype must be {' or '.join(DTYPES)}, not {spec.dtype!r}")
     # the layers still nn.Linear (all, or the output head)
-    speed_up_decoding(lm, cache_dir, prompts_in_bfloat16=spec.dtype == "bf16-photos")
+    gguf_file = embedded_gguf() if spec.lm == EMBEDDED else None
+    speed_up_decoding(lm, cache_dir, spec.dtype == "bf16-photos", gguf_file)
     vision = load_vision_encoder(spec.vision)
     whisper, whisper_name = load_whisper(spec.audio, cache_dir)
     audio = AudioEncoder(whisper, whisper_name)
@@ -82,18 +84,25 @@ def load_model(spec: BundleSpec = BundleSpec()) -> LunettesModel:
     return LunettesModel(lm, tokenizer, vision, audio, adapter, lm_name=lm_name)
 
 
-def speed_up_decoding(lm, cache_dir: Path, prompts_in_bfloat16: bool = False) -> str:
+def speed_up_decoding(
+    lm, cache_dir: Path, prompts_in_bfloat16: bool = False, gguf_file: Path | None = None
+) -> str:
     """Give the LM's float32 linear layers the fastest products available here; returns which:
-    "kernel+packed" (one row through gemv.py, more through oneDNN's packed weights), "kernel",
-    "packed" (encoders/packed_linear.py) or "torch". prompts_in_bfloat16: the packed layers
-    also get a bfloat16 copy for prompts (prefill.py), where this CPU has bfloat16
-    instructions."""
+    "blocks+packed" or "kernel+packed" (one row through gemv.py, from the GGUF file's blocks
+    or from float32; more rows through oneDNN's packed weights), "blocks", "kernel", "packed"
+    (encoders/packed_linear.py) or "torch". prompts_in_bfloat16: the packed layers also get a
+    bfloat16 copy for prompts (prefill.py), where this CPU has bfloat16 instructions.
+    gguf_file: the file the LM's float32 weights were dequantized from, if any."""
     prompt_dtype = torch.bfloat16 if prompts_in_bfloat16 else None
     packed = pack_linears(lm, prompt_dtype=prompt_dtype) > 0
     gemv = load_gemv(cache_dir)
-    if gemv is not None and use_row_kernel(lm, gemv) > 0:
-        return "kernel+packed" if packed else "kernel"
-    return "packed" if packed else "torch"
+    if gemv is None or use_row_kernel(lm, gemv) == 0:
+        return "packed" if packed else "torch"
+    single = "kernel"
+    if gguf_file is not None and gemv.blocks_vectorised:
+        entry = cache_dir / f"{gguf_file.stem}-blocks"
+        single = "blocks" if use_blocks(lm, gguf_blocks(lm, gguf_file, entry)) > 0 else single
+    return f"{single}+packed" if packed else single
 
 
 def load_adapter(spec: str, config: AdapterConfig, identities: dict) -> Adapter:

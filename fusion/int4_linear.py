@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from encoders.cache import cached_dir
+from fusion.gguf_layers import module_name, rotary_heads, unpermute
 
 GROUP = 32  # weights per Q4_1 block, and per int4 group
 BLOCK_BYTES = 20  # d (fp16), m (fp16), 16 bytes of two 4-bit codes each
@@ -119,36 +120,14 @@ def _q4_1_layers(lm: nn.Module, gguf_file: Path):
     """(module name, Int4Linear) for each Q4_1 weight of `gguf_file` that names a layer of lm."""
     import gguf
 
-    config = lm.config
-    heads = {"q_proj": config.num_attention_heads, "k_proj": config.num_key_value_heads}
+    heads = rotary_heads(lm)
     for tensor in gguf.GGUFReader(gguf_file).tensors:
-        name = _module_name(tensor.name)
+        name = module_name(tensor.name)
         if tensor.tensor_type != gguf.GGMLQuantizationType.Q4_1 or name is None:
             continue
         columns = int(tensor.shape[0])  # GGUF lists dimensions innermost first: [K, N]
         codes, scale, minimum = q4_1_blocks(np.asarray(tensor.data), columns)
         child = name.rpartition(".")[2]
         if child in heads:  # llama.cpp interleaves q/k rows for its rotary layout; undo it
-            codes, scale, minimum = (_unpermute(t, heads[child]) for t in (codes, scale, minimum))
+            codes, scale, minimum = (unpermute(t, heads[child]) for t in (codes, scale, minimum))
         yield name, Int4Linear.from_q4_1(codes, scale, minimum)
-
-
-_GGUF_NAMES = {
-    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-    "ffn_down": "mlp.down_proj",
-}  # fmt: skip
-
-
-def _module_name(gguf_name: str) -> str | None:
-    """'blk.3.attn_q.weight' -> 'model.layers.3.self_attn.q_proj'."""
-    parts = gguf_name.split(".")
-    if len(parts) != 4 or parts[0] != "blk" or parts[3] != "weight" or parts[2] not in _GGUF_NAMES:
-        return None
-    return f"model.layers.{parts[1]}.{_GGUF_NAMES[parts[2]]}"
-
-
-def _unpermute(rows: torch.Tensor, heads: int) -> torch.Tensor:
-    """Undo llama.cpp's rotary row order within each head (as transformers does on load)."""
-    half = rows.shape[0] // heads // 2
-    return rows.reshape(heads, half, 2, *rows.shape[1:]).transpose(1, 2).reshape(rows.shape)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from gguf.quants import dequantize, quantize
 
-from fusion.int4_linear import Int4Linear, _unpermute, q4_1_blocks
+from fusion.gguf_layers import unpermute
+from fusion.int4_linear import Int4Linear, q4_1_blocks
 
 Q4_1 = gguf.GGMLQuantizationType.Q4_1
 
@@ -46,7 +47,7 @@ def test_the_int4_product_matches_the_dequantized_weights(rows):
 def test_rows_unpermuted_per_head_as_transformers_does():
     heads, half = 3, 2
     rows = torch.arange(heads * half * 2).reshape(-1, 1)  # llama.cpp's interleaved rotary rows
-    undone = _unpermute(rows, heads).flatten().tolist()
+    undone = unpermute(rows, heads).flatten().tolist()
     assert undone == [0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11]
 
 
@@ -62,7 +63,8 @@ def test_a_gguf_file_runs_a_model_as_its_dequantized_weights(tokenizer, tmp_path
     rotary order, as its converter writes them), then loaded as int4: the model's logits are
     those of the same model holding gguf's dequantization of the file, to bf16 rounding; a
     second load reads the packed weights kept on the first."""
-    from fusion.int4_linear import _GGUF_NAMES, int4_linears
+    from fusion.gguf_layers import GGUF_NAMES
+    from fusion.int4_linear import int4_linears
     from tests.tiny import tiny_lm
 
     lm = tiny_lm(len(tokenizer), tokenizer.eos_token_id, seed=3)
@@ -71,14 +73,14 @@ def test_a_gguf_file_runs_a_model_as_its_dequantized_weights(tokenizer, tmp_path
     path = tmp_path / "tiny.gguf"
     writer = gguf.GGUFWriter(path, "llama")
     for index in range(lm.config.num_hidden_layers):
-        for short, name in _GGUF_NAMES.items():
+        for short, name in GGUF_NAMES.items():
             module = f"model.layers.{index}.{name}"
             weight = lm.get_submodule(module).weight.numpy()
             child = name.rpartition(".")[2]
             stored = _permute(weight, heads[child]) if child in heads else weight
             raw, dequantized = q4_1(stored)
             if child in heads:
-                dequantized = _unpermute(torch.from_numpy(dequantized), heads[child]).numpy()
+                dequantized = unpermute(torch.from_numpy(dequantized), heads[child]).numpy()
             reference.get_submodule(module).weight.copy_(torch.from_numpy(dequantized))
             writer.add_tensor(f"blk.{index}.{short}.weight", raw, raw_dtype=Q4_1)
     writer.write_header_to_file()
@@ -98,6 +100,6 @@ def test_a_gguf_file_runs_a_model_as_its_dequantized_weights(tokenizer, tmp_path
 
 
 def _permute(weight: np.ndarray, heads: int) -> np.ndarray:
-    """llama.cpp's converter's rotary row order (what _unpermute undoes)."""
+    """llama.cpp's converter's rotary row order (what unpermute undoes)."""
     half = weight.shape[0] // heads // 2
     return weight.reshape(heads, 2, half, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)

@@ -1,4 +1,5 @@
-"""The compiled decoding kernel (fusion/gemv.py, kernels/gemv.c) and the layers that use it."""
+"""The compiled decoding kernel (fusion/gemv.py, kernels/gemv.c), on float32 weights and on a
+GGUF file's blocks, and the layers that use it."""
 
 import copy
 
@@ -8,10 +9,10 @@ from torch import nn
 
 from encoders.packed_linear import pack_linears, packing_available
 from fusion.conversation import user
-from fusion.gemv import load_gemv
+from fusion.gemv import Blocks, load_gemv, random_blocks
 from fusion.generate import GenerationOptions
 from fusion.model import Chunk
-from fusion.row_linear import RowLinear, use_row_kernel
+from fusion.row_linear import RowLinear, use_blocks, use_row_kernel
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +147,102 @@ def test_language_model_answers_identically_with_the_kernel(model, gemv):
         assert answer() == before
     finally:
         model.lm = saved
+
+
+# --- the weight as a GGUF file's blocks (gemv.Blocks) ---
+
+
+@pytest.mark.parametrize("block_format", ["q4_1", "q8_0"])
+@pytest.mark.parametrize(
+    "out_features,in_features", [(1, 32), (3, 64), (37, 64), (1536, 576), (576, 1536)]
+)
+def test_block_products_match_the_dequantized_weight(gemv, block_format, out_features, in_features):
+    generator = torch.Generator().manual_seed(out_features + in_features)
+    blocks = random_blocks(block_format, out_features, in_features, generator)
+    row = torch.randn(in_features, generator=generator)
+    bias = torch.randn(out_features, generator=generator)
+    weight = blocks.dequantized()
+    close = {"rtol": 1e-4, "atol": 1e-4}  # float32 sums in another order (as above)
+    torch.testing.assert_close(gemv.blocks(blocks, row), weight @ row, **close)
+    torch.testing.assert_close(
+        gemv.blocks(blocks, row, bias), nn.functional.linear(row, weight, bias), **close
+    )
+
+
+def test_blocks_are_read_as_gguf_reads_them():
+    gguf = pytest.importorskip("gguf")
+    generator = torch.Generator().manual_seed(3)
+    kinds = {"q4_1": gguf.GGMLQuantizationType.Q4_1, "q8_0": gguf.GGMLQuantizationType.Q8_0}
+    for block_format, kind in kinds.items():
+        blocks = random_blocks(block_format, 5, 96, generator)
+        expected = gguf.quants.dequantize(blocks.data.numpy(), kind)  # 5, 96
+        assert torch.equal(blocks.dequantized(), torch.from_numpy(expected))
+
+
+@pytest.mark.parametrize(
+    "data,in_features",
+    [
+        (torch.zeros(4, 60, dtype=torch.uint8), 96),  # 3 Q4_1 blocks are 60 bytes, not 3 x 34
+        (torch.zeros(4, 40, dtype=torch.uint8), 60),  # not a whole number of blocks
+        (torch.zeros(4, 40, dtype=torch.int16), 64),  # not bytes
+        (torch.zeros(40, 4, dtype=torch.uint8).T, 64),  # not contiguous
+    ],
+)
+def test_blocks_refuse_what_the_kernel_cannot_read_safely(data, in_features):
+    with pytest.raises(ValueError, match="contiguous uint8 CPU tensor"):
+        Blocks("q8_0" if data.shape[1] == 60 else "q4_1", data, in_features)
+    with pytest.raises(ValueError, match="block format"):
+        Blocks("q5_k", torch.zeros(4, 40, dtype=torch.uint8), 64)
+
+
+def test_block_products_refuse_a_row_of_another_length_or_dtype(gemv):
+    blocks = random_blocks("q4_1", 4, 64, torch.Generator().manual_seed(0))
+    for row in (torch.randn(63), torch.randn(64, dtype=torch.float64), torch.randn(128)[::2]):
+        with pytest.raises(ValueError, match="contiguous float32 CPU row"):
+            gemv.blocks(blocks, row)
+
+
+def block_calls(gemv, net, inputs) -> int:
+    """Run each input through net -> how often the kernel ran on blocks."""
+    calls = []
+    original = type(gemv).blocks_unchecked
+    try:
+        type(gemv).blocks_unchecked = lambda self, *a: calls.append(1) or original(self, *a)
+        with torch.inference_mode():
+            for x in inputs:
+                net(x)
+    finally:
+        type(gemv).blocks_unchecked = original
+    return len(calls)
+
+
+def test_row_linears_read_their_blocks_for_one_row_only(gemv):
+    generator = torch.Generator().manual_seed(1)
+    net = nn.Sequential(nn.Linear(64, 96, bias=False), nn.GELU(), nn.Linear(96, 32))
+    found = {"0": random_blocks("q4_1", 96, 64, generator)}
+    found["2"] = random_blocks("q8_0", 32, 96, generator)
+    with torch.no_grad():
+        for name, blocks in found.items():
+            net.get_submodule(name).weight.copy_(blocks.dequantized())
+    reference = copy.deepcopy(net)
+    assert use_row_kernel(net, gemv) == 2 and use_blocks(net, found) == 2
+    inputs = (torch.randn(1, 1, 64), torch.randn(3, 5, 64))  # one row, then many
+    assert block_calls(gemv, net, inputs) == 2  # both layers, the single row only
+    for x in inputs:
+        with torch.inference_mode():
+            torch.testing.assert_close(net(x), reference(x), rtol=1e-4, atol=1e-5)
+
+
+def test_blocks_of_another_weight_are_not_used(gemv):
+    generator = torch.Generator().manual_seed(2)
+    net = nn.Sequential(nn.Linear(64, 8, bias=False), nn.Linear(64, 8, bias=False))
+    use_row_kernel(net, gemv)
+    blocks = random_blocks("q4_1", 8, 64, generator)
+    with torch.no_grad():
+        net[0].weight.copy_(blocks.dequantized())
+        net[1].weight.copy_(blocks.dequantized())
+        net[1].weight[7, 63] += 1e-3  # its last row differs by one weight
+    other_shape = random_blocks("q4_1", 8, 32, generator)
+    assert use_blocks(net, {"0": blocks, "1": blocks, "2": blocks}) == 1  # no layer "2"
+    assert net[0].blocks is blocks and net[1].blocks is None
+    assert use_blocks(net, {"1": other_shape}) == 0 and net[1].blocks is None
