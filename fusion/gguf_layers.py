@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from encoders.cache import cached_dir
-from fusion.gemv import BLOCK_BYTES, GROUP, Blocks
+from encoders.gemv import BLOCK_BYTES, GROUP, Blocks
 
 BLOCKS_FILE = "blocks.safetensors"  # inside the cache entry gguf_blocks is given
 

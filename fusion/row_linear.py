@@ -12,8 +12,8 @@ import logging
 import torch
 from torch import nn
 
+from encoders.gemv import Blocks, Gemv
 from encoders.packed_linear import PackedLinear
-from fusion.gemv import Blocks, Gemv
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from encoders.cache import default_cache_dir
+from encoders.gemv import load_gemv
 from fusion.bundle import speed_up_decoding
-from fusion.gemv import load_gemv
 from fusion.gguf_layers import gguf_blocks
 from fusion.language_model import EMBEDDED, embedded_gguf, load_language_model
 from fusion.row_linear import RowLinear

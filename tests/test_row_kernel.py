@@ -1,5 +1,5 @@
-"""The compiled decoding kernel (fusion/gemv.py, kernels/gemv.c), on float32 weights and on a
-GGUF file's blocks, and the layers that use it."""
+"""The compiled products kernel (encoders/gemv.py, kernels/gemv.c): one row on float32 weights
+and on a GGUF file's blocks, a few rows on float16 weights; and the layers that use it."""
 
 import copy
 
@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from encoders.gemv import Blocks, load_gemv, random_blocks
+from encoders.half_rows import HalfRowsLinear, use_half_rows
 from encoders.packed_linear import pack_linears, packing_available
 from fusion.conversation import user
-from fusion.gemv import Blocks, load_gemv, random_blocks
 from fusion.generate import GenerationOptions
 from fusion.model import Chunk
 from fusion.row_linear import RowLinear, use_blocks, use_row_kernel
@@ -246,3 +247,59 @@ def test_blocks_of_another_weight_are_not_used(gemv):
     assert use_blocks(net, {"0": blocks, "1": blocks, "2": blocks}) == 1  # no layer "2"
     assert net[0].blocks is blocks and net[1].blocks is None
     assert use_blocks(net, {"1": other_shape}) == 0 and net[1].blocks is None
+
+
+# --- a few rows through a float16 weight (gemv.half_rows, half_rows.py) ---
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 8])
+@pytest.mark.parametrize("out_features,in_features", [(1, 8), (37, 51), (512, 512), (3, 2048)])
+def test_half_rows_match_the_float32_product(gemv, rows, out_features, in_features):
+    if not gemv.half_vectorised:
+        pytest.skip("no AVX2/F16C build of the kernel here: no float16 product")
+    generator = torch.Generator().manual_seed(rows * 100 + in_features)
+    weight = torch.randn(out_features, in_features, generator=generator).half()
+    x = torch.randn(rows, in_features, generator=generator)
+    bias = torch.randn(out_features, generator=generator)
+    close = {"rtol": 1e-4, "atol": 1e-4}  # float32 sums in another order
+    expected = nn.functional.linear(x, weight.float(), bias)
+    torch.testing.assert_close(gemv.half_rows(weight, x, bias), expected, **close)
+    torch.testing.assert_close(gemv.half_rows(weight, x), x @ weight.float().T, **close)
+
+
+def test_half_rows_refuse_what_they_cannot_read_safely(gemv):
+    weight = torch.randn(4, 16).half()
+    for bad_weight, x in [
+        (weight, torch.randn(9, 16)),  # more rows than HALF_ROWS
+        (weight, torch.randn(2, 15)),  # wrong width
+        (weight.float(), torch.randn(2, 16)),  # not float16
+        (weight, torch.randn(2, 16, dtype=torch.float64)),
+        (weight, torch.randn(16, 2).T),  # not contiguous
+    ]:
+        with pytest.raises(ValueError, match="half_rows needs"):
+            gemv.half_rows(bad_weight, x)
+
+
+def test_half_rows_linears_take_float16_values_only_and_a_few_rows(gemv):
+    if not gemv.half_vectorised:
+        pytest.skip("no AVX2/F16C build of the kernel here: no float16 product")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 40), nn.GELU(), nn.Linear(40, 8), nn.Linear(8, 8))
+    with torch.no_grad():
+        for layer in net[:3:2]:
+            layer.weight.copy_(layer.weight.half().float())  # float16 values, as Whisper's
+    reference = copy.deepcopy(net)
+    if packing_available():
+        pack_linears(net)
+    assert use_half_rows(net, gemv) == 2  # the last layer's weights are not float16 values
+    assert [type(m) for m in net[::2]] == [HalfRowsLinear, HalfRowsLinear]
+    calls = []
+    original = type(gemv).half_rows_unchecked
+    try:
+        type(gemv).half_rows_unchecked = lambda self, *a: calls.append(1) or original(self, *a)
+        for x in (torch.randn(5, 16), torch.randn(1, 3, 16), torch.randn(3, 5, 16)):
+            with torch.inference_mode():
+                torch.testing.assert_close(net(x), reference(x), rtol=1e-4, atol=1e-4)
+    finally:
+        type(gemv).half_rows_unchecked = original
+    assert len(calls) == 4  # 5 rows and 3 rows through both layers; 15 rows kept their path

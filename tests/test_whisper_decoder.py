@@ -1,5 +1,6 @@
-"""Whisper's decoder on packed weights with cross-attention kept split (whisper_decoder.py)
-gives openai-whisper's own logits: beam steps over one clip, teacher-forced scoring."""
+"""Whisper's decoder on packed weights with cross-attention kept split (whisper_decoder.py),
+and its beams through float16 rows (half_rows.py), gives openai-whisper's own logits: beam
+steps over one clip, teacher-forced scoring."""
 
 import copy
 
@@ -7,6 +8,8 @@ import pytest
 import torch
 from whisper.decoding import PyTorchInference
 
+from encoders.gemv import Gemv, load_gemv
+from encoders.half_rows import HalfRowsLinear
 from encoders.packed_linear import bfloat16_available, packing_available
 from encoders.transcribe import Transcriber
 from encoders.whisper_decoder import CrossAttention, PackedTextDecoder, pack_decoder
@@ -73,4 +76,40 @@ def test_scores_of_readings_agree(pair):
     texts = ["what is the time", "what is the weather", "hello"]
     mine = Transcriber(packed).score(frames, texts)
     theirs = Transcriber(plain).score(frames, texts)
+    assert mine == pytest.approx(theirs, rel=1e-4, abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def half_pair(tmp_path_factory):
+    """(openai-whisper's tiny model with float16 values in its float32 weights, as Whisper's
+    ship; the same with pack_decoder given the kernel: its beams through float16 rows)."""
+    gemv = load_gemv(tmp_path_factory.mktemp("kernels"))
+    if gemv is None or not gemv.half_vectorised:
+        pytest.skip("no AVX2/F16C build of the kernel here: the beams stay on packed float32")
+    plain = copy.deepcopy(tiny_audio_encoder(seed=3).whisper)
+    with torch.no_grad():
+        for parameter in plain.parameters():
+            parameter.copy_(parameter.half().float())
+    fast = copy.deepcopy(plain)
+    pack_decoder(fast, torch.float32, gemv)
+    return plain, fast
+
+
+def test_the_beams_go_through_float16_rows_and_give_openai_whispers_logits(pair, half_pair):
+    plain, fast = half_pair
+    _, _, frames = pair
+    layers = [m for m in fast.decoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert layers and all(isinstance(m, HalfRowsLinear) for m in layers)  # vocabulary included
+    calls = []
+    original = Gemv.half_rows_unchecked
+    Gemv.half_rows_unchecked = lambda self, *a: calls.append(1) or original(self, *a)
+    try:
+        steps = list(zip(_beam_logits(fast, frames), _beam_logits(plain, frames)))
+    finally:
+        Gemv.half_rows_unchecked = original
+    assert calls  # the beams' rows went through the kernel
+    for mine, theirs in steps:
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
+    texts = ["what is the time", "what is the weather", "hello"]  # teacher-forced: more rows
+    mine, theirs = Transcriber(fast).score(frames, texts), Transcriber(plain).score(frames, texts)
     assert mine == pytest.approx(theirs, rel=1e-4, abs=1e-3)

@@ -229,3 +229,62 @@ void lunettes_gemv_blocks(int format, const uint8_t *w, const float *x, const fl
         }
     }
 }
+
+/* A few activation rows (Whisper's beams) through a float16 weight matrix:
+   y[rows, out] = x[rows, in] . W[out, in]^T (+ bias). Each weight is read once for every row,
+   converted to the float32 it exactly is, and multiplied into each row's sum. */
+#if defined(LUNETTES_AVX2)
+static inline __attribute__((always_inline)) void half_rows_dot(
+    const uint16_t *w, const float *x, float *y, int64_t out, int64_t in, int64_t r0, int64_t r1,
+    const int rows) {
+    for (int64_t o = r0; o < r1; o++) {
+        const uint16_t *wo = w + o * in;
+        __m256 acc[8];
+        for (int r = 0; r < rows; r++) acc[r] = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 8 <= in; i += 8) {
+            const __m256 wv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wo + i)));
+            for (int r = 0; r < rows; r++)
+                acc[r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + r * in + i), acc[r]);
+        }
+        for (int r = 0; r < rows; r++) {
+            float sum = sum_lanes(acc[r]);
+            for (int64_t j = i; j < in; j++) sum += _cvtsh_ss(wo[j]) * x[r * in + j];
+            y[r * out + o] = sum;
+        }
+    }
+}
+#endif
+
+int lunettes_gemm_f16(const uint16_t *w, const float *x, const float *bias, float *y,
+                      int64_t rows, int64_t out, int64_t in) {
+#if defined(LUNETTES_AVX2)
+    if (rows < 1 || rows > 8) return 0;
+#pragma omp parallel
+    {
+        const int64_t thread = omp_get_thread_num(), threads = omp_get_num_threads();
+        const int64_t per = (out + threads - 1) / threads;
+        const int64_t r0 = thread * per;
+        const int64_t r1 = r0 + per < out ? r0 + per : out;
+        if (r0 < r1) {
+            switch (rows) { /* a constant row count: the sums stay in registers */
+            case 1: half_rows_dot(w, x, y, out, in, r0, r1, 1); break;
+            case 2: half_rows_dot(w, x, y, out, in, r0, r1, 2); break;
+            case 3: half_rows_dot(w, x, y, out, in, r0, r1, 3); break;
+            case 4: half_rows_dot(w, x, y, out, in, r0, r1, 4); break;
+            case 5: half_rows_dot(w, x, y, out, in, r0, r1, 5); break;
+            case 6: half_rows_dot(w, x, y, out, in, r0, r1, 6); break;
+            case 7: half_rows_dot(w, x, y, out, in, r0, r1, 7); break;
+            default: half_rows_dot(w, x, y, out, in, r0, r1, 8); break;
+            }
+            if (bias)
+                for (int64_t r = 0; r < rows; r++)
+                    for (int64_t o = r0; o < r1; o++) y[r * out + o] += bias[o];
+        }
+    }
+    return 1;
+#else
+    (void)w, (void)x, (void)bias, (void)y, (void)rows, (void)out, (void)in;
+    return 0; /* no vectorised path: the caller keeps its own product */
+#endif
+}
