@@ -131,15 +131,7 @@ class Gemv:
             or weight.device.type != "cpu"
             or row.device.type != "cpu"
             or not (weight.is_contiguous() and row.is_contiguous())
-            or (
-                bias is not None
-                and (
-                    bias.shape != (out_features,)
-                    or bias.dtype != float32
-                    or bias.device.type != "cpu"
-                    or not bias.is_contiguous()
-                )
-            )
+            or not _fits_bias(bias, out_features)
         ):  # the kernel reads raw pointers: anything else would read the wrong memory
             raise ValueError(
                 f"gemv needs contiguous float32 CPU tensors [{out_features}, {in_features}], "
@@ -169,18 +161,12 @@ class Gemv:
     ) -> torch.Tensor:
         """y [O] = weight [O, I] @ row [I] (+ bias [O]) with the weight as GGUF blocks."""
         out_features, in_features = weight.out_features, weight.in_features
-        wrong_bias = bias is not None and (
-            bias.shape != (out_features,)
-            or bias.dtype != torch.float32
-            or bias.device.type != "cpu"
-            or not bias.is_contiguous()
-        )
         if (
             row.shape != (in_features,)
             or row.dtype != torch.float32
             or row.device.type != "cpu"
             or not row.is_contiguous()
-            or wrong_bias
+            or not _fits_bias(bias, out_features)
         ):
             raise ValueError(
                 f"a product with blocks of a [{out_features}, {in_features}] weight needs a "
@@ -220,15 +206,7 @@ class Gemv:
             or weight.device.type != "cpu"
             or rows.device.type != "cpu"
             or not (weight.is_contiguous() and rows.is_contiguous())
-            or (
-                bias is not None
-                and (
-                    bias.shape != (out_features,)
-                    or bias.dtype != torch.float32
-                    or bias.device.type != "cpu"
-                    or not bias.is_contiguous()
-                )
-            )
+            or not _fits_bias(bias, out_features)
         ):
             raise ValueError(
                 f"half_rows needs a contiguous float16 CPU weight [{out_features}, {in_features}], "
@@ -255,6 +233,16 @@ class Gemv:
         if not done:
             raise RuntimeError("this build of the kernel has no float16 product (no AVX2/F16C)")
         return result
+
+
+def _fits_bias(bias: torch.Tensor | None, out_features: int) -> bool:
+    """No bias, or a contiguous float32 CPU one of out_features: what the kernel can read."""
+    return bias is None or (
+        bias.shape == (out_features,)
+        and bias.dtype == torch.float32
+        and bias.device.type == "cpu"
+        and bias.is_contiguous()
+    )
 
 
 def load_gemv(cache_dir: Path) -> Gemv | None:
