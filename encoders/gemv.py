@@ -45,7 +45,7 @@ SYMBOL = "lunettes_gemv_f32"
 GROUP = 32  # weights per block
 BLOCK_BYTES = {"q4_1": 20, "q8_0": 34}  # float16 d (and m for Q4_1), then the codes
 _FORMAT_CODES = {"q4_1": 4, "q8_0": 8}  # as kernels/gemv.c names them
-HALF_ROWS = 8  # the most rows half_rows takes at once
+HALF_ROWS = 8  # the most rows half_rows and blocks_rows take at once
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,9 @@ class Gemv:
         self._blocks.restype = None
         self._blocks.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 2
         self.blocks_vectorised = bool(built.lunettes_gemv_blocks_vectorised())
+        self._blocks_rows = built.lunettes_gemm_blocks
+        self._blocks_rows.restype = ctypes.c_int
+        self._blocks_rows.argtypes = [ctypes.c_int] + [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3
         self._half = built.lunettes_gemm_f16
         self._half.restype = ctypes.c_int
         self._half.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3
@@ -188,6 +191,49 @@ class Gemv:
             weight.out_features,
             weight.in_features,
         )
+        return result
+
+    def blocks_rows(
+        self, weight: Blocks, rows: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """y [R, O] = rows [R, I] @ weight [O, I]^T (+ bias [O]) with the weight as GGUF blocks,
+        2 <= R <= HALF_ROWS (a decode batch): each weight made once for all the rows. Only
+        where `blocks_vectorised` (else a RuntimeError)."""
+        out_features, in_features = weight.out_features, weight.in_features
+        count = rows.shape[0] if rows.dim() == 2 else 0
+        if (
+            rows.shape != (count, in_features)
+            or not 2 <= count <= HALF_ROWS
+            or rows.dtype != torch.float32
+            or rows.device.type != "cpu"
+            or not rows.is_contiguous()
+            or not _fits_bias(bias, out_features)
+        ):
+            raise ValueError(
+                f"a product with blocks of a [{out_features}, {in_features}] weight needs 2 to "
+                f"{HALF_ROWS} contiguous float32 CPU rows [R, {in_features}] and optionally a "
+                f"float32 bias [{out_features}]"
+            )
+        return self.blocks_rows_unchecked(weight, rows, bias)
+
+    def blocks_rows_unchecked(
+        self, weight: Blocks, rows: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`blocks_rows` without its checks, for callers that already know the rows fit."""
+        count = rows.shape[0]
+        result = torch.empty(count, weight.out_features, dtype=torch.float32)  # R, O
+        done = self._blocks_rows(
+            _FORMAT_CODES[weight.format],
+            weight.data.data_ptr(),
+            rows.data_ptr(),
+            None if bias is None else bias.data_ptr(),
+            result.data_ptr(),
+            count,
+            weight.out_features,
+            weight.in_features,
+        )
+        if not done:
+            raise RuntimeError("this build of the kernel has no vectorised block product")
         return result
 
     def half_rows(
@@ -319,11 +365,17 @@ def _agrees_with_torch(gemv: Gemv) -> bool:
     if not torch.allclose(gemv(weight, row, bias), expected, rtol=1e-4, atol=1e-4):
         return False
     row = torch.randn(64, generator=generator)
+    rows = torch.randn(5, 64, generator=generator)
     for format in BLOCK_BYTES:  # 37 rows: row blocks and their tails
         blocks = random_blocks(format, 37, 64, generator)
         expected = torch.nn.functional.linear(row, blocks.dequantized(), bias)
         if not torch.allclose(gemv.blocks(blocks, row, bias), expected, rtol=1e-4, atol=1e-4):
             return False
+        if gemv.blocks_vectorised:
+            expected = torch.nn.functional.linear(rows, blocks.dequantized(), bias)
+            got = gemv.blocks_rows(blocks, rows, bias)
+            if not torch.allclose(got, expected, rtol=1e-4, atol=1e-4):
+                return False
     if gemv.half_vectorised:
         weight, rows = weight.half(), torch.randn(5, 51, generator=generator)
         expected = torch.nn.functional.linear(rows, weight.float(), bias)

@@ -4,7 +4,8 @@ Decoding one answer runs one row per step through every linear layer; several ro
 batch, a prefill), training, autograd, other dtypes or devices keep the layer's own path:
 PackedLinear's oneDNN layout when pack_linears gave it one, else nn.Linear's. The kernel
 reads nn.Linear's own weight, or, once `use_blocks` gave the layer the blocks of a GGUF file
-that hold that very weight, those blocks (4-5x fewer bytes, the same float32 products).
+that hold that very weight, those blocks (4-5x fewer bytes, the same float32 products); then
+a decode batch of up to 8 rows reads them too, each weight made once for all its rows.
 """
 
 import logging
@@ -12,7 +13,7 @@ import logging
 import torch
 from torch import nn
 
-from encoders.gemv import Blocks, Gemv
+from encoders.gemv import HALF_ROWS, Blocks, Gemv
 from encoders.packed_linear import PackedLinear
 
 log = logging.getLogger(__name__)
@@ -20,21 +21,26 @@ log = logging.getLogger(__name__)
 
 class RowLinear(PackedLinear):
     gemv: Gemv
-    blocks: Blocks | None = None  # the weight as a GGUF file's blocks, for single rows
+    blocks: Blocks | None = None  # the weight as a GGUF file's blocks, for up to 8 rows
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        single_row = x.numel() == x.shape[-1]
+        rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
         on_cpu = x.device.type == "cpu" and self.weight.device.type == "cpu"
         float32 = x.dtype == torch.float32 and self.weight.dtype == torch.float32
-        ready = single_row and on_cpu and float32 and self.weight.is_contiguous()
-        if torch.is_grad_enabled() or not ready:
-            return super().forward(x)
-        row = x.reshape(-1).contiguous()  # [1, .., 1, in] -> [in]
         # checked here and in use_row_kernel (the bias follows the weight's dtype and device)
-        if self.blocks is not None:
-            out = self.gemv.blocks_unchecked(self.blocks, row, self.bias)  # out
+        fits = on_cpu and float32 and self.weight.is_contiguous() and not torch.is_grad_enabled()
+        blocks = self.blocks
+        if fits and rows == 1:
+            row = x.reshape(-1).contiguous()  # [1, .., 1, in] -> [in]
+            if blocks is not None:
+                out = self.gemv.blocks_unchecked(blocks, row, self.bias)  # out
+            else:
+                out = self.gemv.unchecked(self.weight, row, self.bias)  # out
+        elif fits and blocks is not None and self.gemv.blocks_vectorised and 1 < rows <= HALF_ROWS:
+            flat = x.reshape(rows, x.shape[-1]).contiguous()  # [..., in] -> [R, in], a batch
+            out = self.gemv.blocks_rows_unchecked(blocks, flat, self.bias)  # R, out
         else:
-            out = self.gemv.unchecked(self.weight, row, self.bias)  # out
+            return super().forward(x)
         return out.reshape(*x.shape[:-1], self.out_features)
 
 

@@ -196,6 +196,22 @@ def test_blocks_refuse_what_the_kernel_cannot_read_safely(data, in_features):
         Blocks("q5_k", torch.zeros(4, 40, dtype=torch.uint8), 64)
 
 
+@pytest.mark.parametrize("block_format", ["q4_1", "q8_0"])
+@pytest.mark.parametrize("rows", [2, 3, 8])
+def test_block_products_of_a_decode_batch_match_the_dequantized_weight(gemv, block_format, rows):
+    if not gemv.blocks_vectorised:
+        pytest.skip("no AVX2/FMA/F16C build of the kernel here: batches keep float32")
+    generator = torch.Generator().manual_seed(rows)
+    blocks = random_blocks(block_format, 37, 96, generator)
+    x = torch.randn(rows, 96, generator=generator)
+    bias = torch.randn(37, generator=generator)
+    expected = nn.functional.linear(x, blocks.dequantized(), bias)
+    torch.testing.assert_close(gemv.blocks_rows(blocks, x, bias), expected, rtol=1e-4, atol=1e-4)
+    for bad in (torch.randn(1, 96), torch.randn(9, 96), torch.randn(rows, 95)):
+        with pytest.raises(ValueError, match="2 to 8 contiguous float32 CPU rows"):
+            gemv.blocks_rows(blocks, bad)
+
+
 def test_block_products_refuse_a_row_of_another_length_or_dtype(gemv):
     blocks = random_blocks("q4_1", 4, 64, torch.Generator().manual_seed(0))
     for row in (torch.randn(63), torch.randn(64, dtype=torch.float64), torch.randn(128)[::2]):
@@ -203,21 +219,26 @@ def test_block_products_refuse_a_row_of_another_length_or_dtype(gemv):
             gemv.blocks(blocks, row)
 
 
-def block_calls(gemv, net, inputs) -> int:
-    """Run each input through net -> how often the kernel ran on blocks."""
+def block_calls(gemv, net, inputs) -> list[int]:
+    """Run each input through net -> the rows of each kernel call on blocks."""
     calls = []
-    original = type(gemv).blocks_unchecked
+    one, batch = type(gemv).blocks_unchecked, type(gemv).blocks_rows_unchecked
     try:
-        type(gemv).blocks_unchecked = lambda self, *a: calls.append(1) or original(self, *a)
+        type(gemv).blocks_unchecked = lambda self, w, x, b=None: (
+            calls.append(1) or one(self, w, x, b)
+        )
+        type(gemv).blocks_rows_unchecked = lambda self, w, x, b=None: (
+            calls.append(x.shape[0]) or batch(self, w, x, b)
+        )
         with torch.inference_mode():
             for x in inputs:
                 net(x)
     finally:
-        type(gemv).blocks_unchecked = original
-    return len(calls)
+        type(gemv).blocks_unchecked, type(gemv).blocks_rows_unchecked = one, batch
+    return calls
 
 
-def test_row_linears_read_their_blocks_for_one_row_only(gemv):
+def test_row_linears_read_their_blocks_for_a_row_or_a_decode_batch(gemv):
     generator = torch.Generator().manual_seed(1)
     net = nn.Sequential(nn.Linear(64, 96, bias=False), nn.GELU(), nn.Linear(96, 32))
     found = {"0": random_blocks("q4_1", 96, 64, generator)}
@@ -227,8 +248,9 @@ def test_row_linears_read_their_blocks_for_one_row_only(gemv):
             net.get_submodule(name).weight.copy_(blocks.dequantized())
     reference = copy.deepcopy(net)
     assert use_row_kernel(net, gemv) == 2 and use_blocks(net, found) == 2
-    inputs = (torch.randn(1, 1, 64), torch.randn(3, 5, 64))  # one row, then many
-    assert block_calls(gemv, net, inputs) == 2  # both layers, the single row only
+    inputs = (torch.randn(1, 1, 64), torch.randn(4, 1, 64), torch.randn(3, 5, 64))
+    batches = [4, 4] if gemv.blocks_vectorised else []
+    assert block_calls(gemv, net, inputs) == [1, 1] + batches  # 15 rows: not through blocks
     for x in inputs:
         with torch.inference_mode():
             torch.testing.assert_close(net(x), reference(x), rtol=1e-4, atol=1e-5)

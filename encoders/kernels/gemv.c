@@ -230,6 +230,80 @@ void lunettes_gemv_blocks(int format, const uint8_t *w, const float *x, const fl
     }
 }
 
+/* A few activation rows (a decode batch) through W's blocks: y[rows, out] = x[rows, in] . W^T
+   (+ bias), 2 <= rows <= 8. Each weight is made once, as above, for all the rows. */
+#if defined(LUNETTES_AVX2)
+static inline __attribute__((always_inline)) void blocks_rows_dot(
+    int format, const uint8_t *w, const float *x, float *y, int64_t out, int64_t in, int64_t r0,
+    int64_t r1, const int rows) {
+    const int64_t blocks = in / 32, bytes = format == 4 ? Q4_1_BYTES : Q8_0_BYTES;
+    const __m128i nibble = _mm_set1_epi8(0x0f);
+    for (int64_t o = r0; o < r1; o++) {
+        const uint8_t *b = w + o * blocks * bytes;
+        __m256 acc[8];
+        for (int r = 0; r < rows; r++) acc[r] = _mm256_setzero_ps();
+        for (int64_t k = 0; k < blocks; k++, b += bytes) {
+            __m256 parts[4];
+            const __m256 d = _mm256_set1_ps(half_to_float(b));
+            if (format == 4) {
+                const __m256 m = _mm256_set1_ps(half_to_float(b + 2));
+                const __m128i q = _mm_loadu_si128((const __m128i *)(b + 4));
+                const __m128i lo = _mm_and_si128(q, nibble);
+                const __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), nibble);
+                const __m128i codes[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+                for (int part = 0; part < 4; part++)
+                    parts[part] = _mm256_fmadd_ps(
+                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(codes[part])), d, m);
+            } else {
+                for (int part = 0; part < 4; part++)
+                    parts[part] = _mm256_mul_ps(
+                        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                            _mm_loadl_epi64((const __m128i *)(b + 2 + 8 * part)))),
+                        d);
+            }
+            for (int r = 0; r < rows; r++) {
+                const float *xb = x + r * in + k * 32;
+                for (int part = 0; part < 4; part++)
+                    acc[r] = _mm256_fmadd_ps(parts[part], _mm256_loadu_ps(xb + 8 * part), acc[r]);
+            }
+        }
+        for (int r = 0; r < rows; r++) y[r * out + o] = sum_lanes(acc[r]);
+    }
+}
+#endif
+
+int lunettes_gemm_blocks(int format, const uint8_t *w, const float *x, const float *bias,
+                         float *y, int64_t rows, int64_t out, int64_t in) {
+#if defined(LUNETTES_AVX2)
+    if (rows < 2 || rows > 8) return 0;
+#pragma omp parallel
+    {
+        const int64_t thread = omp_get_thread_num(), threads = omp_get_num_threads();
+        const int64_t per = (out + threads - 1) / threads;
+        const int64_t r0 = thread * per;
+        const int64_t r1 = r0 + per < out ? r0 + per : out;
+        if (r0 < r1) {
+            switch (rows) { /* a constant row count: the sums stay in registers */
+            case 2: blocks_rows_dot(format, w, x, y, out, in, r0, r1, 2); break;
+            case 3: blocks_rows_dot(format, w, x, y, out, in, r0, r1, 3); break;
+            case 4: blocks_rows_dot(format, w, x, y, out, in, r0, r1, 4); break;
+            case 5: blocks_rows_dot(format, w, x, y, out, in, r0, r1, 5); break;
+            case 6: blocks_rows_dot(format, w, x, y, out, in, r0, r1, 6); break;
+            case 7: blocks_rows_dot(format, w, x, y, out, in, r0, r1, 7); break;
+            default: blocks_rows_dot(format, w, x, y, out, in, r0, r1, 8); break;
+            }
+            if (bias)
+                for (int64_t r = 0; r < rows; r++)
+                    for (int64_t o = r0; o < r1; o++) y[r * out + o] += bias[o];
+        }
+    }
+    return 1;
+#else
+    (void)format, (void)w, (void)x, (void)bias, (void)y, (void)rows, (void)out, (void)in;
+    return 0; /* no vectorised path: the caller keeps its own product */
+#endif
+}
+
 /* A few activation rows (Whisper's beams) through a float16 weight matrix:
    y[rows, out] = x[rows, in] . W[out, in]^T (+ bias). Each weight is read once for every row,
    converted to the float32 it exactly is, and multiplied into each row's sum. */
