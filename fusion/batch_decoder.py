@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from fusion.decode_step import step_logits
 from fusion.generate import GenerationOptions, penalise_repeats, pick
 from fusion.prefill import Prefill, advance, start_prefill
 from fusion.prefix_cache import PrefixCache
@@ -118,17 +119,11 @@ class BatchDecoder:
         tokens = torch.tensor([[row.pending] for row in self.rows], device=device)  # B, 1
         positions = torch.tensor([[row.position + 1] for row in self.rows], device=device)
         self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.rows), 1)], dim=1)  # B, T+1
-        output = self.lm(
-            input_ids=tokens,
-            cache=self.cache,
-            use_cache=True,
-            attention_mask=self.mask,
-            position_ids=positions,
-        )
+        logits = step_logits(self.lm, tokens, self.cache, self.mask, positions)  # B, V
         stepped = list(self.rows)
         for index, row in enumerate(stepped):
             row.position += 1
-            self._choose(row, output.logits[index, -1])
+            self._choose(row, logits[index])
         self.drop([row for row in stepped if row.finished])
         return stepped
 

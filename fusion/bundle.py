@@ -20,6 +20,7 @@ from encoders.packed_linear import pack_linears
 from encoders.vision_models import load_vision_encoder
 from encoders.whisper_model import load_whisper
 from fusion.adapter import Adapter, AdapterConfig, AdapterMismatchError
+from fusion.decode_step import fuse_blocks
 from fusion.gguf_layers import gguf_blocks
 from fusion.language_model import EMBEDDED, embedded_gguf, load_language_model, use_int4_weights
 from fusion.model import LunettesModel
@@ -101,7 +102,9 @@ def speed_up_decoding(
     single = "kernel"
     if gguf_file is not None and gemv.blocks_vectorised:
         entry = cache_dir / f"{gguf_file.stem}-blocks"
-        single = "blocks" if use_blocks(lm, gguf_blocks(lm, gguf_file, entry)) > 0 else single
+        if use_blocks(lm, gguf_blocks(lm, gguf_file, entry)) > 0:
+            single = "blocks"
+            fuse_blocks(lm)  # a decode step of up to 8 rows in a plain loop (decode_step.py)
     return f"{single}+packed" if packed else single
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fusion.decode_step import step_logits
 from fusion.prefill import advance, start_prefill
 from fusion.prefix_cache import PrefixCache
 from fusion.prompt_layout import PromptLayout
@@ -86,8 +87,7 @@ def generate_tokens(
             seen = torch.cat([seen, seen.new_ones(1, 1)], dim=1)
             position += 1
             scoped = {"attention_mask": seen, "position_ids": torch.tensor([[position]])}
-        output = lm(input_ids=torch.tensor([[token]]), cache=cache, use_cache=True, **scoped)
-        logits = output.logits[0, -1]
+        logits = step_logits(lm, torch.tensor([[token]]), cache, **scoped)[0]
 
 
 def penalise_repeats(logits: torch.Tensor, generated: list[int], penalty: float) -> torch.Tensor:

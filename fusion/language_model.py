@@ -54,6 +54,7 @@ def use_int4_weights(lm, spec: str, cache_dir: Path) -> int:
 
     if spec != EMBEDDED:
         raise InputError(f"int4 weights come from the embedded LM's GGUF file; {spec!r} has none")
+    lm.__dict__.pop("decode_step", None)  # it joined blocks of the layers replaced here
     return int4_linears(
         lm, embedded_gguf(), cache_dir / f"smollm2-135m-int4-torch{torch.__version__}"
     )

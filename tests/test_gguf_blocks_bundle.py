@@ -7,7 +7,9 @@ import torch
 from encoders.cache import default_cache_dir
 from encoders.gemv import load_gemv
 from fusion.bundle import speed_up_decoding
+from fusion.decode_step import DecodeStep, step_logits
 from fusion.gguf_layers import gguf_blocks
+from fusion.kv_cache import GrowingCache
 from fusion.language_model import EMBEDDED, embedded_gguf, load_language_model
 from fusion.row_linear import RowLinear
 
@@ -84,3 +86,24 @@ def test_greedy_answers_are_those_of_the_float32_rows(loaded):
     finally:
         for layer in layers:
             layer.blocks = kept[layer]
+
+
+@torch.inference_mode()
+def test_the_decode_step_gives_the_forwards_logits_bit_for_bit(loaded):
+    """The shipped LM steps through its DecodeStep (fusion/decode_step.py): the same logits as
+    transformers' forward, at every step of four answers."""
+    lm, tokenizer, _ = loaded
+    assert isinstance(lm.decode_step, DecodeStep)
+    for question in QUESTIONS:
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], add_generation_prompt=True, return_tensors="pt"
+        )
+        ids = ids["input_ids"] if not torch.is_tensor(ids) else ids
+        theirs, ours = GrowingCache(), GrowingCache()
+        token = lm(ids, cache=theirs, use_cache=True).logits[:, -1].argmax(-1, keepdim=True)
+        lm(ids, cache=ours, use_cache=True)
+        for _ in range(16):
+            expected = lm(token, cache=theirs, use_cache=True).logits[:, -1]
+            got = step_logits(lm, token, ours)
+            assert torch.equal(got, expected), question
+            token = got.argmax(-1, keepdim=True)
