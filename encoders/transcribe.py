@@ -18,9 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from whisper.decoding import DecodingOptions, DecodingTask, LogitFilter, MaximumLikelihoodRanker
+from whisper.decoding import (
+    DecodingOptions,
+    DecodingTask,
+    LogitFilter,
+    MaximumLikelihoodRanker,
+    PyTorchInference,
+)
 from whisper.model import Whisper, disable_sdpa
 from whisper.tokenizer import Tokenizer, get_tokenizer
+
+from encoders.whisper_decoder import PackedTextDecoder
 
 TOKENS_PER_SECOND_CAP = 10  # speech rarely exceeds ~6 tokens/s; caps runaway repetition
 MIN_TOKEN_CAP = 16
@@ -72,13 +80,12 @@ class Transcriber:
             self.whisper.dims.n_text_ctx // 2, MIN_TOKEN_CAP + int(TOKENS_PER_SECOND_CAP * seconds)
         )
         with self._lock:
+            cross: dict = {}  # cross-attention's keys and values of these frames, once made
             if language is None and self.whisper.is_multilingual:
-                language = self._detect_language(
-                    features
-                )  # before the hooks: it must not fill the cache
+                language = self._detect_language(features, cross)
             tokenizer = self.tokenizer(language or "en", task)
             if self.beam_size > 1:
-                readings = self._beam(features, tokenizer, max_tokens)
+                readings = self._beam(features, tokenizer, max_tokens, cross)
             else:
                 cache, hooks = self.whisper.install_kv_cache_hooks()
                 try:
@@ -91,10 +98,11 @@ class Transcriber:
         return Transcript(texts[0], language or "en", alternatives or (texts[0],))
 
     def _beam(
-        self, features: torch.Tensor, tokenizer: Tokenizer, max_tokens: int
+        self, features: torch.Tensor, tokenizer: Tokenizer, max_tokens: int, cross: dict
     ) -> list[list[int]]:
         """openai-whisper's beam search over the encoded frames [1, T, D] -> every finished
-        reading, cleaned of loops and restarts, the library's choice first."""
+        reading, cleaned of loops and restarts, the library's choice first. cross: what the
+        language detection kept of cross-attention (_detect_language), or nothing."""
         options = DecodingOptions(
             task=tokenizer.task,
             language=tokenizer.language or "en",  # English-only models' tokenizers have none
@@ -103,7 +111,7 @@ class Transcriber:
             without_timestamps=True,
             fp16=features.dtype == torch.float16,
         )
-        task = _EncodedFramesTask(self.whisper, options)
+        task = _EncodedFramesTask(self.whisper, options, cross)
         task.sequence_ranker = ranker = _KeepingRanker(options.length_penalty)
         best = list(task.run(features)[0].tokens)
         readings = [best] + [c for c in ranker.candidates if c != best]
@@ -157,10 +165,14 @@ class Transcriber:
             x = block(x, features, mask=mask)
         return decoder.ln(x)[0]
 
-    def _detect_language(self, features: torch.Tensor) -> str:
+    def _detect_language(self, features: torch.Tensor, cross: dict) -> str:
+        """The language of features [1, T, D], from the decoder's first step. With the packed
+        decoder, cross-attention's keys and values of the frames land in `cross`, for the
+        beam search to start from (_SharedStartInference); no other cache is filled."""
         tokenizer = self.tokenizer(None)
         sot = torch.tensor([[tokenizer.sot]])
-        logits = self.whisper.decoder(sot, features)[0, -1]  # [V], no cache: one step
+        kept = cross if isinstance(self.whisper.decoder, PackedTextDecoder) else None
+        logits = self.whisper.decoder(sot, features, kv_cache=kept)[0, -1]  # [V], one step
         language_ids = torch.tensor(list(tokenizer.all_language_tokens))
         best = language_ids[logits[language_ids].argmax()].item()
         return tokenizer.decode([best]).strip("<|>")
@@ -257,14 +269,47 @@ class _EndLoops(LogitFilter):
                 logits[row, eot] = end
 
 
+class _SharedStartInference(PyTorchInference):
+    """openai-whisper's inference (its KV-cache hooks) doing less of the first step: from
+    the cross-attention the language detection made of the clip (`cross`, packed decoder
+    only: its cache takes such entries), and with the beams' identical prompts run once.
+
+    The first step feeds every beam the same prompt (start, language, task, no timestamps):
+    one row of it makes the keys, values and logits of all (4 positions instead of 20).
+    The bench's 5 s question, 2-core AVX2 EPYC, 2026-12-05: the detection's step and the
+    beams' first took 68-82 ms, now 31-41 ms; 25 clips (24 natural questions in the held-out
+    neural voice and the bench's), alternating in one process: the same language and every
+    reading in the same order on all 25, a transcript 23 ms shorter (median of the pairs)."""
+
+    def __init__(self, model: Whisper, initial_token_length: int, cross: dict):
+        super().__init__(model, initial_token_length)
+        self.cross = cross
+
+    def logits(self, tokens: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
+        """tokens [B, N], audio_features [1, T, D] -> logits [B, N, V]."""
+        if self.kv_cache:
+            return super().logits(tokens, audio_features)
+        self.kv_cache, self.hooks = self.model.install_kv_cache_hooks(self.cross)
+        rows = tokens.shape[0]
+        if rows == 1 or not bool((tokens == tokens[:1]).all()):
+            return self.model.decoder(tokens, audio_features, kv_cache=self.kv_cache)
+        logits = self.model.decoder(tokens[:1], audio_features, kv_cache=self.kv_cache)
+        for module in self.kv_modules:  # self-attention's [1, N, D] -> every beam's
+            self.kv_cache[module] = self.kv_cache[module].repeat(rows, 1, 1)
+        return logits.repeat(rows, 1, 1)  # B, N, V: copies, which the logit filters change
+
+
 class _EncodedFramesTask(DecodingTask):
     """openai-whisper's decoding, given encoder frames of any length [B, T, D] (its own
     check only recognises the full 30 s window, 1500 frames, as already encoded), whose
-    beams end when they loop (_EndLoops)."""
+    beams end when they loop (_EndLoops), on _SharedStartInference."""
 
-    def __init__(self, model: Whisper, options: DecodingOptions):
+    def __init__(self, model: Whisper, options: DecodingOptions, cross: dict | None = None):
         super().__init__(model, options)
         self.logit_filters.append(_EndLoops(self.tokenizer, self.sample_begin))
+        self.inference = _SharedStartInference(model, len(self.initial_tokens), cross or {})
+        if hasattr(self.decoder, "inference"):  # the beam search keeps its own reference
+            self.decoder.inference = self.inference
 
     def _get_audio_features(self, features: torch.Tensor) -> torch.Tensor:
         return features

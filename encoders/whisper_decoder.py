@@ -55,7 +55,8 @@ class PackedTextDecoder(TextDecoder):
 
     def forward(self, x: torch.Tensor, xa: torch.Tensor, kv_cache: dict | None = None):
         """x [B, N] token ids, xa [B, T, D] encoded audio -> logits [B, N, V] float32."""
-        offset = next(iter(kv_cache.values())).shape[1] if kv_cache else 0
+        first = self.blocks[0].attn.key  # its cache: [B, positions so far, D]
+        offset = kv_cache[first].shape[1] if kv_cache and first in kv_cache else 0
         x = self.token_embedding(x) + self.positional_embedding[offset : offset + x.shape[-1]]
         x = x.to(xa.dtype)
         for block in self.blocks:

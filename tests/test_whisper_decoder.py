@@ -11,7 +11,7 @@ from whisper.decoding import PyTorchInference
 from encoders.gemv import Gemv, load_gemv
 from encoders.half_rows import HalfRowsLinear
 from encoders.packed_linear import bfloat16_available, packing_available
-from encoders.transcribe import Transcriber
+from encoders.transcribe import Transcriber, _SharedStartInference
 from encoders.whisper_decoder import CrossAttention, PackedTextDecoder, pack_decoder
 from tests.tiny import tiny_audio_encoder, tone
 
@@ -33,12 +33,13 @@ def test_the_decoder_is_packed_and_its_cross_attention_kept_split(pair):
     assert isinstance(packed.decoder, PackedTextDecoder) == packing_available()
 
 
-def _beam_logits(model, frames) -> list[torch.Tensor]:
-    """Five beam steps of 5 beams over one clip -> each step's logits [5, N, V]."""
+def _beam_logits(model, frames, inference=None) -> list[torch.Tensor]:
+    """Five beam steps of 5 beams over one clip -> each step's logits [5, N, V] (inference:
+    openai-whisper's own unless given)."""
     first = torch.tensor([[50258, 50259, 50359, 50363]] * 5)  # 5 beams, the start tokens
     steps = [first] + [torch.randint(0, 50000, (5, 1), generator=torch.Generator().manual_seed(i))
                        for i in range(4)]  # fmt: skip
-    inference = PyTorchInference(model, first.shape[1])
+    inference = inference or PyTorchInference(model, first.shape[1])
     tokens, logits = first, []
     with torch.inference_mode():
         for step in steps:
@@ -113,3 +114,35 @@ def test_the_beams_go_through_float16_rows_and_give_openai_whispers_logits(pair,
     texts = ["what is the time", "what is the weather", "hello"]  # teacher-forced: more rows
     mine, theirs = Transcriber(fast).score(frames, texts), Transcriber(plain).score(frames, texts)
     assert mine == pytest.approx(theirs, rel=1e-4, abs=1e-3)
+
+
+def test_the_beams_share_their_first_step_and_the_detections_cross_attention(pair):
+    """_SharedStartInference: the 5 beams' identical prompt runs as one row, from the keys and
+    values of the frames the language detection made; openai-whisper's logits all the same."""
+    plain, packed, frames = pair
+    if not isinstance(packed.decoder, PackedTextDecoder):
+        pytest.skip("no oneDNN packing here: the detection keeps nothing for the beams")
+    cross = {}
+    with torch.inference_mode():
+        packed.decoder(torch.tensor([[50258]]), frames, kv_cache=cross)  # the detection's step
+    assert set(cross) == {block.cross_attn for block in packed.decoder.blocks}
+    rows, made = [], []
+    forward = packed.decoder.forward
+    packed.decoder.forward = lambda x, *a, **k: rows.append(x.shape[0]) or forward(x, *a, **k)
+    hooks = [b.cross_attn.key.register_forward_hook(lambda *_: made.append(1))
+             for b in packed.decoder.blocks]  # fmt: skip
+    try:
+        shared = _beam_logits(packed, frames, _SharedStartInference(packed, 4, cross))
+    finally:
+        del packed.decoder.forward
+        for hook in hooks:
+            hook.remove()
+    assert rows == [1, 5, 5, 5, 5] and not made  # one row first; the frames' keys kept
+    for mine, theirs in zip(shared, _beam_logits(plain, frames)):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_transcripts_are_openai_whispers_own(pair):
+    plain, packed, frames = pair
+    mine, theirs = Transcriber(packed)(frames), Transcriber(plain)(frames)
+    assert (mine.language, mine.alternatives) == (theirs.language, theirs.alternatives)
