@@ -277,9 +277,10 @@ class _SharedStartInference(PyTorchInference):
     The first step feeds every beam the same prompt (start, language, task, no timestamps):
     one row of it makes the keys, values and logits of all (4 positions instead of 20).
     The bench's 5 s question, 2-core AVX2 EPYC, 2026-12-05: the detection's step and the
-    beams' first took 68-82 ms, now 31-41 ms; 25 clips (24 natural questions in the held-out
-    neural voice and the bench's), alternating in one process: the same language and every
-    reading in the same order on all 25, a transcript 23 ms shorter (median of the pairs)."""
+    beams' first took 68-82 ms, now 31-41 ms. The 220 natural questions of both halves
+    (assets/eval/spoken_questions.txt) in the neural voice and the bench's, alternating in
+    one process: the same language and every reading in the same order on all 221, a
+    transcript 31 ms shorter (median of the pairs)."""
 
     def __init__(self, model: Whisper, initial_token_length: int, cross: dict):
         super().__init__(model, initial_token_length)
