@@ -109,14 +109,15 @@ def error_text(error: str) -> str:
 
 def timing_line(stats: Stats, turn=None) -> str:
     """The latency of each stage: 'photo 116 ms · first token 310 ms · 64 tokens at 21.4/s';
-    with the turn (web_session.Turn), a hands-free question's pause first and the first
-    sound of the spoken answer last."""
+    with the turn (web_session.Turn), a hands-free question's pause first, and the first
+    token and sound counted from when the question was asked, whatever the answer waited for
+    (a hands-free question's preparation goes on after its pause: app/web_partial.py)."""
     t = stats.timings_ms
     parts = []
     if turn is not None and turn.endpointing_ms:
         parts.append(f"pause {turn.endpointing_ms:.0f} ms")
-        if not t.get("transcribe"):  # prepared during the pause (app/web_partial.py), or a
-            parts.append("transcribed and read already")  # clip answered again (Regenerate)
+        if not t.get("transcribe"):  # prepared from the pause on (app/web_partial.py), or a
+            parts.append("transcribed and read from the pause on")  # clip answered again
     if t.get("encode_image"):
         parts.append(f"photo {t['encode_image']:.0f} ms")
     if t.get("encode_audio"):
@@ -125,7 +126,10 @@ def timing_line(stats: Stats, turn=None) -> str:
         parts.append(f"transcript {t['transcribe']:.0f} ms")
     if t.get("read_speech"):
         parts.append(f"reading {t['read_speech']:.0f} ms")
-    parts.append(f"first token {t['first_token']:.0f} ms")
+    first_token = turn.first_token_ms if turn is not None else None
+    parts.append(
+        f"first token {first_token if first_token is not None else t['first_token']:.0f} ms"
+    )
     if turn is not None and turn.first_audio_ms is not None:
         parts.append(f"first sound {turn.first_audio_ms:.0f} ms")
     parts.append(f"{stats.new_tokens} tokens at {stats.tokens_per_s:.1f}/s")

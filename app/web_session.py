@@ -85,6 +85,8 @@ class Turn:
     # hands-free: the pause waited after the last word before asking (the end of the turn)
     endpointing_ms: float | None = None
     first_audio_ms: float | None = None  # asked -> the first sound of the spoken answer
+    # asked -> the answer's first token, waits included (a hands-free question's preparation)
+    first_token_ms: float | None = None
     translated_from: str | None = None  # translation mode: the language of what was said
     stored_id: int | None = None  # its row in the store (app/web_history.py), once kept
     not_kept: str | None = None  # why it could not be kept in the history (a full disk)
@@ -250,7 +252,7 @@ class WebSession:
             return None
         last.answer, last.stats, last.error, last.state = "", None, None, "waiting"
         last.said_aloud, last.attempt = False, last.attempt + 1
-        last.asked_at, last.first_audio_ms = time.monotonic(), None
+        last.asked_at, last.first_audio_ms, last.first_token_ms = time.monotonic(), None, None
         return last
 
     def clear(self) -> None:
@@ -417,6 +419,7 @@ def answer_next(
             options = recall_options(options) if recalled else options
         if kept is not None:  # "remember ...": what was kept is the answer
             turn.answer, turn.state = kept, "done"
+        waited_ms = (time.monotonic() - turn.asked_at) * 1000  # before the model's own clock
         for event in (
             model.stream(conversation, options, owner=session.owner) if kept is None else ()
         ):
@@ -427,6 +430,7 @@ def answer_next(
                 session.answer_news.set()  # the voice (web_actions.speak) may have a piece
             elif isinstance(event, Stats):
                 turn.stats = event
+                turn.first_token_ms = waited_ms + event.timings_ms["first_token"]
             _keep(session, turn)  # kept before it is shown: a crash loses nothing seen
             yield turn  # Heard: the transcript is on the question's speech already
         if current():

@@ -353,6 +353,18 @@ def test_hands_free_chunks_become_a_question(model, session):
     assert answered.startswith("Answered. pause 800 ms · ")  # the wait that ended the turn
 
 
+def test_a_hands_free_first_token_counts_from_the_question_asked(model, session):
+    """What the answer waited for before the model's clock started (a hands-free question's
+    preparation, still going on after its pause) is in its first token's figure."""
+    spoken_into(session, "What is this?")
+    turn = session.ask_heard()
+    turn.asked_at -= 0.5  # asked half a second ago
+    ask_and_answer(model, session)
+    own = turn.stats.timings_ms["first_token"]
+    assert turn.first_token_ms >= 500 + own
+    assert f"first token {turn.first_token_ms:.0f} ms" in timing_line(turn.stats, turn)
+
+
 def test_a_hands_free_question_that_cannot_be_read_is_refused_with_the_reason(session):
     session.heard = np.zeros(16_000, np.float32)  # 1 s of nothing
     turn = session.ask_heard()
@@ -409,11 +421,12 @@ def test_a_hands_free_question_prepared_during_the_pause_says_so():
     )  # fmt: skip
     turn = Turn("", None)
     turn.endpointing_ms = 640.0
+    turn.first_token_ms = 520.0  # from the question asked: it waited for its preparation
     assert timing_line(stats, turn).startswith(
-        "pause 640 ms · transcribed and read already · first token 400 ms"
+        "pause 640 ms · transcribed and read from the pause on · first token 520 ms"
     )
     stats.timings_ms["transcribe"] = 350.0  # transcribed after the pause
-    assert "already" not in timing_line(stats, turn)
+    assert "from the pause" not in timing_line(stats, turn)
 
 
 def test_a_spoken_question_read_otherwise_than_transcribed_says_so(session):
