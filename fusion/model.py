@@ -30,16 +30,9 @@ from fusion.photo_text.request import asks_for_words, photos_to_read, question_w
 from fusion.placeholders import expand_placeholders, new_marker
 from fusion.prefix_cache import PUBLIC, PrefixCache
 from fusion.prompt_layout import PromptLayout, Scope, layout
+from fusion.reading_pass import ReadingContext, ReadingPass
 from fusion.scheduler import DecodeScheduler
-from fusion.speech_reading import (
-    DEFAULT_READING,
-    MessageOpening,
-    ReadingOptions,
-    choose_reading,
-    lm_log_probs,
-    message_opening,
-    spoken_form,
-)
+from fusion.speech_reading import DEFAULT_READING, ReadingOptions, choose_reading, spoken_form
 from fusion.splice import splice
 
 MEDIA_STAGES = ("encode_image", "encode_audio", "transcribe", "read_speech", "ocr")  # timed
@@ -108,7 +101,6 @@ class LunettesModel:
         self.media_cache = MediaCache()  # what each photo and clip gave, by content and owner
         self.prefixes = PrefixCache()  # keys and values of prompts prefilled, by owner
         self._opening: tuple[str, torch.Tensor] | None = None  # system prompt, [1, L, D]
-        self._message_opening: MessageOpening | None = None  # readings are scored after it
         # one request's encoders at a time; each holder lets its OpenMP team go after (openmp.py)
         self.media_lock = TeamReleasingLock()
         # a scheduler.DecodeScheduler when several answers share the model (the server); None:
@@ -188,12 +180,12 @@ class LunettesModel:
         self, messages: Sequence[Message], owner: str, timings: dict, heard=None
     ) -> bool:
         """encode_media under the media lock -> False when `heard` stopped it."""
-        owner = self._cache_owner(owner)
-        self.media_cache.restore(messages, owner)
+        cache_owner = self._cache_owner(owner)
+        self.media_cache.restore(messages, cache_owner)
         for speech in (m.speech for m in messages if m.speech and m.speech.transcript is None):
             self._hear(speech, timings)
         if heard is not None and not heard():
-            self.media_cache.keep(messages, owner)
+            self.media_cache.keep(messages, cache_owner)
             return False
         new_photos = [p for m in messages for p in m.photos if p.features is None]
         if new_photos:
@@ -202,12 +194,6 @@ class LunettesModel:
             for photo, row in zip(new_photos, features):
                 photo.features = row.unsqueeze(0)
             timings["encode_image"] = _ms_since(start)
-        if self.reads_speech:
-            vocabulary = self.lm.get_input_embeddings().weight
-            for speech in (m.speech for m in messages if m.speech and m.speech.reading is None):
-                start = time.perf_counter()
-                self.read_speech(speech, vocabulary)
-                timings["read_speech"] += _ms_since(start)
         unread = {  # after transcription: a spoken "what does it say?" asks too
             id(photo): photo
             for photos in photos_to_read(messages).values()
@@ -219,7 +205,13 @@ class LunettesModel:
             for photo in unread.values():
                 photo.text_lines = self.text_reader.read(photo.image)
             timings["ocr"] = _ms_since(start)
-        self.media_cache.keep(messages, owner)
+        if self.reads_speech:  # after the photos and their text: what a clip is read after
+            vocabulary = self.lm.get_input_embeddings().weight
+            for speech in (m.speech for m in messages if m.speech and m.speech.reading is None):
+                start = time.perf_counter()
+                self.read_speech(speech, vocabulary, self.reading_context(messages, speech, owner))
+                timings["read_speech"] += _ms_since(start)
+        self.media_cache.keep(messages, cache_owner)
         return True
 
     def translate(self, speech: Speech, owner: str = "") -> tuple[str, dict[str, float]]:
@@ -253,6 +245,29 @@ class LunettesModel:
         """Messages with encoded media -> input embeddings [1, L, D] for the LM; opening: the
         answer's first words, written after the template's start of the assistant's turn
         (answer_opening, at answer time; training's prompts have none)."""
+        prompt, marker, media = self._prompt_text(messages)
+        return self._prompt_inputs(prompt + opening, marker, media, opening)
+
+    def reading_context(
+        self, messages: Sequence[Message], speech: Speech, owner: str = ""
+    ) -> ReadingContext:
+        """What stands before `speech`, a clip of one of `messages`, in the prompt that answers
+        them (build_inputs), for `owner`: its readings are scored after it (reading_pass.py).
+        The media before it are encoded, and the clips before it read."""
+        prompt, marker, media = self._prompt_text(messages)
+        clip = next(i for i, (_, medium) in enumerate(media) if medium is speech)
+        cut = -1
+        for _ in range(clip + 1):  # the clip's own marker: the one after `clip` others
+            cut = prompt.index(marker, cut + 1)
+        before = self._prompt_inputs(prompt[:cut], marker, media[:clip])
+        cues = self.adapter.audio_cues
+        return ReadingContext(
+            before.embeddings, before.layout, None if cues is None else cues[0], owner
+        )
+
+    def _prompt_text(self, messages: Sequence[Message]) -> tuple[str, str, list]:
+        """Messages -> (the chat template's prompt with a marker for each medium, the marker,
+        the media in prompt order: (modality, Photo | Speech | None for a text end))."""
         marker = new_marker()
         chat, media = [], []  # media: (modality, Photo | Speech | None) in prompt order
         cued = self.adapter.audio_cues is not None  # clips wrapped in scoped cues
@@ -292,7 +307,13 @@ class LunettesModel:
         prompt = self.tokenizer.apply_chat_template(
             chat, add_generation_prompt=True, tokenize=False
         )
-        prompt += opening  # the LM goes on from the answer's first words
+        return prompt, marker, media
+
+    def _prompt_inputs(
+        self, prompt: str, marker: str, media: list, opening: str = ""
+    ) -> PromptInputs:
+        """A prompt with a marker for each of `media` (_prompt_text) -> its PromptInputs."""
+        cued = self.adapter.audio_cues is not None
         embed = self.lm.get_input_embeddings()
         device = embed.weight.device
         projected = [
@@ -385,9 +406,14 @@ class LunettesModel:
         return self.speech_reading is not None and self.adapter.audio_ctc is not None
 
     @torch.inference_mode()
-    def read_speech(self, speech: Speech, vocabulary: torch.Tensor) -> list[int]:
+    def read_speech(
+        self, speech: Speech, vocabulary: torch.Tensor, context: ReadingContext | None = None
+    ) -> list[int]:
         """The LM tokens a clip is read as, chosen once per clip and kept on it: Whisper's
-        readings, judged by Whisper's decoder and the LM (speech_reading.py)."""
+        readings, judged by Whisper's decoder and by the LM after `context`, what stands before
+        the clip in its answer's prompt (reading_context; None: the clip asked alone, for no
+        one in particular). The LM's pass over the chosen reading is kept for the context's
+        owner (reading_pass.py): the answer's prefill starts after it."""
         if speech.reading is None:
             options = self.speech_reading
             features = speech.features.to(vocabulary.device)  # 1, T, C
@@ -395,30 +421,26 @@ class LunettesModel:
                 self.tokenizer.encode(spoken_form(text), add_special_tokens=False)
                 for text in (speech.heard or ([speech.transcript] if speech.transcript else []))
             ]
+            if context is None and options.lm_weight:
+                context = self.reading_context([Message("user", speech=speech)], speech)
+            lm = ReadingPass(self.lm, context, vocabulary, self.prefixes) if context else None
 
             def judge(texts: list[str]) -> list[float]:
                 whisper = self.transcriber.score(features, texts, speech.language)
-                lm = (
-                    lm_log_probs(self.lm, self.tokenizer, texts, self._reading_opening())
-                    if options.lm_weight
-                    else None
-                )
+                rows = [self.tokenizer.encode(t, add_special_tokens=False) for t in texts]
+                said = lm.scores(rows) if options.lm_weight else [0.0] * len(rows)
                 return [
-                    options.whisper_weight * w + (options.lm_weight * lm[i] if lm else 0.0)
-                    for i, w in enumerate(whisper)
+                    options.whisper_weight * w + options.lm_weight * s
+                    for w, s in zip(whisper, said)
                 ]
 
             log_probs = (
                 self.adapter.audio_log_probs(features, vocabulary) if options.adapter_beam else None
             )
             speech.reading = choose_reading(log_probs, heard, self.tokenizer.decode, judge, options)
+            if lm is not None:
+                lm.keep(speech.reading)
         return speech.reading
-
-    def _reading_opening(self) -> MessageOpening:
-        """The opening of a user turn, prefilled once for every clip's readings (lm_log_probs)."""
-        if self._message_opening is None:  # two threads at once compute the same: harmless
-            self._message_opening = message_opening(self.lm, self.tokenizer)
-        return self._message_opening
 
     @torch.inference_mode()
     def stream(

@@ -3,9 +3,10 @@
 Whisper's beam search (encoders/transcribe.py) ends with a few readings of each clip, its
 best first. Each is scored by Whisper's decoder as a transcript of the clip's frames
 (teacher-forced, Transcriber.score) plus `lm_weight` x the language model's own
-log-probability of the words as a person's message (lm_log_probs): the LM knows that "Why is
-the sea so deep?" is likelier than Whisper's "Why is the C so D?". The best one is what the
-LM reads, as the very tokens of the same words typed, so the answer is the typed question's.
+log-probability of the words after what stands before the clip in the answer's prompt
+(reading_pass.py): the LM knows that "Why is the sea so deep?" is likelier than Whisper's
+"Why is the C so D?". The best one is what the LM reads, as the very tokens of the same words
+typed, so the answer is the typed question's.
 
 The adapter's CTC head can propose readings too (`adapter_beam` > 0, its CTC prefix beam
 search, ctc_beam.py, scored by CTC log-probability as well). On natural held-out speech its
@@ -18,9 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
 
-from encoders.transcribe import PrefixTree
 from fusion.ctc_beam import prefix_beam_search, sequence_log_likelihoods
 
 
@@ -128,76 +127,6 @@ def _cut_short(words: list[str], best: list[str]) -> bool:
     spinach?", heard right, was read as "What can I make with eggs?", and "What do girats
     eat?" as "What". Without such readings: answered as typed 79 -> 81 of 95."""
     return len(words) < len(best) and best[: len(words)] == words
-
-
-@dataclass(frozen=True)
-class MessageOpening:
-    """The chat template's opening of a user turn, prefilled once: what every reading of every
-    clip is scored after (lm_log_probs)."""
-
-    ids: list[int]  # its tokens (the default system prompt, then the user turn's start)
-    keys_values: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer [1, H, P, Dh] each
-    next_log_probs: torch.Tensor  # [V] the LM's log-probabilities of a message's first token
-
-
-@torch.inference_mode()
-def message_opening(lm: torch.nn.Module, tokenizer) -> MessageOpening:
-    """Prefill the opening of a user turn (~24 tokens), to score readings after it."""
-    marker = "\x00"
-    opening = tokenizer.apply_chat_template(
-        [{"role": "user", "content": marker}], tokenize=False
-    ).split(marker)[0]
-    ids = tokenizer.encode(opening, add_special_tokens=False)
-    device = lm.get_input_embeddings().weight.device
-    output = lm(input_ids=torch.tensor([ids], device=device), use_cache=True)
-    layers = tuple((layer.keys, layer.values) for layer in output.cache.layers)
-    return MessageOpening(ids, layers, output.logits[0, -1].float().log_softmax(-1).cpu())
-
-
-@torch.inference_mode()
-def lm_log_probs(
-    lm: torch.nn.Module, tokenizer, texts: list[str], opening: MessageOpening | None = None
-) -> list[float]:
-    """The language model's log-probability of each text as a person's whole message: the
-    text's tokens after the chat template's opening of a user turn.
-
-    opening: that opening prefilled (message_opening), kept by the caller across clips; None:
-    prefilled now. Its keys and values stand first in the cache, so only the texts' own
-    tokens run: 24 fewer positions per clip (the bench's 5 s question: its five readings
-    took 91 positions, now 67; reading ~225 -> ~162 ms in the model, 2-core AMD EPYC, with
-    the same scores).
-
-    The texts are readings of one clip: they share mostly their beginnings, so they run as
-    one prefix tree (encoders/transcribe.py PrefixTree): each distinct prefix is one position
-    that attends to the opening and its own ancestors.
-    """
-    rows = [tokenizer.encode(text, add_special_tokens=False) for text in texts]
-    if not any(rows):
-        return [0.0] * len(rows)  # no words: nothing to predict
-    opening = opening or message_opening(lm, tokenizer)
-    before = len(opening.ids)
-    tree = PrefixTree([row for row in rows if row])
-    scores = [float(opening.next_log_probs[row[0]]) if row else 0.0 for row in rows]
-    if not tree.tokens:
-        return scores  # one token each: the opening predicts all there is
-    device = lm.get_input_embeddings().weight.device
-    cache = DynamicCache()
-    for layer, (keys, values) in enumerate(opening.keys_values):
-        cache.update(keys, values, layer)  # the forward below appends to new tensors
-    sees = tree.sees()  # N, N
-    mask = torch.cat([sees.new_ones(len(tree.tokens), before), sees], 1)  # N, P + N
-    logits = lm(
-        input_ids=torch.tensor([tree.tokens], device=device),  # 1, N
-        attention_mask=mask[None, None].to(device),  # 1, 1, N, P + N
-        position_ids=torch.tensor([[before + d for d in tree.depths]], device=device),  # 1, N
-        cache=cache,
-        use_cache=True,
-    ).logits[0]  # N, V
-    log_probs = logits.float().log_softmax(-1).cpu()  # N, V
-    for k, row in enumerate(rows):
-        for end in range(1, len(row)):
-            scores[k] += float(log_probs[tree.nodes[tuple(row[:end])], row[end]])
-    return scores
 
 
 def greedy_reading(log_probs: torch.Tensor) -> list[int]:

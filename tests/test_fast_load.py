@@ -20,7 +20,8 @@ from fusion.conversation import user
 from fusion.generate import GenerationOptions
 from fusion.model import Chunk
 from fusion.prefill import advance, start_prefill
-from fusion.speech_reading import lm_log_probs
+from fusion.reading_pass import ReadingPass
+from tests.tiny import tone
 
 needs_onednn = pytest.mark.skipif(not packing_available(), reason="no oneDNN in this torch")
 
@@ -122,9 +123,12 @@ def test_a_prefill_asked_in_bfloat16_runs_on_the_prompt_copy_and_nothing_else_do
     assert 0 < relative_error(mixed, float32) < 0.05
     plain = advance(mixed_lm, start_prefill(embeddings, None, None))
     torch.testing.assert_close(plain, float32, rtol=1e-5, atol=1e-5)
-    texts = ["a b c", "a b d e"]
-    assert lm_log_probs(mixed_lm, tokenizer, texts) == pytest.approx(
-        lm_log_probs(model.lm, tokenizer, texts), rel=1e-5
+    rows = [tokenizer.encode(text, add_special_tokens=False) for text in ["a b c", "a b d e"]]
+    messages = [user(speech=tone(0.5))]
+    context = model.reading_context(messages, messages[0].speech)
+    vocabulary = model.lm.get_input_embeddings().weight
+    assert ReadingPass(mixed_lm, context, vocabulary).scores(rows) == pytest.approx(
+        ReadingPass(model.lm, context, vocabulary).scores(rows), rel=1e-5
     )
     with torch.inference_mode():
         one_row = embeddings[:, :1]  # 1, 1, D

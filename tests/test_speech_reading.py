@@ -6,14 +6,11 @@ import math
 import pytest
 import torch
 
-import fusion.model
 from fusion.conversation import user
 from fusion.speech_reading import (
     DEFAULT_READING,
     ReadingOptions,
     choose_reading,
-    lm_log_probs,
-    message_opening,
     spoken_form,
 )
 from tests.tiny import tone
@@ -101,65 +98,6 @@ def test_by_default_the_judges_choose_among_whispers_readings_alone():
     assert choose_reading(None, heard[:1], _decode, None, DEFAULT_READING) == [1, 2, 3]  # no judge
 
 
-def test_the_lm_scores_a_message_by_its_own_tokens(model):
-    tokenizer = model.tokenizer
-    scores = lm_log_probs(model.lm, tokenizer, ["a b", "a b c d", "a b"])
-    assert scores[0] == pytest.approx(scores[2], abs=1e-4)  # batching and padding change nothing
-    assert all(s < 0 for s in scores)
-    alone = lm_log_probs(model.lm, tokenizer, ["a b c d"])[0]
-    assert scores[1] == pytest.approx(alone, abs=1e-4)
-    assert lm_log_probs(model.lm, tokenizer, ["", "a"])[0] == 0.0
-
-
-def test_the_prefix_tree_gives_what_a_plain_causal_pass_gives(model):
-    """The texts share the template's opening and their beginnings (one tree); each score
-    must be what the LM gives the text's tokens after the opening, run alone, left to right."""
-    tokenizer = model.tokenizer
-    texts = ["a b c", "a b d e", "a f", "g"]
-    opening = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "\x00"}], tokenize=False
-    ).split("\x00")[0]
-    prefix = tokenizer.encode(opening, add_special_tokens=False)
-    expected = []
-    for text in texts:
-        row = prefix + tokenizer.encode(text, add_special_tokens=False)
-        with torch.inference_mode():
-            logits = model.lm(input_ids=torch.tensor([row])).logits[0].float()  # L, V
-        picked = logits[:-1].log_softmax(-1).gather(-1, torch.tensor(row[1:])[:, None])[:, 0]
-        expected.append(float(picked[len(prefix) - 1 :].sum()))
-    assert lm_log_probs(model.lm, tokenizer, texts) == pytest.approx(expected, abs=1e-4)
-
-
-def test_a_kept_opening_scores_as_one_prefilled_with_the_texts(model):
-    """Readings scored after the user turn's opening prefilled once give the scores of the
-    opening prefilled with them, one-token readings and empty ones included."""
-    tokenizer = model.tokenizer
-    opening = message_opening(model.lm, tokenizer)
-    texts = ["a b c", "a b d e", "a", "", "g h"]
-    kept = lm_log_probs(model.lm, tokenizer, texts, opening)
-    assert kept == pytest.approx(lm_log_probs(model.lm, tokenizer, texts), abs=1e-4)
-    assert kept[3] == 0.0 and kept[2] < 0
-    assert len(tokenizer.encode("a", add_special_tokens=False)) == 1
-    alone = lm_log_probs(model.lm, tokenizer, ["a", ""], opening)  # no tree: the opening alone
-    assert alone == pytest.approx([kept[2], 0.0], abs=1e-4)
-
-
-def test_the_model_prefills_the_opening_once_for_every_clip(model, monkeypatch):
-    monkeypatch.setattr(model, "_message_opening", None)
-    made = []
-    monkeypatch.setattr(
-        fusion.model, "message_opening", lambda *a: made.append(1) or message_opening(*a)
-    )
-    messages = [user(speech=tone(1.0, 300.0))]
-    model.encode_media(messages)
-    speech, vocabulary = messages[0].speech, model.lm.get_input_embeddings().weight
-    for heard in (["what is this", "what is that"], ["where am I", "where is it"]):
-        speech.reading, speech.heard = None, heard  # two clips' readings to judge
-        reading = model.read_speech(speech, vocabulary)
-        assert model.tokenizer.decode(reading) in [spoken_form(text) for text in heard]
-    assert made == [1]
-
-
 def test_the_model_reads_each_clip_once_and_keeps_the_reading(model, monkeypatch):
     monkeypatch.setattr(model, "speech_reading", ReadingOptions(adapter_beam=4))
     scored = []
@@ -211,7 +149,6 @@ def test_a_reading_needs_a_token(model):
     ],
 )  # fmt: skip
 def test_a_transcript_is_written_as_the_words_were_said(heard, said):
-    from fusion.speech_reading import spoken_form
 
     assert spoken_form(heard) == said
 

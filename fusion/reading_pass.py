@@ -1,0 +1,199 @@
+"""A clip's readings scored where its answer reads them, and the chosen one kept prefilled.
+
+The language model judges Whisper's readings of a clip (speech_reading.py) by its
+log-probability of each as the words that follow everything before the clip in the answer's
+own prompt (ReadingContext): the system prompt, the conversation so far, the message's photos.
+The readings share their beginnings, so they run as one prefix tree (encoders/transcribe.py
+PrefixTree) after that context, in one pass with the clip's start cue.
+
+In the answer's prompt a clip's reading neither sees its cue nor gives it a position
+(prompt_layout.py), so the chosen reading's keys and values in that pass are the ones the
+answer's prefill would make, position for position: `keep` hands them to the prefix cache
+(prefix_cache.py), and the answer's prefill starts after the reading. Before 2026-12-05 the
+readings were scored after a message opening of their own (the chat template's default system
+prompt, no photo), and the answer then prefilled the reading again.
+
+Scores are float32's, as the prompt pass of a photo (bfloat16 prompt copies) is not used here.
+
+Letters: P context length, N tree positions, Q positions in the pass, D LM width, V vocabulary.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from encoders.transcribe import PrefixTree
+from fusion.prefix_cache import PrefixCache
+from fusion.prompt_layout import PromptLayout
+
+_PAST_THE_END = -1  # a token after each row, so that every row's own last prefix is a node
+
+
+@dataclass(frozen=True)
+class ReadingContext:
+    """What stands before a clip in its answer's prompt."""
+
+    embeddings: torch.Tensor  # [1, P, D]
+    layout: PromptLayout | None  # its positions and attention; None: plain causal
+    cue: torch.Tensor | None  # [D] the clip's start cue (adapter.audio_cues), or None
+    owner: str | None = ""  # whose kept prompts the pass starts from, and who keeps the reading
+
+    @property
+    def length(self) -> int:
+        return self.embeddings.shape[1]
+
+    def positions(self) -> torch.Tensor:
+        """[P] long."""
+        if self.layout is None:
+            return torch.arange(self.length)
+        return self.layout.positions
+
+    def attention(self) -> torch.Tensor:
+        """[P, P] bool."""
+        if self.layout is None:
+            return torch.ones(self.length, self.length, dtype=torch.bool).tril()
+        return self.layout.attention
+
+
+class ReadingPass:
+    """The LM's pass over one clip's readings after their context; `keep` the chosen one."""
+
+    def __init__(
+        self,
+        lm: torch.nn.Module,
+        context: ReadingContext,
+        vocabulary: torch.Tensor,
+        prefixes: PrefixCache | None = None,
+    ):
+        self.lm, self.context, self.vocabulary, self.prefixes = lm, context, vocabulary, prefixes
+        self._tree: PrefixTree | None = None
+        self._cache = None  # after scores(): keys and values of context, cue, tree [P + c + N]
+
+    @torch.inference_mode()
+    def scores(self, rows: list[list[int]]) -> list[float]:
+        """The LM's log-probability of each row of token ids as what follows the context
+        (an empty row: 0.0). Runs the pass: what the owner's kept prompts give of the context
+        is not run again."""
+        from fusion.kv_cache import GrowingCache  # transformers, imported when first used
+
+        context, device = self.context, self.vocabulary.device
+        found = (0, None, None)
+        if self.prefixes is not None:
+            found = self.prefixes.find(context.embeddings[0], context.layout, context.owner)
+        done, cache, kept_logits = found
+        cache = cache if cache is not None else GrowingCache()
+        tree = PrefixTree([row + [_PAST_THE_END] for row in rows if row])
+        cued = context.cue is not None
+        rest = context.length - done  # context positions still to run (0: kept whole)
+        embeddings = [context.embeddings[0, done:]]  # rest, D
+        if cued:
+            embeddings.append(context.cue.to(self.vocabulary.dtype)[None])  # 1, D
+        embeddings.append(self.vocabulary[torch.tensor(tree.tokens, dtype=torch.long)])  # N, D
+        inputs = torch.cat(embeddings).to(device)[None]  # 1, Q, D
+        positions, attention = self._pass_layout(tree, done)  # [Q], [Q, P + c + N]
+        first = rest - 1 if rest else None  # the row whose logits predict a reading's first token
+        keep = ([first] if first is not None else []) + [
+            rest + cued + node for node in range(len(tree.tokens))
+        ]
+        logits = self.lm(
+            inputs_embeds=inputs,
+            attention_mask=attention[None, None].to(device),  # 1, 1, Q, P + c + N
+            position_ids=positions[None].to(device),  # 1, Q
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=torch.tensor(keep, device=device),
+        ).logits[0]  # len(keep), V
+        log_probs = logits.float().log_softmax(-1).cpu()  # len(keep), V
+        if first is None:
+            opening = kept_logits.float().log_softmax(-1).cpu()  # V
+            nodes = log_probs
+        else:
+            opening, nodes = log_probs[0], log_probs[1:]  # V; N, V
+        self._tree, self._cache = tree, cache
+        scores = []
+        for row in rows:
+            if not row:
+                scores.append(0.0)
+                continue
+            total = float(opening[row[0]])
+            for end in range(1, len(row)):  # row[:end] predicts row[end]
+                total += float(nodes[tree.nodes[tuple(row[:end])], row[end]])
+            scores.append(total)
+        return scores
+
+    def keep(self, reading: list[int]) -> bool:
+        """Keep the context, the cue and `reading` (a row scored) as a prompt prefilled for
+        the context's owner: the answer's prefill starts after them. False when there is
+        nothing to keep (no pass yet, no prefix cache, a row not scored)."""
+        tree, cache, context = self._tree, self._cache, self.context
+        if tree is None or cache is None or self.prefixes is None or not reading:
+            return False
+        nodes = [tree.nodes.get(tuple(reading[: end + 1])) for end in range(len(reading))]
+        if None in nodes:
+            return False
+        from fusion.kv_cache import GrowingCache
+
+        cued = context.cue is not None
+        before = context.length + cued
+        index = torch.tensor(list(range(before)) + [before + node for node in nodes])  # K
+        kept = GrowingCache()
+        for layer, cached in enumerate(cache.layers):
+            keys, values = cached.keys, cached.values  # 1, H, P + c + N, Dh
+            kept.update(
+                keys[:, :, index.to(keys.device)], values[:, :, index.to(values.device)], layer
+            )
+        embeddings = [context.embeddings[0]]  # P, D
+        if cued:
+            embeddings.append(context.cue.to(self.vocabulary.dtype)[None])
+        embeddings.append(self.vocabulary[torch.tensor(reading, dtype=torch.long)])
+        layout = self._kept_layout(len(reading))
+        self.prefixes.keep(torch.cat(embeddings), layout, kept, context.owner)
+        return True
+
+    def _pass_layout(self, tree: PrefixTree, done: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pass's positions [Q] and attention [Q, P + c + N], for the context's rows from
+        `done` on, the cue and the tree."""
+        context = self.context
+        length, cued, count = context.length, context.cue is not None, len(tree.tokens)
+        positions, attention = context.positions(), context.attention()  # [P], [P, P]
+        after = attention[-1]  # [P]: what a token after the context sees of it
+        last = int(positions[-1])
+        width = length + cued + count
+        rows = torch.zeros(length - done + cued + count, width, dtype=torch.bool)
+        rows[: length - done, :length] = attention[done:]
+        row = length - done
+        if cued:  # the cue sees the context and itself, at the position of the token before it
+            rows[row, :length] = after
+            rows[row, length] = True
+            row += 1
+        rows[row:, :length] = after  # the readings see the context, not the cue
+        rows[row:, length + cued :] = tree.sees()
+        cue_position = [last] if cued else []
+        tree_positions = [last + 1 + depth for depth in tree.depths]
+        positions = torch.cat([positions[done:], torch.tensor(cue_position + tree_positions)])
+        return positions.long(), rows
+
+    def _kept_layout(self, words: int) -> PromptLayout:
+        """The positions [K] and attention [K, K] of the context, the cue and a reading of
+        `words` tokens, as the answer's prompt has them."""
+        context = self.context
+        length, cued = context.length, context.cue is not None
+        seen = context.attention()  # P, P
+        after = seen[-1]  # P
+        total = length + cued + words
+        attention = torch.zeros(total, total, dtype=torch.bool)
+        attention[:length, :length] = seen
+        if cued:
+            attention[length, :length] = after
+            attention[length, length] = True
+        attention[length + cued :, :length] = after
+        attention[length + cued :, length + cued :] = torch.ones(words, words).tril().bool()
+        last = int(context.positions()[-1])
+        positions = torch.cat(
+            [
+                context.positions(),
+                torch.tensor([last] if cued else [], dtype=torch.long),
+                torch.arange(last + 1, last + 1 + words),
+            ]
+        )
+        return PromptLayout(positions.long(), attention)
