@@ -9,7 +9,7 @@ PrefixTree) after that context, in one pass with the clip's start cue.
 In the answer's prompt a clip's reading neither sees its cue nor gives it a position
 (prompt_layout.py), so the chosen reading's keys and values in that pass are the ones the
 answer's prefill would make, position for position: `keep` hands them to the prefix cache
-(prefix_cache.py), and the answer's prefill starts after the reading. Before 2026-12-05 the
+(prefix_cache.py), and the answer's prefill starts at the reading's last word. Before 2026-12-05 the
 readings were scored after a message opening of their own (the chat template's default system
 prompt, no photo), and the answer then prefilled the reading again.
 
@@ -25,8 +25,6 @@ import torch
 from encoders.transcribe import PrefixTree
 from fusion.prefix_cache import PrefixCache
 from fusion.prompt_layout import PromptLayout
-
-_PAST_THE_END = -1  # a token after each row, so that every row's own last prefix is a node
 
 
 @dataclass(frozen=True)
@@ -67,6 +65,7 @@ class ReadingPass:
     ):
         self.lm, self.context, self.vocabulary, self.prefixes = lm, context, vocabulary, prefixes
         self._tree: PrefixTree | None = None
+        self._rows: set[tuple[int, ...]] = set()  # the rows scored
         self._cache = None  # after scores(): keys and values of context, cue, tree [P + c + N]
 
     @torch.inference_mode()
@@ -82,7 +81,7 @@ class ReadingPass:
             found = self.prefixes.find(context.embeddings[0], context.layout, context.owner)
         done, cache, kept_logits = found
         cache = cache if cache is not None else GrowingCache()
-        tree = PrefixTree([row + [_PAST_THE_END] for row in rows if row])
+        tree = PrefixTree([row for row in rows if row])  # a row's last token predicts nothing
         cued = context.cue is not None
         rest = context.length - done  # context positions still to run (0: kept whole)
         embeddings = [context.embeddings[0, done:]]  # rest, D
@@ -109,7 +108,7 @@ class ReadingPass:
             nodes = log_probs
         else:
             opening, nodes = log_probs[0], log_probs[1:]  # V; N, V
-        self._tree, self._cache = tree, cache
+        self._tree, self._cache, self._rows = tree, cache, {tuple(row) for row in rows}
         scores = []
         for row in rows:
             if not row:
@@ -122,17 +121,19 @@ class ReadingPass:
         return scores
 
     def keep(self, reading: list[int]) -> bool:
-        """Keep the context, the cue and `reading` (a row scored) as a prompt prefilled for
-        the context's owner: the answer's prefill starts after them. False when there is
-        nothing to keep (no pass yet, no prefix cache, a row not scored)."""
+        """Keep the context, the cue and `reading` (a row scored) but its last token as a
+        prompt prefilled for the context's owner: the answer's prefill starts there. (The
+        pass has no position for a row's last token, which predicts nothing; with the clip's
+        end cue and the template's end of the turn, the answer's prefill is then ~7 rows, few
+        enough for the layers' block products.) False when there is nothing to keep (no pass
+        yet, no prefix cache, a row not scored)."""
         tree, cache, context = self._tree, self._cache, self.context
-        if tree is None or cache is None or self.prefixes is None or not reading:
-            return False
-        nodes = [tree.nodes.get(tuple(reading[: end + 1])) for end in range(len(reading))]
-        if None in nodes:
+        if tree is None or self.prefixes is None or not reading or tuple(reading) not in self._rows:
             return False
         from fusion.kv_cache import GrowingCache
 
+        words = reading[:-1]
+        nodes = [tree.nodes[tuple(reading[: end + 1])] for end in range(len(words))]
         cued = context.cue is not None
         before = context.length + cued
         index = torch.tensor(list(range(before)) + [before + node for node in nodes])  # K
@@ -145,8 +146,8 @@ class ReadingPass:
         embeddings = [context.embeddings[0]]  # P, D
         if cued:
             embeddings.append(context.cue.to(self.vocabulary.dtype)[None])
-        embeddings.append(self.vocabulary[torch.tensor(reading, dtype=torch.long)])
-        layout = self._kept_layout(len(reading))
+        embeddings.append(self.vocabulary[torch.tensor(words, dtype=torch.long)])
+        layout = self._kept_layout(len(words))
         self.prefixes.keep(torch.cat(embeddings), layout, kept, context.owner)
         return True
 

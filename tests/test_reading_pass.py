@@ -114,7 +114,7 @@ def test_the_kept_reading_is_the_answers_prefill_up_to_its_last_word(reading_mod
     prompt = model.build_inputs(messages)
     cued = model.adapter.audio_cues is not None
     length = prompt.embeddings.shape[1]
-    reused = context.length + cued + len(rows[1])
+    reused = context.length + cued + len(rows[1]) - 1  # the last word is prefilled with the rest
     assert model.prefixes.find(prompt.embeddings[0], prompt.layout, "me")[0] == reused < length
     assert model.prefixes.find(prompt.embeddings[0], prompt.layout, "someone else")[0] < reused
     kept = start_prefill(prompt.embeddings, prompt.layout, model.prefixes, "me")
@@ -161,7 +161,7 @@ def test_the_model_scores_readings_in_context_and_its_answer_reuses_the_pass(mod
     context = model.reading_context(messages, speech, "me")
     prompt = model.build_inputs(messages)
     reused = model.prefixes.find(prompt.embeddings[0], prompt.layout, "me")[0]
-    assert reused == context.length + len(reading)
+    assert reused == context.length + len(reading) - 1
 
 
 def test_a_clip_alone_is_read_after_the_system_prompt(model, monkeypatch):
