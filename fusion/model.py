@@ -209,7 +209,7 @@ class LunettesModel:
             vocabulary = self.lm.get_input_embeddings().weight
             for speech in (m.speech for m in messages if m.speech and m.speech.reading is None):
                 start = time.perf_counter()
-                self.read_speech(speech, vocabulary, self.reading_context(messages, speech, owner))
+                self.read_speech(speech, vocabulary, messages, owner)
                 timings["read_speech"] += _ms_since(start)
         self.media_cache.keep(messages, cache_owner)
         return True
@@ -407,13 +407,17 @@ class LunettesModel:
 
     @torch.inference_mode()
     def read_speech(
-        self, speech: Speech, vocabulary: torch.Tensor, context: ReadingContext | None = None
+        self,
+        speech: Speech,
+        vocabulary: torch.Tensor,
+        messages: Sequence[Message] | None = None,
+        owner: str = "",
     ) -> list[int]:
         """The LM tokens a clip is read as, chosen once per clip and kept on it: Whisper's
-        readings, judged by Whisper's decoder and by the LM after `context`, what stands before
-        the clip in its answer's prompt (reading_context; None: the clip asked alone, for no
-        one in particular). The LM's pass over the chosen reading is kept for the context's
-        owner (reading_pass.py): the answer's prefill starts after it."""
+        readings, judged by Whisper's decoder and by the LM after what stands before the clip
+        in the prompt that answers `messages`, the clip's own among them (reading_context;
+        None: the clip asked alone). The LM's pass over the chosen reading is kept for `owner`
+        (reading_pass.py): the answer's prefill starts at its last word."""
         if speech.reading is None:
             options = self.speech_reading
             features = speech.features.to(vocabulary.device)  # 1, T, C
@@ -421,14 +425,17 @@ class LunettesModel:
                 self.tokenizer.encode(spoken_form(text), add_special_tokens=False)
                 for text in (speech.heard or ([speech.transcript] if speech.transcript else []))
             ]
-            if context is None and options.lm_weight:
-                context = self.reading_context([Message("user", speech=speech)], speech)
-            lm = ReadingPass(self.lm, context, vocabulary, self.prefixes) if context else None
+            passes: list[ReadingPass] = []  # the LM's, when it judged (more than one reading)
 
             def judge(texts: list[str]) -> list[float]:
                 whisper = self.transcriber.score(features, texts, speech.language)
-                rows = [self.tokenizer.encode(t, add_special_tokens=False) for t in texts]
-                said = lm.scores(rows) if options.lm_weight else [0.0] * len(rows)
+                said = [0.0] * len(texts)
+                if options.lm_weight:
+                    asked = messages or [Message("user", speech=speech)]
+                    context = self.reading_context(asked, speech, owner)
+                    passes.append(ReadingPass(self.lm, context, vocabulary, self.prefixes))
+                    rows = [self.tokenizer.encode(t, add_special_tokens=False) for t in texts]
+                    said = passes[-1].scores(rows)
                 return [
                     options.whisper_weight * w + options.lm_weight * s
                     for w, s in zip(whisper, said)
@@ -438,8 +445,8 @@ class LunettesModel:
                 self.adapter.audio_log_probs(features, vocabulary) if options.adapter_beam else None
             )
             speech.reading = choose_reading(log_probs, heard, self.tokenizer.decode, judge, options)
-            if lm is not None:
-                lm.keep(speech.reading)
+            for scoring in passes:
+                scoring.keep(speech.reading)
         return speech.reading
 
     @torch.inference_mode()
