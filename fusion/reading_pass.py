@@ -94,15 +94,17 @@ class ReadingPass:
         keep = ([first] if first is not None else []) + [
             rest + cued + node for node in range(len(tree.tokens))
         ]
-        logits = self.lm(
-            inputs_embeds=inputs,
-            attention_mask=attention[None, None].to(device),  # 1, 1, Q, P + c + N
-            position_ids=positions[None].to(device),  # 1, Q
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=torch.tensor(keep, device=device),
-        ).logits[0]  # len(keep), V
-        log_probs = logits.float().log_softmax(-1).cpu()  # len(keep), V
+        log_probs = torch.zeros(0, self.vocabulary.shape[0])  # len(keep), V
+        if inputs.shape[1]:  # (nothing to run: the context kept whole, one-token rows, no cue)
+            logits = self.lm(
+                inputs_embeds=inputs,
+                attention_mask=attention[None, None].to(device),  # 1, 1, Q, P + c + N
+                position_ids=positions[None].to(device),  # 1, Q
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=torch.tensor(keep, device=device),
+            ).logits[0]  # len(keep), V
+            log_probs = logits.float().log_softmax(-1).cpu()
         if first is None:
             opening = kept_logits.float().log_softmax(-1).cpu()  # V
             nodes = log_probs

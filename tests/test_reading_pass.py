@@ -149,6 +149,11 @@ def test_a_pass_starts_from_the_owners_kept_prompt(model, monkeypatch):
     kept = ReadingPass(model.lm, context, vocabulary, model.prefixes).scores(rows)
     assert found == [context.length]
     assert kept == pytest.approx(alone, abs=1e-4)
+    words = _words(model, ["a", "g"])  # one token each: nothing left to run, the kept logits
+    assert all(len(row) == 1 for row in words)
+    assert ReadingPass(model.lm, context, vocabulary, model.prefixes).scores(
+        words
+    ) == pytest.approx(ReadingPass(model.lm, context, vocabulary, None).scores(words), abs=1e-4)
 
 
 def test_the_model_scores_readings_in_context_and_its_answer_reuses_the_pass(model):
