@@ -18,6 +18,7 @@ Scores are float32's, as the prompt pass of a photo (bfloat16 prompt copies) is 
 Letters: P context length, N tree positions, Q positions in the pass, D LM width, V vocabulary.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -84,12 +85,8 @@ class ReadingPass:
         tree = PrefixTree([row for row in rows if row])  # a row's last token predicts nothing
         cued = context.cue is not None
         rest = context.length - done  # context positions still to run (0: kept whole)
-        embeddings = [context.embeddings[0, done:]]  # rest, D
-        if cued:
-            embeddings.append(context.cue.to(self.vocabulary.dtype)[None])  # 1, D
-        embeddings.append(self.vocabulary[torch.tensor(tree.tokens, dtype=torch.long)])  # N, D
-        inputs = torch.cat(embeddings).to(device)[None]  # 1, Q, D
-        positions, attention = self._pass_layout(tree, done)  # [Q], [Q, P + c + N]
+        inputs = self._embeddings(done, tree.tokens).to(device)[None]  # 1, Q, D
+        positions, attention = self._layout(done, tree.sees(), tree.depths)  # [Q], [Q, P + c + N]
         first = rest - 1 if rest else None  # the row whose logits predict a reading's first token
         keep = ([first] if first is not None else []) + [
             rest + cued + node for node in range(len(tree.tokens))
@@ -145,58 +142,42 @@ class ReadingPass:
             kept.update(
                 keys[:, :, index.to(keys.device)], values[:, :, index.to(values.device)], layer
             )
-        embeddings = [context.embeddings[0]]  # P, D
-        if cued:
-            embeddings.append(context.cue.to(self.vocabulary.dtype)[None])
-        embeddings.append(self.vocabulary[torch.tensor(words, dtype=torch.long)])
-        layout = self._kept_layout(len(words))
-        self.prefixes.keep(torch.cat(embeddings), layout, kept, context.owner)
+        chain = torch.ones(len(words), len(words), dtype=torch.bool).tril()  # the words in a row
+        layout = PromptLayout(*self._layout(0, chain, range(len(words))))  # [K], [K, K]
+        self.prefixes.keep(self._embeddings(0, words), layout, kept, context.owner)
         return True
 
-    def _pass_layout(self, tree: PrefixTree, done: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The pass's positions [Q] and attention [Q, P + c + N], for the context's rows from
-        `done` on, the cue and the tree."""
+    def _embeddings(self, done: int, tokens: list[int]) -> torch.Tensor:
+        """The context from `done` on, the cue, and `tokens` (LM ids) -> [Q, D]."""
         context = self.context
-        length, cued, count = context.length, context.cue is not None, len(tree.tokens)
+        parts = [context.embeddings[0, done:]]  # P - done, D
+        if context.cue is not None:
+            parts.append(context.cue.to(self.vocabulary.dtype)[None])  # 1, D
+        parts.append(self.vocabulary[torch.tensor(tokens, dtype=torch.long)])  # M, D
+        return torch.cat(parts)
+
+    def _layout(
+        self, done: int, sees: torch.Tensor, depths: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions [Q] and attention [Q, P + c + M] of the context's tokens from `done` on,
+        the cue and M reading tokens (sees [M, M]: which of them each sees; depths: each one's
+        place in its reading), as the answer's prompt has them: the cue sees the context and
+        itself, at the position of the token before it; the readings see the context, not the
+        cue. done = 0 and one reading in a row: the kept prompt's own layout."""
+        context = self.context
+        length, cued, count = context.length, context.cue is not None, len(depths)
         positions, attention = context.positions(), context.attention()  # [P], [P, P]
         after = attention[-1]  # [P]: what a token after the context sees of it
         last = int(positions[-1])
-        width = length + cued + count
-        rows = torch.zeros(length - done + cued + count, width, dtype=torch.bool)
+        rows = torch.zeros(length - done + cued + count, length + cued + count, dtype=torch.bool)
         rows[: length - done, :length] = attention[done:]
         row = length - done
-        if cued:  # the cue sees the context and itself, at the position of the token before it
+        if cued:
             rows[row, :length] = after
             rows[row, length] = True
             row += 1
-        rows[row:, :length] = after  # the readings see the context, not the cue
-        rows[row:, length + cued :] = tree.sees()
-        cue_position = [last] if cued else []
-        tree_positions = [last + 1 + depth for depth in tree.depths]
-        positions = torch.cat([positions[done:], torch.tensor(cue_position + tree_positions)])
+        rows[row:, :length] = after
+        rows[row:, length + cued :] = sees
+        added = ([last] if cued else []) + [last + 1 + depth for depth in depths]
+        positions = torch.cat([positions[done:], torch.tensor(added, dtype=torch.long)])
         return positions.long(), rows
-
-    def _kept_layout(self, words: int) -> PromptLayout:
-        """The positions [K] and attention [K, K] of the context, the cue and a reading of
-        `words` tokens, as the answer's prompt has them."""
-        context = self.context
-        length, cued = context.length, context.cue is not None
-        seen = context.attention()  # P, P
-        after = seen[-1]  # P
-        total = length + cued + words
-        attention = torch.zeros(total, total, dtype=torch.bool)
-        attention[:length, :length] = seen
-        if cued:
-            attention[length, :length] = after
-            attention[length, length] = True
-        attention[length + cued :, :length] = after
-        attention[length + cued :, length + cued :] = torch.ones(words, words).tril().bool()
-        last = int(context.positions()[-1])
-        positions = torch.cat(
-            [
-                context.positions(),
-                torch.tensor([last] if cued else [], dtype=torch.long),
-                torch.arange(last + 1, last + 1 + words),
-            ]
-        )
-        return PromptLayout(positions.long(), attention)
