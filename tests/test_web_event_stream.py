@@ -22,6 +22,7 @@ from bench.browser import launch_chromium
 from tests.api_support import LiveServer
 from tests.web_support import (
     PacedModel,
+    camera_state,
     needs_chromium,
     open_app,
     send,
@@ -108,6 +109,9 @@ def test_a_camera_started_as_the_stream_closes_sends_its_frames(served, monkeypa
             camera.get_by_text("Click to Access Webcam").click()
             wait_until(lambda: all_completed(page), what="the page's events all completed")
             camera.get_by_role("button", name="Camera: Record").click()
-            wait_until(lambda: len(frames) >= 4, HOLD_S + 10 * FRAME_EVERY_S, "4 camera frames")
+            try:
+                wait_until(lambda: len(frames) >= 4, HOLD_S + 10 * FRAME_EVERY_S, "4 frames")
+            except AssertionError as error:
+                raise AssertionError(f"{error}: {len(frames)}; {camera_state(page)}") from None
         finally:
             chromium.close()

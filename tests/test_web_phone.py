@@ -16,6 +16,7 @@ from tests.web_support import (
     WAIT_MS,
     LiveServer,
     PacedModel,
+    camera_state,
     fake_microphone_wav,
     have_espeak,
     launch_phone,
@@ -94,7 +95,10 @@ def test_a_phone_takes_a_photo_and_asks_aloud_over_https(phone, server, monkeypa
     page.locator("#camera").get_by_role("button", name="Camera: Record").tap()
     # frames reach the server (seconds on a busy machine: CI twice had none there after a
     # fixed wait of 3 or 6 s + the 3.5 s of the question)
-    wait_until(lambda: len(frames_at) >= 2, what="the camera's frames at the server")
+    try:
+        wait_until(lambda: len(frames_at) >= 2, what="the camera's frames at the server")
+    except AssertionError as error:
+        raise AssertionError(f"{error}: {len(frames_at)}; {camera_state(page)}") from None
     recorder = page.locator("#push-to-talk")
     recorder.get_by_role("button", name="Push to talk: Record").tap()
     page.wait_for_timeout(3500)

@@ -201,6 +201,23 @@ def wait_until(
         time.sleep(0.05)
 
 
+def camera_state(page) -> str:
+    """What the page's camera shows and sent, for a timeout's message: its button's label
+    (Record, Waiting: the stream's start not yet acknowledged, Stop: streaming), its video's
+    readiness and size, and the page's failed requests and script errors."""
+    shown = page.evaluate(
+        """() => {
+            const video = document.querySelector('#camera video');
+            const button = document.querySelector('#camera .button-wrap button');
+            return {button: button ? button.innerText.trim() : null,
+                    ready: video ? video.readyState : null,
+                    size: video ? `${video.videoWidth}x${video.videoHeight}` : null};
+        }"""
+    )
+    streamed = sum("/gradio_api/stream/" in url for url in page.requested)
+    return f"{shown}, {streamed} frames posted, failed {page.failed}, errors {page.problems}"
+
+
 def finished_answers(page) -> int:
     """How many answers are complete (each ends with its timing note)."""
     return page.locator("#conversation .bot-row .thought", has_text="⏱️").count()
