@@ -414,10 +414,11 @@ class LunettesModel:
         owner: str = "",
     ) -> list[int]:
         """The LM tokens a clip is read as, chosen once per clip and kept on it: Whisper's
-        readings, judged by Whisper's decoder and by the LM after what stands before the clip
-        in the prompt that answers `messages`, the clip's own among them (reading_context;
-        None: the clip asked alone). The LM's pass over the chosen reading is kept for `owner`
-        (reading_pass.py): the answer's prefill starts at its last word."""
+        readings, judged by Whisper's decoder and, when its two best are close, by the LM
+        after what stands before the clip in the prompt that answers `messages`, the clip's
+        own among them (reading_context; None: the clip asked alone). The LM's pass over the
+        chosen reading is kept for `owner` (reading_pass.py): the answer's prefill starts at
+        its last word."""
         if speech.reading is None:
             options = self.speech_reading
             features = speech.features.to(vocabulary.device)  # 1, T, C
@@ -425,26 +426,24 @@ class LunettesModel:
                 self.tokenizer.encode(spoken_form(text), add_special_tokens=False)
                 for text in (speech.heard or ([speech.transcript] if speech.transcript else []))
             ]
-            passes: list[ReadingPass] = []  # the LM's, when it judged (more than one reading)
+            passes: list[ReadingPass] = []  # the LM's, when it judged
 
-            def judge(texts: list[str]) -> list[float]:
-                whisper = self.transcriber.score(features, texts, speech.language)
-                said = [0.0] * len(texts)
-                if options.lm_weight:
-                    asked = messages or [Message("user", speech=speech)]
-                    context = self.reading_context(asked, speech, owner)
-                    passes.append(ReadingPass(self.lm, context, vocabulary, self.prefixes))
-                    rows = [self.tokenizer.encode(t, add_special_tokens=False) for t in texts]
-                    said = passes[-1].scores(rows)
-                return [
-                    options.whisper_weight * w + options.lm_weight * s
-                    for w, s in zip(whisper, said)
-                ]
+            def whisper(texts: list[str]) -> list[float]:
+                return self.transcriber.score(features, texts, speech.language)
+
+            def lm(texts: list[str]) -> list[float]:
+                asked = messages or [Message("user", speech=speech)]
+                context = self.reading_context(asked, speech, owner)
+                passes.append(ReadingPass(self.lm, context, vocabulary, self.prefixes))
+                rows = [self.tokenizer.encode(t, add_special_tokens=False) for t in texts]
+                return passes[-1].scores(rows)
 
             log_probs = (
                 self.adapter.audio_log_probs(features, vocabulary) if options.adapter_beam else None
             )
-            speech.reading = choose_reading(log_probs, heard, self.tokenizer.decode, judge, options)
+            speech.reading = choose_reading(
+                log_probs, heard, self.tokenizer.decode, whisper, lm, options
+            )
             for scoring in passes:
                 scoring.keep(speech.reading)
         return speech.reading

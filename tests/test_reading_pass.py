@@ -8,7 +8,8 @@ import torch
 
 from fusion.adapter import Adapter
 from fusion.conversation import Message, user
-from fusion.model import LunettesModel
+from fusion.generate import GenerationOptions
+from fusion.model import Chunk, LunettesModel
 from fusion.prefill import advance, start_prefill
 from fusion.prompt_layout import PromptLayout, continued_positions, extended_attention
 from fusion.reading_pass import ReadingPass
@@ -167,6 +168,25 @@ def test_the_model_scores_readings_in_context_and_its_answer_reuses_the_pass(mod
     prompt = model.build_inputs(messages)
     reused = model.prefixes.find(prompt.embeddings[0], prompt.layout, "me")[0]
     assert reused == context.length + len(reading) - 1
+
+
+def test_no_lm_pass_when_whisper_is_sure_and_the_answer_reads_the_clip_itself(model, monkeypatch):
+    messages = _conversation(model)
+    speech = messages[-1].speech
+    speech.heard = ("what is this", "what is that")
+    far_apart = [0.0, -model.speech_reading.lm_within - 1.0]
+    monkeypatch.setattr(model.transcriber, "score", lambda features, texts, language: far_apart)
+    passes = []
+    monkeypatch.setattr(ReadingPass, "scores", lambda self, rows: passes.append(rows))
+    model.encode_media(messages, owner="me")
+    assert passes == [] and speech.reading == _words(model, ["What is this"])[0]
+    prompt = model.build_inputs(messages)
+    reused = model.prefixes.find(prompt.embeddings[0], prompt.layout, "me")[0]
+    assert reused <= model.reading_context(messages, speech, "me").length  # no reading kept
+    first = advance(model.lm, start_prefill(prompt.embeddings, prompt.layout, None))  # [V]
+    one = GenerationOptions(max_new_tokens=1)
+    answer = "".join(e.text for e in model.stream(messages, one, "me") if isinstance(e, Chunk))
+    assert answer == model.tokenizer.decode([int(first.argmax())])
 
 
 def test_a_clip_alone_is_read_after_the_system_prompt(model, monkeypatch):

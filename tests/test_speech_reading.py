@@ -38,11 +38,15 @@ def _judge_preferring(text: str, calls: list):
     return judge
 
 
+def _no_lm(texts: list[str]) -> list[float]:
+    raise AssertionError("the LM should not be asked: Whisper's best reading is far ahead")
+
+
 def test_the_adapters_best_reading_is_kept_when_the_judge_agrees():
     log_probs = _peaked([1, None, 2, 2, None, 3])
     calls = []
     assert choose_reading(
-        log_probs, [], _decode, _judge_preferring("w1 w2 w3", calls), OPTIONS
+        log_probs, [], _decode, _judge_preferring("w1 w2 w3", calls), _no_lm, OPTIONS
     ) == [1, 2, 3]
     assert calls and "w1 w2 w3" in calls[0]
 
@@ -51,7 +55,9 @@ def test_the_judge_picks_a_less_likely_reading_the_frames_allow():
     log_probs = _peaked([1, 2, 3])
     log_probs[1] = torch.tensor([0.02, 0.02, 0.02, 0.5, 0.02, 0.42]).log()  # token 2 or 4
     calls = []
-    chosen = choose_reading(log_probs, [], _decode, _judge_preferring("w1 w4 w3", calls), OPTIONS)
+    chosen = choose_reading(
+        log_probs, [], _decode, _judge_preferring("w1 w4 w3", calls), _no_lm, OPTIONS
+    )
     assert chosen == [1, 4, 3]
     assert len(calls[0]) == OPTIONS.adapter_beam and calls[0][0] == "w1 w2 w3"
 
@@ -60,7 +66,7 @@ def test_what_whisper_heard_joins_the_candidates():
     log_probs = _peaked([1, None, 2, None, 3], sure=0.6)
     calls = []
     chosen = choose_reading(
-        log_probs, [[1, 4, 3]], _decode, _judge_preferring("w1 w4 w3", calls), OPTIONS
+        log_probs, [[1, 4, 3]], _decode, _judge_preferring("w1 w4 w3", calls), _no_lm, OPTIONS
     )
     assert chosen == [1, 4, 3]
     assert "w1 w4 w3" in calls[0]
@@ -71,7 +77,7 @@ def test_a_hearing_the_frames_cannot_hold_never_wins():
     heard = [[1, 2, 3, 4]]  # four tokens in three frames
     calls = []
     chosen = choose_reading(
-        log_probs, heard, _decode, _judge_preferring("w1 w2 w3 w4", calls), OPTIONS
+        log_probs, heard, _decode, _judge_preferring("w1 w2 w3 w4", calls), _no_lm, OPTIONS
     )
     assert chosen == [1, 2]
 
@@ -80,22 +86,29 @@ def test_agreement_with_whisper_needs_no_judge():
     def judge(texts):
         raise AssertionError("the judge should not be asked")
 
-    assert choose_reading(_peaked([1, None, 2]), [[1, 2]], _decode, judge, OPTIONS) == [1, 2]
+    assert choose_reading(_peaked([1, None, 2]), [[1, 2]], _decode, judge, _no_lm, OPTIONS) == [
+        1,
+        2,
+    ]
 
 
 def test_a_silent_clip_reads_as_nothing():
     log_probs = _peaked([None, None, None], sure=1 - 1e-9)
-    assert choose_reading(log_probs, [], _decode, _judge_preferring("", []), OPTIONS) == []
+    assert choose_reading(log_probs, [], _decode, _judge_preferring("", []), _no_lm, OPTIONS) == []
 
 
 def test_by_default_the_judges_choose_among_whispers_readings_alone():
     calls = []
     heard = [[1, 2, 3], [1, 2, 4], [1, 2, 3]]  # Whisper's best first; a duplicate
     chosen = choose_reading(
-        None, heard, _decode, _judge_preferring("w1 w2 w4", calls), DEFAULT_READING
+        None, heard, _decode, _judge_preferring("w1 w2 w4", calls), _no_lm, DEFAULT_READING
     )
     assert chosen == [1, 2, 4] and calls == [["w1 w2 w3", "w1 w2 w4"]]  # no adapter reading
-    assert choose_reading(None, heard[:1], _decode, None, DEFAULT_READING) == [1, 2, 3]  # no judge
+    assert choose_reading(None, heard[:1], _decode, None, _no_lm, DEFAULT_READING) == [
+        1,
+        2,
+        3,
+    ]  # no judge
 
 
 def test_the_model_reads_each_clip_once_and_keeps_the_reading(model, monkeypatch):
@@ -157,13 +170,36 @@ def test_a_whisper_beam_that_ended_early_is_never_the_reading():
     """Summed log-probabilities favour a short beam: the judge here prefers it outright."""
     heard = [[1, 2, 3, 4], [1, 2], [1, 5, 3]]  # Whisper's best, its beam cut short, another
     calls = []
+    neutral = lambda texts: [0.0] * len(texts)  # the two left tie for Whisper
     chosen = choose_reading(
-        None, heard, _decode, _judge_preferring("w1 w2", calls), DEFAULT_READING
+        None, heard, _decode, _judge_preferring("w1 w2", calls), neutral, DEFAULT_READING
     )
     assert chosen == [1, 2, 3, 4]
     assert calls == [["w1 w2 w3 w4", "w1 w5 w3"]]  # never judged
     # a reading as long as the best, or another wording, still competes
     chosen = choose_reading(
-        None, heard, _decode, _judge_preferring("w1 w5 w3", []), DEFAULT_READING
+        None, heard, _decode, _judge_preferring("w1 w5 w3", []), _no_lm, DEFAULT_READING
     )
     assert chosen == [1, 5, 3]
+
+
+def test_the_lm_judges_only_when_whispers_best_readings_are_close():
+    heard = [[1, 2, 3], [1, 2, 4], [5]]
+    asked = []
+
+    def whisper_scoring(*scores):
+        return lambda texts: list(scores)
+
+    def lm(texts):  # prefers the second reading by 10 nats: 2 once weighted
+        asked.append(texts)
+        return [-10.0, 0.0, -30.0]
+
+    within = DEFAULT_READING.lm_within
+    assert within > 1.0
+    close = whisper_scoring(0.0, -1.0, -9.0)  # the LM's 2 nats overturn 1
+    chosen = choose_reading(None, heard, _decode, close, lm, DEFAULT_READING)
+    assert chosen == [1, 2, 4] and asked == [["w1 w2 w3", "w1 w2 w4", "w5"]]
+    apart = whisper_scoring(0.0, -within - 0.5, -9.0)  # the LM's 2 nats could not catch up
+    assert choose_reading(None, heard, _decode, apart, _no_lm, DEFAULT_READING) == [1, 2, 3]
+    no_lm = ReadingOptions(lm_weight=0.0)
+    assert choose_reading(None, heard, _decode, close, _no_lm, no_lm) == [1, 2, 3]
