@@ -414,7 +414,7 @@ class LunettesModel:
         owner: str = "",
     ) -> list[int]:
         """The LM tokens a clip is read as, chosen once per clip and kept on it: Whisper's
-        readings, judged by Whisper's decoder and, when its two best are close, by the LM
+        readings, judged by Whisper's decoder and those close to its best by the LM
         after what stands before the clip in the prompt that answers `messages`, the clip's
         own among them (reading_context; None: the clip asked alone). The LM's pass over the
         chosen reading is kept for `owner` (reading_pass.py): the answer's prefill starts at

@@ -183,23 +183,23 @@ def test_a_whisper_beam_that_ended_early_is_never_the_reading():
     assert chosen == [1, 5, 3]
 
 
-def test_the_lm_judges_only_when_whispers_best_readings_are_close():
-    heard = [[1, 2, 3], [1, 2, 4], [5]]
+def test_the_lm_judges_only_the_readings_close_to_whispers_best():
+    heard = [[1, 2, 3], [1, 2, 4], [5], [6]]
     asked = []
 
     def whisper_scoring(*scores):
         return lambda texts: list(scores)
 
-    def lm(texts):  # prefers the second reading by 10 nats: 2 once weighted
+    def lm(texts):  # prefers "w1 w2 w4" by 10 nats (2 once weighted), "w5" by 30
         asked.append(texts)
-        return [-10.0, 0.0, -30.0]
+        return [{"w1 w2 w3": -10.0, "w1 w2 w4": 0.0, "w5": 20.0}[text] for text in texts]
 
     within = DEFAULT_READING.lm_within
-    assert within > 1.0
-    close = whisper_scoring(0.0, -1.0, -9.0)  # the LM's 2 nats overturn 1
+    assert 1.0 < within < 9.0
+    close = whisper_scoring(0.0, -1.0, -9.0, -within - 0.5)  # the LM's 2 nats overturn 1
     chosen = choose_reading(None, heard, _decode, close, lm, DEFAULT_READING)
-    assert chosen == [1, 2, 4] and asked == [["w1 w2 w3", "w1 w2 w4", "w5"]]
-    apart = whisper_scoring(0.0, -within - 0.5, -9.0)  # the LM's 2 nats could not catch up
-    assert choose_reading(None, heard, _decode, apart, _no_lm, DEFAULT_READING) == [1, 2, 3]
+    assert chosen == [1, 2, 4] and asked == [["w1 w2 w3", "w1 w2 w4"]]  # "w5" too far below
+    alone = whisper_scoring(0.0, -within - 0.5, -9.0, -9.0)  # no other one the LM could pick
+    assert choose_reading(None, heard, _decode, alone, _no_lm, DEFAULT_READING) == [1, 2, 3]
     no_lm = ReadingOptions(lm_weight=0.0)
     assert choose_reading(None, heard, _decode, close, _no_lm, no_lm) == [1, 2, 3]
