@@ -56,7 +56,15 @@ if (!window.lunettesPage) {
       });
     }
   };
-  new MutationObserver(nameControls).observe(document.body, {
+  // Once a frame at most: the chat changes with every token written, and reading a button's
+  // innerText makes the browser lay the page out there and then, on each change.
+  let naming = false;
+  const nameSoon = () => {
+    if (naming) return;
+    naming = true;
+    requestAnimationFrame(() => { naming = false; nameControls(); });
+  };
+  new MutationObserver(nameSoon).observe(document.body, {
     childList: true, subtree: true, characterData: true, attributes: true, attributeFilter: ['aria-label'],
   });
   nameControls();
