@@ -42,6 +42,9 @@ class Transcript:
     # Every reading the beam finished with, cleaned as `text` is, Whisper's best first
     # (text itself); only `text` when decoding is greedy. Another judge may choose among them.
     alternatives: tuple[str, ...] = ()
+    # The beam's log-probability of each alternative (its likeliest beam that reads so, end of
+    # text included, before cleaning); () when decoding is greedy.
+    scores: tuple[float, ...] = ()
 
 
 class Transcriber:
@@ -84,8 +87,9 @@ class Transcriber:
             if language is None and self.whisper.is_multilingual:
                 language = self._detect_language(features, cross)
             tokenizer = self.tokenizer(language or "en", task)
+            scores: list[float] = []  # the beam's log-probability of each reading
             if self.beam_size > 1:
-                readings = self._beam(features, tokenizer, max_tokens, cross)
+                readings, scores = self._beam(features, tokenizer, max_tokens, cross)
             else:
                 cache, hooks = self.whisper.install_kv_cache_hooks()
                 try:
@@ -94,15 +98,21 @@ class Transcriber:
                     for hook in hooks:
                         hook.remove()
         texts = [tokenizer.decode(tokens).strip() for tokens in readings]
-        alternatives = tuple(dict.fromkeys(text for text in texts if text))
-        return Transcript(texts[0], language or "en", alternatives or (texts[0],))
+        best: dict[str, float] = {}  # each text's likeliest beam, in the order first read
+        for text, score in zip(texts, scores or [None] * len(texts)):
+            if text:
+                best[text] = max(best.get(text, score), score) if score is not None else None
+        alternatives = tuple(best) or (texts[0],)
+        kept = tuple(best.values()) if scores and best else ()
+        return Transcript(texts[0], language or "en", alternatives, kept)
 
     def _beam(
         self, features: torch.Tensor, tokenizer: Tokenizer, max_tokens: int, cross: dict
-    ) -> list[list[int]]:
-        """openai-whisper's beam search over the encoded frames [1, T, D] -> every finished
-        reading, cleaned of loops and restarts, the library's choice first. cross: what the
-        language detection kept of cross-attention (_detect_language), or nothing."""
+    ) -> tuple[list[list[int]], list[float]]:
+        """openai-whisper's beam search over the encoded frames [1, T, D] -> (every finished
+        reading, cleaned of loops and restarts, the library's choice first; the beam's
+        log-probability of each). cross: what the language detection kept of cross-attention
+        (_detect_language), or nothing."""
         options = DecodingOptions(
             task=tokenizer.task,
             language=tokenizer.language or "en",  # English-only models' tokenizers have none
@@ -114,8 +124,10 @@ class Transcriber:
         task = _EncodedFramesTask(self.whisper, options, cross)
         task.sequence_ranker = ranker = _KeepingRanker(options.length_penalty)
         best = list(task.run(features)[0].tokens)
+        finished = dict(zip(map(tuple, ranker.candidates), ranker.sum_logprobs))
         readings = [best] + [c for c in ranker.candidates if c != best]
-        return [_cleaned(tokens, tokenizer) for tokens in readings]
+        scores = [finished.get(tuple(tokens), float("nan")) for tokens in readings]
+        return [_cleaned(tokens, tokenizer) for tokens in readings], scores
 
     @torch.inference_mode()
     def score(
@@ -232,9 +244,11 @@ class _KeepingRanker(MaximumLikelihoodRanker):
     def __init__(self, length_penalty: float | None):
         super().__init__(length_penalty)
         self.candidates: list[list[int]] = []
+        self.sum_logprobs: list[float] = []  # each candidate's
 
     def rank(self, tokens, sum_logprobs):
         self.candidates = [t.tolist() for t in tokens[0]]
+        self.sum_logprobs = [float(s) for s in sum_logprobs[0]]
         return super().rank(tokens, sum_logprobs)
 
 

@@ -32,6 +32,7 @@ class Speech:
     # the LM tokens it was read as (speech_reading.py), filled on first use
     reading: list[int] | None = None
     heard: tuple[str, ...] = ()  # Whisper's readings of it, its best (transcript) first
+    heard_scores: tuple[float, ...] = ()  # the beam's log-probability of each (): not known
 
 
 @dataclass(eq=False)

@@ -238,7 +238,7 @@ class LunettesModel:
             start = time.perf_counter()
             transcript = self.transcriber(speech.features)
             speech.transcript, speech.language = transcript.text, transcript.language
-            speech.heard = transcript.alternatives
+            speech.heard, speech.heard_scores = transcript.alternatives, transcript.scores
             timings["transcribe"] += _ms_since(start)
 
     def build_inputs(self, messages: Sequence[Message], opening: str = "") -> PromptInputs:
@@ -426,6 +426,8 @@ class LunettesModel:
                 self.tokenizer.encode(spoken_form(text), add_special_tokens=False)
                 for text in (speech.heard or ([speech.transcript] if speech.transcript else []))
             ]
+            known = len(speech.heard_scores) == len(speech.heard) > 0
+            beam_scores = list(speech.heard_scores) if known else None
             passes: list[ReadingPass] = []  # the LM's, when it judged
 
             def whisper(texts: list[str]) -> list[float]:
@@ -442,7 +444,7 @@ class LunettesModel:
                 self.adapter.audio_log_probs(features, vocabulary) if options.adapter_beam else None
             )
             speech.reading = choose_reading(
-                log_probs, heard, self.tokenizer.decode, whisper, lm, options
+                log_probs, heard, self.tokenizer.decode, whisper, lm, options, beam_scores
             )
             for scoring in passes:
                 scoring.keep(speech.reading)

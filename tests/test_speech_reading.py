@@ -203,3 +203,41 @@ def test_the_lm_judges_only_the_readings_close_to_whispers_best():
     assert choose_reading(None, heard, _decode, alone, _no_lm, DEFAULT_READING) == [1, 2, 3]
     no_lm = ReadingOptions(lm_weight=0.0)
     assert choose_reading(None, heard, _decode, close, _no_lm, no_lm) == [1, 2, 3]
+
+
+def test_whispers_best_reading_stands_unjudged_when_its_beam_was_sure():
+    heard = [[1, 2, 3], [1], [1, 2, 4], [1, 2, 3]]  # best; cut short; another; the best again
+    sure = DEFAULT_READING.beam_sure
+    # the best's likeliest beam (-2.0, not -5.0) stands sure + 0.5 above the other reading;
+    # the beam cut short (0.0) is no reading of all that was said
+    scores = [-5.0, 0.0, -2.0 - sure - 0.5, -2.0]
+    chosen = choose_reading(None, heard, _decode, _no_lm, _no_lm, DEFAULT_READING, scores)
+    assert chosen == [1, 2, 3]
+    asked = []
+    whisper = _judge_preferring("w1 w2 w4", asked)
+    neutral = lambda texts: [0.0] * len(texts)
+    close = [-2.0, 0.0, -2.0 - sure + 0.5, -2.0]
+    unknown = [float("nan")] * 4
+    for scores in (close, unknown, None):
+        chosen = choose_reading(None, heard, _decode, whisper, neutral, DEFAULT_READING, scores)
+        assert chosen == [1, 2, 4]
+    assert len(asked) == 3
+
+
+def test_the_model_reads_a_sure_beam_without_judging_it(model, monkeypatch):
+    messages = [user("what did I say?", speech=tone(1.0, 300.0))]
+    model.encode_media(messages)
+    speech, vocabulary = messages[0].speech, model.lm.get_input_embeddings().weight
+    judged = []
+    score = model.transcriber.score
+    monkeypatch.setattr(
+        model.transcriber, "score", lambda *a, **k: judged.append(1) or score(*a, **k)
+    )
+    apart = -1.0 - model.speech_reading.beam_sure - 1.0
+    for scores, judges in [((-1.0, apart), 0), ((-1.0, -1.5), 1), ((), 1)]:
+        speech.reading, speech.heard, speech.heard_scores = None, ("what is this", "no"), scores
+        judged.clear()
+        reading = model.read_speech(speech, vocabulary)
+        assert len(judged) == judges
+        if not judges:
+            assert reading == model.tokenizer.encode("What is this", add_special_tokens=False)

@@ -124,7 +124,26 @@ def test_alternatives_are_the_beams_readings_whispers_best_first(whisper, featur
         beam.alternatives
     )
     greedy = Transcriber(whisper, beam_size=1)(features, "en")
-    assert greedy.alternatives == (greedy.text,)
+    assert greedy.alternatives == (greedy.text,) and greedy.scores == ()
+
+
+def test_each_alternative_carries_its_likeliest_beams_log_probability(
+    whisper, features, monkeypatch
+):
+    from encoders import transcribe
+
+    finished = []  # each finished beam's summed log-probability, as the ranker saw them
+    rank = transcribe._KeepingRanker.rank
+
+    def ranking(self, tokens, sum_logprobs):
+        finished.extend(float(s) for s in sum_logprobs[0])
+        return rank(self, tokens, sum_logprobs)
+
+    monkeypatch.setattr(transcribe._KeepingRanker, "rank", ranking)
+    beam = Transcriber(whisper, beam_size=5)(features, "en")
+    assert len(beam.scores) == len(beam.alternatives) and len(finished) == 5
+    assert all(score in finished and score < 0 for score in beam.scores)
+    assert len(set(beam.scores)) == len(beam.scores)  # distinct readings: distinct beams
 
 
 def test_beam_size_must_be_positive(whisper):

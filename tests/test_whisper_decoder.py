@@ -146,3 +146,4 @@ def test_transcripts_are_openai_whispers_own(pair):
     plain, packed, frames = pair
     mine, theirs = Transcriber(packed)(frames), Transcriber(plain)(frames)
     assert (mine.language, mine.alternatives) == (theirs.language, theirs.alternatives)
+    assert mine.scores == pytest.approx(theirs.scores, abs=1e-3)

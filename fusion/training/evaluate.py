@@ -79,6 +79,19 @@ class SpokenClip:
     transcript: str  # Whisper's, decoded as the app decodes
     language: str
     heard: tuple[str, ...] = ()  # all of Whisper's readings, its transcript first
+    heard_scores: tuple[float, ...] = ()  # the beam's log-probability of each
+
+
+def clip_speech(clip: SpokenClip) -> Speech:
+    """The clip as the app holds a spoken question once it is transcribed."""
+    return Speech(
+        np.zeros(0, np.float32),
+        clip.features,
+        clip.transcript,
+        clip.language,
+        heard=clip.heard,
+        heard_scores=clip.heard_scores,
+    )
 
 
 def answer_text(model: LunettesModel, messages: list[Message], options: GenerationOptions) -> str:
@@ -90,7 +103,9 @@ def transcribed(model: LunettesModel, texts: list[str], features: list[torch.Ten
     clips = []
     for text, frames in zip(texts, tqdm(features, desc="transcribe")):
         heard = model.transcriber(frames)
-        clips.append(SpokenClip(text, frames, heard.text, heard.language, heard.alternatives))
+        clips.append(
+            SpokenClip(text, frames, heard.text, heard.language, heard.alternatives, heard.scores)
+        )
     return clips
 
 
@@ -105,9 +120,7 @@ def evaluate_speech(
     for clip in tqdm(clips, desc="eval speech"):
         if clip.text not in typed:
             typed[clip.text] = answer_text(model, [Message("user", clip.text)], GREEDY)
-        speech = Speech(
-            np.zeros(0, np.float32), clip.features, clip.transcript, clip.language, heard=clip.heard
-        )
+        speech = clip_speech(clip)
         speech.reading = reader(model, speech)
         spoken = answer_text(model, [Message("user", speech=speech)], GREEDY)
         agree += spoken == typed[clip.text]
@@ -123,9 +136,7 @@ def repeat_wer(model: LunettesModel, clips: list[SpokenClip]) -> float:
     """Word error of "Repeat exactly what I said." with each clip, read as the app reads it."""
     errors, words = 0, 0
     for clip in tqdm(clips, desc="eval repeat"):
-        speech = Speech(
-            np.zeros(0, np.float32), clip.features, clip.transcript, clip.language, heard=clip.heard
-        )
+        speech = clip_speech(clip)
         said = answer_text(model, [Message("user", REPEAT_PROMPT, speech=speech)], REPEAT)
         reference = normalise_words(clip.text)
         errors += edit_distance(reference, normalise_words(said))
