@@ -98,10 +98,10 @@ class Transcriber:
                     for hook in hooks:
                         hook.remove()
         texts = [tokenizer.decode(tokens).strip() for tokens in readings]
-        best: dict[str, float] = {}  # each text's likeliest beam, in the order first read
+        best: dict[str, float | None] = {}  # each text's likeliest beam, in the order read
         for text, score in zip(texts, scores or [None] * len(texts)):
-            if text:
-                best[text] = max(best.get(text, score), score) if score is not None else None
+            if text and (text not in best or (score is not None and score > best[text])):
+                best[text] = score
         alternatives = tuple(best) or (texts[0],)
         kept = tuple(best.values()) if scores and best else ()
         return Transcript(texts[0], language or "en", alternatives, kept)

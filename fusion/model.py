@@ -414,11 +414,11 @@ class LunettesModel:
         owner: str = "",
     ) -> list[int]:
         """The LM tokens a clip is read as, chosen once per clip and kept on it: Whisper's
-        readings, judged by Whisper's decoder and those close to its best by the LM
-        after what stands before the clip in the prompt that answers `messages`, the clip's
-        own among them (reading_context; None: the clip asked alone). The LM's pass over the
-        chosen reading is kept for `owner` (reading_pass.py): the answer's prefill starts at
-        its last word."""
+        best reading when its beam search was sure, else its readings judged by Whisper's
+        decoder and those close to its best by the LM, after what stands before the clip in
+        the prompt that answers `messages`, the clip's own among them (reading_context; None:
+        the clip asked alone). The LM's pass over the chosen reading is kept for `owner`
+        (reading_pass.py): the answer's prefill starts at its last word."""
         if speech.reading is None:
             options = self.speech_reading
             features = speech.features.to(vocabulary.device)  # 1, T, C
