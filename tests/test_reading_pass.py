@@ -160,7 +160,7 @@ def test_a_pass_starts_from_the_owners_kept_prompt(model, monkeypatch):
 def test_the_model_scores_readings_in_context_and_its_answer_reuses_the_pass(model):
     messages = _conversation(model)
     speech = messages[-1].speech
-    speech.heard = ("what is this", "what is that")  # two readings to judge
+    speech.heard, speech.heard_scores = ("what is this", "what is that"), ()  # two to judge
     model.encode_media(messages, owner="me")
     reading = speech.reading
     assert reading in _words(model, [spoken_form(text) for text in speech.heard])
@@ -173,7 +173,7 @@ def test_the_model_scores_readings_in_context_and_its_answer_reuses_the_pass(mod
 def test_no_lm_pass_when_whisper_is_sure_and_the_answer_reads_the_clip_itself(model, monkeypatch):
     messages = _conversation(model)
     speech = messages[-1].speech
-    speech.heard = ("what is this", "what is that")
+    speech.heard, speech.heard_scores = ("what is this", "what is that"), ()  # no beam scores
     far_apart = [0.0, -model.speech_reading.lm_within - 1.0]
     monkeypatch.setattr(model.transcriber, "score", lambda features, texts, language: far_apart)
     passes = []
@@ -196,6 +196,7 @@ def test_a_clip_alone_is_read_after_the_system_prompt(model, monkeypatch):
     model.encode_media(messages)
     speech = messages[0].speech
     speech.reading, speech.heard = None, ("what is this", "what is that")
+    speech.heard_scores = ()  # not the transcript's: these readings are the test's
     seen = []
     scores = ReadingPass.scores
     monkeypatch.setattr(
