@@ -261,8 +261,9 @@ class LunettesModel:
             cut = prompt.index(marker, cut + 1)
         before = self._prompt_inputs(prompt[:cut], marker, media[:clip])
         cues = self.adapter.audio_cues
+        in_bfloat16 = _prompt_options(messages, GenerationOptions()).prompt_in_bfloat16
         return ReadingContext(
-            before.embeddings, before.layout, None if cues is None else cues[0], owner
+            before.embeddings, before.layout, None if cues is None else cues[0], owner, in_bfloat16
         )
 
     def _prompt_text(self, messages: Sequence[Message]) -> tuple[str, str, list]:

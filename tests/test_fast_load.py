@@ -111,9 +111,10 @@ def test_no_prompt_copy_without_bfloat16_instructions(monkeypatch):
 def test_a_prefill_asked_in_bfloat16_runs_on_the_prompt_copy_and_nothing_else_does(
     model, tokenizer
 ):
-    """The LM with prompt copies: a prefill asked in bfloat16 differs from float32's by
-    bfloat16's rounding; a prefill not asked so, the scores of a clip's readings and one row
-    (a decode step) are float32's exactly."""
+    """The LM with prompt copies: a prefill asked in bfloat16, and the scores of the readings
+    of a clip asked with a photo (its answer's prompt is so prefilled), differ from float32's
+    by bfloat16's rounding; a prefill not asked so, the scores of a clip asked without a
+    photo and one row (a decode step) are float32's exactly."""
     mixed_lm = copy.deepcopy(model.lm)
     assert pack_linears(mixed_lm, prompt_dtype=torch.bfloat16) > 0
     torch.manual_seed(0)
@@ -130,6 +131,13 @@ def test_a_prefill_asked_in_bfloat16_runs_on_the_prompt_copy_and_nothing_else_do
     assert ReadingPass(mixed_lm, context, vocabulary).scores(rows) == pytest.approx(
         ReadingPass(model.lm, context, vocabulary).scores(rows), rel=1e-5
     )
+    messages = [user(photos=[Image.new("RGB", (64, 48), "orange")], speech=tone(0.5))]
+    model.encode_media(messages)
+    context = model.reading_context(messages, messages[0].speech)
+    mixed = ReadingPass(mixed_lm, context, vocabulary).scores(rows)
+    float32 = ReadingPass(model.lm, context, vocabulary).scores(rows)
+    assert mixed != pytest.approx(float32, rel=1e-5)  # on the prompt copies
+    assert mixed == pytest.approx(float32, rel=0.05, abs=0.5)  # bfloat16's rounding, no more
     with torch.inference_mode():
         one_row = embeddings[:, :1]  # 1, 1, D
         torch.testing.assert_close(
@@ -140,7 +148,9 @@ def test_a_prefill_asked_in_bfloat16_runs_on_the_prompt_copy_and_nothing_else_do
         )
 
 
-def test_only_a_conversation_with_a_photo_asks_for_a_bfloat16_prefill(model, monkeypatch):
+def test_only_a_conversation_with_a_photo_asks_for_a_bfloat16_prefill_and_reading(
+    model, monkeypatch
+):
     asked = []
     decode_alone = model._decode_alone
 
@@ -155,6 +165,9 @@ def test_only_a_conversation_with_a_photo_asks_for_a_bfloat16_prefill(model, mon
         asked.clear()
         list(model.stream(question, options))
         assert asked[-1] == bool(question[0].photos)  # the last: the question, after the opening
+    for spoken in ([user(photos=[photo], speech=tone(0.5))], [user(speech=tone(0.5))]):
+        model.encode_media(spoken)  # its readings are scored as its prompt is prefilled
+        assert model.reading_context(spoken, spoken[0].speech).bfloat16 == bool(spoken[0].photos)
 
 
 @needs_onednn
