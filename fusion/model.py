@@ -261,9 +261,12 @@ class LunettesModel:
             cut = prompt.index(marker, cut + 1)
         before = self._prompt_inputs(prompt[:cut], marker, media[:clip])
         cues = self.adapter.audio_cues
-        in_bfloat16 = _prompt_options(messages, GenerationOptions()).prompt_in_bfloat16
         return ReadingContext(
-            before.embeddings, before.layout, None if cues is None else cues[0], owner, in_bfloat16
+            before.embeddings,
+            before.layout,
+            None if cues is None else cues[0],
+            owner,
+            _prompt_in_bfloat16(messages),
         )
 
     def _prompt_text(self, messages: Sequence[Message]) -> tuple[str, str, list]:
@@ -602,12 +605,18 @@ class LunettesModel:
 
 
 def _prompt_options(messages: Sequence[Message], options: GenerationOptions) -> GenerationOptions:
-    """The options an answer to `messages` is prefilled with: the prompts of photos in bfloat16
-    (~60 tokens a photo: its prefill is most of its first token, and bfloat16 left every photo
-    row of `lunettes eval` as float32 had it; README, Speed)."""
-    if any(m.photos for m in messages):
+    """The options an answer to `messages` is prefilled with (_prompt_in_bfloat16)."""
+    if _prompt_in_bfloat16(messages):
         return replace(options, prompt_in_bfloat16=True)
     return options
+
+
+def _prompt_in_bfloat16(messages: Sequence[Message]) -> bool:
+    """Whether the prompt answering `messages` runs on the bfloat16 prompt copies: that of a
+    conversation with photos (~60 tokens a photo: its prefill is most of its first token, and
+    bfloat16 left every photo row of `lunettes eval` as float32 had it; README, Speed), and the
+    pass that reads its clips (reading_pass.py)."""
+    return any(m.photos for m in messages)
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> int | None:
