@@ -24,7 +24,7 @@ from fusion.conversation import Message, Photo, Speech
 from fusion.generate import GenerationOptions, IncrementalText, generate_tokens
 from fusion.media_cache import MediaCache
 from fusion.name_head import class_vote_matrix
-from fusion.openmp import TeamReleasingLock, release_here
+from fusion.openmp import TeamReleasingLock, one_thread_here, release_here
 from fusion.photo_text.prompt import text_in_photos
 from fusion.photo_text.request import asks_for_words, photos_to_read, question_words
 from fusion.placeholders import expand_placeholders, new_marker
@@ -371,16 +371,22 @@ class LunettesModel:
         labeller's top label). After the tokens alone, the answer mostly followed the tokens,
         which were trained on ImageNet's labels: held-out drawings whose name head was right
         were named in the answer 32 times of 72 that way, 68 times of 72 with the sentence on
-        both sides (README)."""
+        both sides (README).
+        The projection runs on a team of one thread, whatever the caller's: the prefix cache
+        reuses a prompt's keys and values only where its vectors are the same bits, and a
+        team of two rounds a matrix product apart from a team of one. Until 2026-12-06 a
+        hands-free question's photo, prefilled as it began on a team of one (the browser
+        busy, app/web_partial.py), was prefilled again in its question's prompt (two)."""
         features = medium.features.to(embed.weight.device)
         if kind == "audio" and self.reads_speech:
             reading = self.read_speech(medium, embed.weight)
             if reading:
                 return self.adapter.project_reading(reading, embed.weight)
-        tokens = self.adapter.project(kind, features, embed.weight)
-        if kind != "image" or not self.adapter.config.image_label:
-            return tokens
-        phrase = self.photo_phrase(medium)
+        with one_thread_here():  # the same bits whichever thread and team project it
+            tokens = self.adapter.project(kind, features, embed.weight)
+            if kind != "image" or not self.adapter.config.image_label:
+                return tokens
+            phrase = self.photo_phrase(medium)
         if phrase is None:
             return tokens
         words = self.tokenizer.encode(naming_sentence(phrase), add_special_tokens=False)

@@ -25,6 +25,7 @@ import ctypes
 import functools
 import glob
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
@@ -50,6 +51,22 @@ def set_threads_here(threads: int) -> None:
     runtime = _runtime()
     if runtime is not None:
         runtime.omp_set_num_threads(threads)
+
+
+@contextmanager
+def one_thread_here():
+    """This thread's torch ops on a team of one inside, on its team size before after: for
+    work whose result must be the same bits whoever runs it. A matrix product splits its sums
+    between a team's threads, so a team of one and of two round it apart (a photo's LM
+    tokens, LunettesModel.project_medium)."""
+    runtime = _runtime()
+    before = runtime.omp_get_max_threads() if runtime is not None else 0
+    set_threads_here(1)
+    try:
+        yield
+    finally:
+        if before:
+            set_threads_here(before)
 
 
 def release_here() -> None:

@@ -262,3 +262,33 @@ def test_the_shipped_bundle_prefills_photos_on_bfloat16_copies_where_the_cpu_has
     assert len(copies) == (len(packed) if bfloat16_available() else 0)
     assert all(c.dtype == torch.bfloat16 for c in copies)
     assert all(m.packed_weight.dtype == torch.float32 for m in packed)
+
+
+def test_a_photo_prefilled_on_one_thread_starts_the_prompt_of_its_question_on_two(model):
+    """Hands-free, a question's camera frame is prefilled as the question begins, on a team
+    of one thread while the browser keeps a core busy (app/web_partial.py); the question's
+    own prompt may be built on a team of two. It must start after the photo's kept tokens
+    all the same: the prefix cache reuses only vectors that are the same bits, and on an
+    Intel Xeon the projection of a photo on two threads rounded apart from one's."""
+    import torch
+    from PIL import Image
+
+    from fusion.conversation import user
+    from fusion.openmp import set_threads_here
+
+    frame, owner = Image.open(PHOTO).convert("RGB"), "one thread, then two"
+    try:
+        set_threads_here(1)
+        model.prefill([user("", [frame])], owner)
+        set_threads_here(2)
+        question = [user("What is this?", [frame])]
+        model.encode_media(question, owner)
+        inputs = model.build_inputs(question, model.answer_opening(question))
+    finally:
+        set_threads_here(torch.get_num_threads())
+    photo_rows = model.project_medium(
+        "image", question[0].photos[0], model.lm.get_input_embeddings()
+    )
+    found, _, _ = model.prefixes.find(inputs.embeddings[0], inputs.layout, owner)
+    system_prompt = model._opening[1].shape[1]
+    assert found >= system_prompt + photo_rows.shape[0]

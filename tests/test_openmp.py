@@ -15,7 +15,7 @@ import torch
 from fusion.conversation import user
 from fusion.generate import GenerationOptions
 from fusion.model import Chunk
-from fusion.openmp import TeamReleasingLock, release_here, set_threads_here
+from fusion.openmp import TeamReleasingLock, one_thread_here, release_here, set_threads_here
 from tests.api_support import wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -67,6 +67,21 @@ def test_a_thread_lets_its_team_go():
     assert with_team == before + 1
     assert released == before
     assert again == before + 1
+
+
+def test_work_on_one_thread_makes_no_team_and_the_team_comes_back_after():
+    def body(counts: list[int]) -> None:
+        counts.append(threads_now())
+        with one_thread_here():
+            parallel_op()
+            counts.append(threads_now())  # the region ran on this thread alone
+        parallel_op()
+        counts.append(threads_now())  # a team of two again
+        release_here()
+
+    before, inside, after = in_a_thread(body)
+    assert inside == before
+    assert after == before + 1
 
 
 def test_the_media_lock_lets_its_holders_team_go():
