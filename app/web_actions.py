@@ -158,6 +158,8 @@ def respond(
             turn.fail(f"the settings cannot be used: {error}")
         yield view(session)
         return
+    if (waiting := session.waiting()) is not None:
+        waiting.voiced = voiced
     yield view(session)  # the question at once (a hands-free one was added by the listener)
     shown_at = 0.0
     for turn in answer_next(model, session, options, system_prompt or "", bool(translate)):
@@ -219,7 +221,7 @@ def _spoken_pieces(model: LunettesModel, session: WebSession, enabled: bool) -> 
                     turn.said_aloud = True
                     log.warning("speaking the answer failed: %s", error)
                     status = status_html(error_text(f"the answer cannot be spoken: {error}"))
-                    yield gr.skip(), gr.skip(), status, gr.skip()
+                    yield gr.skip(), gr.skip(), status, chat_messages(session.turns)
                 return
             if not current():
                 return

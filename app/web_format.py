@@ -41,12 +41,15 @@ def chat_messages(turns: list[Turn]) -> list[dict]:
 
 
 def question_message(turn: Turn) -> dict:
-    """The person's message: their photos, their recording, what they said, what they typed."""
+    """The person's message: their photos, their recording (once shown: Turn.shows_media),
+    what they said, what they typed."""
+    media = turn.shows_media
     content: list = [
         gr.Image(str(path), alt_text=label, label=label, show_label=False, buttons=["fullscreen"])
         for path, label in zip(turn.photo_files, turn.photo_labels)
+        if media
     ]
-    if turn.audio_file is not None:
+    if turn.audio_file is not None and media:
         # a file message, which the page plays as audio: a gr.Audio here would run ffprobe on
         # the file each time the chat is sent, at every update of a streamed answer
         content.append({"path": str(turn.audio_file), "alt_text": "your spoken question"})

@@ -12,9 +12,17 @@ import pytest
 import soundfile
 
 from app import web_actions as act
+from app import web_session
 from app.listening import Listeners, hear
 from app.web import build_app
-from app.web_format import ERROR_MARK, SPOKEN_MARK, TIMING_MARK, chat_messages, timing_line
+from app.web_format import (
+    ERROR_MARK,
+    SPOKEN_MARK,
+    TIMING_MARK,
+    chat_messages,
+    question_message,
+    timing_line,
+)
 from app.web_partial import Partial
 from app.web_session import Turn, WebSession
 from fusion.conversation import Message
@@ -124,6 +132,48 @@ def test_a_recorded_question_stays_playable_and_the_chat_updates_start_no_proces
     assert [(f.path, f.mime_type) for f in files] == [
         (str(session.turns[0].audio_file), "audio/wav")
     ]
+
+
+def media(message: dict) -> list:
+    """The photos and files of a chat message."""
+    return [part for part in message["content"] if not isinstance(part, str)]
+
+
+def test_a_spoken_question_s_photo_and_recording_join_it_as_its_answer_is_heard(
+    model, tmp_path, session, monkeypatch
+):
+    """The voice on, a spoken question's photo and recording are kept out of the chat until
+    the answer's voice begins (the page's work drawing them took the cores from the answer's
+    first words), or MEDIA_HELD_S after it was asked; typed questions, and answers not said
+    aloud, show theirs at once."""
+    clip = tmp_path / "question.wav"
+    soundfile.write(clip, tone(1.0), 16_000)
+    session.see(photo())
+    act.push_to_talk(str(clip), session)
+    turn = session.turns[0]
+    assert len(media(chat_messages(session.turns)[0])) == 2  # the camera frame, the recording
+    first_chat, _ = next(act.respond(model, session, 8, 0.0, "", voiced=True))
+    assert turn.voiced and media(first_chat[0]) == []  # the question, without them
+    assert texts(first_chat[0]) == [f"{SPOKEN_MARK} …"]
+    turn.first_audio_ms = 420.0  # the voice began
+    assert len(media(chat_messages(session.turns)[0])) == 2
+    turn.first_audio_ms, turn.said_aloud = None, True  # silenced before its first sound
+    assert len(media(chat_messages(session.turns)[0])) == 2
+    turn.said_aloud = False
+    assert media(chat_messages(session.turns)[0]) == []
+    clock = turn.asked_at + web_session.MEDIA_HELD_S
+    monkeypatch.setattr(web_session.time, "monotonic", lambda: clock)  # a voice that never came
+    assert len(media(chat_messages(session.turns)[0])) == 2
+    monkeypatch.undo()
+    turn.voiced = False  # the voice off
+    assert len(media(chat_messages(session.turns)[0])) == 2
+    act.send_message({"text": "And this?", "files": []}, session)
+    typed = session.turns[1]
+    typed.question.photos, typed.photo_files, typed.photo_labels = (
+        turn.question.photos, turn.photo_files, turn.photo_labels,
+    )  # fmt: skip
+    typed.voiced = True
+    assert len(media(question_message(typed))) == 1  # typed: at once
 
 
 def test_look_and_ask_needs_the_camera_and_keeps_the_typed_question(model, session):
