@@ -530,6 +530,37 @@ def measure_speech_out() -> dict | None:
     return {"engine": engine, "real_time_factor": statistics.median(factors)}
 
 
+def measure_speech_read_back(model, every: int = 2) -> dict | None:
+    """POST /v1/audio/speech's output heard back: the evaluation half's natural questions
+    (every `every`th) said as the endpoint says them (app/openai_api/speech.py speech_bytes:
+    OpenAI's default voice, alloy, and format, mp3, through ffmpeg; wav without ffmpeg), read
+    back as an upload is (encoders/audio_io.py) and transcribed by the project's own Whisper
+    -> the word error over all of them, both sides through Whisper's English text normalizer
+    ("two" and "2", "colour" and "color" alike); None without a voice. Piper varies its
+    voice from one synthesis to the next, so the figure moves a little from run to run."""
+    from whisper.normalizers import EnglishTextNormalizer
+
+    from app import speech_out
+    from app.openai_api.speech import speech_bytes
+    from encoders.audio_io import load_audio
+    from fusion.training.evaluate import edit_distance
+    from fusion.training.natural_speech import natural_questions
+
+    if speech_out.engine_for(TTS_TEXT) is None:
+        return None
+    response_format = "mp3" if shutil.which("ffmpeg") else "wav"
+    texts = natural_questions("eval")[::every]
+    normalise = EnglishTextNormalizer()
+    errors = words = 0
+    for text in texts:
+        said = load_audio(speech_bytes(text, "alloy", response_format, 1.0), name="the speech")
+        heard = model.transcriber(model.audio.encode(said)).text
+        reference = normalise(text).split()
+        errors += edit_distance(reference, normalise(heard).split())
+        words += len(reference)
+    return {"word_error": errors / words, "sentences": len(texts), "format": response_format}
+
+
 def measure_browser_voice_loop() -> dict | None:
     """bench/voice_loop.py: hands-free questions in Chromium against `lunettes serve`; None
     (saying why) without Chromium or Playwright."""
@@ -1027,6 +1058,13 @@ def main(argv=None) -> int:
         print(
             f"answer voice ({voice['engine']}): real-time factor {voice['real_time_factor']:.3f} "
             f"(compute s per s of speech; target <= 0.1)"
+        )
+    read_back = measure_speech_read_back(model)
+    if read_back:
+        print(
+            f"/v1/audio/speech read back by the project's Whisper ({read_back['sentences']} "
+            f"natural questions, alloy, {read_back['format']}; Whisper's English normalizer): "
+            f"word error {read_back['word_error']:.1%} (target <= 10%)"
         )
     print("int4 weights: the same decoding on the GGUF's own 4-bit weights ...", flush=True)
     int4 = measure_int4_decoding(model, args.cache_dir)
