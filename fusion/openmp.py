@@ -55,10 +55,10 @@ def set_threads_here(threads: int) -> None:
 
 @contextmanager
 def one_thread_here():
-    """This thread's torch ops on a team of one inside, on its team size before after: for
-    work whose result must be the same bits whoever runs it. A matrix product splits its sums
-    between a team's threads, so a team of one and of two round it apart (a photo's LM
-    tokens, LunettesModel.project_medium)."""
+    """Inside, this thread's torch ops run on a team of one; after, on its team as before.
+    For work whose result must be the same bits whoever runs it: a matrix product splits its
+    sums between a team's threads, so a team of one and a team of two round it apart (a
+    photo's LM tokens, LunettesModel.project_medium)."""
     runtime = _runtime()
     before = runtime.omp_get_max_threads() if runtime is not None else 0
     set_threads_here(1)
