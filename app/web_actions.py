@@ -178,8 +178,9 @@ def speak(model: LunettesModel, session: WebSession, enabled: bool) -> Iterator[
     the status line, only when the voice's first sound makes news or the voice fails; the
     chat, only when the answer was written before its first sound, so that the turn's
     timing note gets that figure too). Runs beside `respond`. Yields skips when it has
-    nothing to say: a generator that yields nothing would empty its outputs, the status
-    line included."""
+    nothing to say (a generator that yields nothing would empty its outputs, the status
+    line included), and the chat when its question's photos and recording waited for a voice
+    that never began (silenced before it: Turn.shows_media)."""
     said, voice = False, object()
     session.voices.append(voice)  # the answer's decoding may pause for it (respond)
     try:
@@ -189,7 +190,9 @@ def speak(model: LunettesModel, session: WebSession, enabled: bool) -> Iterator[
     finally:
         session.voices.remove(voice)
     if not said:
-        yield (gr.skip(),) * 4
+        turn = session.turns[-1] if session.turns else None
+        waited = turn is not None and turn.voiced and turn.first_audio_ms is None
+        yield gr.skip(), gr.skip(), gr.skip(), chat_messages(session.turns) if waited else gr.skip()
 
 
 def _spoken_pieces(model: LunettesModel, session: WebSession, enabled: bool) -> Iterator[tuple]:
