@@ -179,8 +179,8 @@ def speak(model: LunettesModel, session: WebSession, enabled: bool) -> Iterator[
     chat, only when the answer was written before its first sound, so that the turn's
     timing note gets that figure too). Runs beside `respond`. Yields skips when it has
     nothing to say (a generator that yields nothing would empty its outputs, the status
-    line included), and the chat when its question's photos and recording waited for a voice
-    that never began (silenced before it: Turn.shows_media)."""
+    line included), and the chat when its question's photos waited for a voice that never
+    began (silenced before it: Turn.shows_photos)."""
     said, voice = False, object()
     session.voices.append(voice)  # the answer's decoding may pause for it (respond)
     try:

@@ -41,18 +41,23 @@ def chat_messages(turns: list[Turn]) -> list[dict]:
 
 
 def question_message(turn: Turn) -> dict:
-    """The person's message: their photos, their recording (once shown: Turn.shows_media),
-    what they said, what they typed."""
-    media = turn.shows_media
-    content: list = [
-        gr.Image(str(path), alt_text=label, label=label, show_label=False, buttons=["fullscreen"])
-        for path, label in zip(turn.photo_files, turn.photo_labels)
-        if media
-    ]
-    if turn.audio_file is not None and media:
-        # a file message, which the page plays as audio: a gr.Audio here would run ffprobe on
-        # the file each time the chat is sent, at every update of a streamed answer
-        content.append({"path": str(turn.audio_file), "alt_text": "your spoken question"})
+    """The person's message: their photos, then what they typed; a spoken question's words,
+    its recording, then its photos, once shown (Turn.shows_photos). The recording is there
+    from the first view, and the photos come after it: a recording's player first built (or
+    rebuilt, moved by a part put before it) while the chat's updates stream in had its file's
+    load aborted, an error the page reports (tests/test_web_phone.py)."""
+    media: list = []
+    if turn.audio_file is not None:
+        # a file message, which the page plays as audio: a gr.Audio here would run ffprobe
+        # on the file each time the chat is sent, at every update of a streamed answer
+        media.append({"path": str(turn.audio_file), "alt_text": "your spoken question"})
+    if turn.shows_photos:
+        media += [
+            gr.Image(
+                str(path), alt_text=label, label=label, show_label=False, buttons=["fullscreen"]
+            )
+            for path, label in zip(turn.photo_files, turn.photo_labels)
+        ]
     lines = []
     if turn.by_voice:
         said = turn.transcript
@@ -65,8 +70,8 @@ def question_message(turn: Turn) -> dict:
     if turn.text:
         lines.append(turn.text)
     lines += [f"{UNREAD_MARK} {name}" for name in turn.unread]
-    if lines:
-        content.append("\n\n".join(lines))
+    words = ["\n\n".join(lines)] if lines else []
+    content = words + media if turn.by_voice else media + words
     return {"role": "user", "content": content}
 
 

@@ -41,16 +41,16 @@ from fusion.model import DEFAULT_SYSTEM_PROMPT, Chunk, LunettesModel, Stats
 
 FRAME_FRESH_S = 5.0  # a camera frame older than this: the camera is off
 SHOWN_PHOTO_SIDE = 1024  # longest side of the copy of a photo shown in the chat
-# A spoken question whose answer is said aloud shows its photos and recording in the chat
-# once that voice has begun, or MEDIA_HELD_S after it was asked (a slow or failed voice),
-# whichever comes first (Turn.shows_media). Shown at once, the page fetched, decoded and laid
-# out the photo and the recording's player while the answer's first words were decoded and
-# voiced, and with the browser on the same machine (local-first: a desktop's own browser, the
-# bench's Chromium) that work took cores from them. Hands-free loop (bench/voice_loop.py, 5
-# questions with the camera on, Intel Xeon, 2026-12-06, medians of runs in turn): both shown
-# at once 1049 and 996 ms, neither in the chat 928 and 926 ms; the recording alone left out
-# 990 and 977 ms, against 1053 and 1007 ms.
-MEDIA_HELD_S = 1.0
+# A spoken question whose answer is said aloud shows its photos in the chat once that voice
+# has begun, or PHOTOS_HELD_S after it was asked (a slow or failed voice), whichever comes
+# first (Turn.shows_photos). Shown at once, the page fetched, decoded and laid out the photo
+# while the answer's first words were decoded and voiced, and with the browser on the same
+# machine (local-first: a desktop's own browser, the bench's Chromium) that work took cores
+# from them. Hands-free loop (bench/voice_loop.py, 5 questions with the camera on, Intel Xeon,
+# 2026-12-06, medians of runs in turn): photo and recording shown at once 1049 and 996 ms,
+# neither in the chat 928 and 926 ms. The recording stays in the first view (web_format.py
+# question_message says why).
+PHOTOS_HELD_S = 1.0
 SPEAKING_MARGIN_S = 0.5  # the spoken answer is taken to last this much longer (its player)
 # Speaking over an answer (barge-in): this much of the wearer's voice stops the answer and its
 # voice, and what they say is the next question. Less ("yeah", "uh-huh", "right", a cough) is a
@@ -112,10 +112,10 @@ class Turn:
         return bool(self.question and self.question.speech is not None)
 
     @property
-    def shows_media(self) -> bool:
-        """Whether the chat shows the question's photos and recording yet: a spoken question
-        whose first answer is said aloud, only once that voice has begun or is silenced, or
-        MEDIA_HELD_S after it was asked (see MEDIA_HELD_S); any other at once."""
+    def shows_photos(self) -> bool:
+        """Whether the chat shows the question's photos yet: a spoken question whose first
+        answer is said aloud, only once that voice has begun or is silenced, or PHOTOS_HELD_S
+        after it was asked (see PHOTOS_HELD_S); any other at once."""
         held = (
             self.by_voice
             and self.voiced
@@ -123,7 +123,7 @@ class Turn:
             and self.first_audio_ms is None
             and not self.said_aloud
         )
-        return not held or time.monotonic() - self.asked_at >= MEDIA_HELD_S
+        return not held or time.monotonic() - self.asked_at >= PHOTOS_HELD_S
 
     def fail(self, error: str) -> None:
         self.error, self.state = error, "failed"

@@ -134,48 +134,52 @@ def test_a_recorded_question_stays_playable_and_the_chat_updates_start_no_proces
     ]
 
 
-def media(message: dict) -> list:
-    """The photos and files of a chat message."""
-    return [part for part in message["content"] if not isinstance(part, str)]
+def photos(message: dict) -> list:
+    """The photos of a chat message."""
+    return [part for part in message["content"] if isinstance(part, gr.Image)]
 
 
-def test_a_spoken_question_s_photo_and_recording_join_it_as_its_answer_is_heard(
+def test_a_spoken_question_s_photo_joins_it_as_its_answer_is_heard(
     model, tmp_path, session, monkeypatch
 ):
-    """The voice on, a spoken question's photo and recording are kept out of the chat until
-    the answer's voice begins (the page's work drawing them took the cores from the answer's
-    first words), or MEDIA_HELD_S after it was asked; typed questions, and answers not said
-    aloud, show theirs at once."""
+    """The voice on, a spoken question's photo is kept out of the chat until the answer's
+    voice begins (the page's work drawing it took the cores from the answer's first words),
+    or PHOTOS_HELD_S after it was asked, and then comes after the words and the recording
+    (which are there from the first view); typed questions, and answers not said aloud, show
+    theirs at once."""
     clip = tmp_path / "question.wav"
     soundfile.write(clip, tone(1.0), 16_000)
     session.see(photo())
     act.push_to_talk(str(clip), session)
     turn = session.turns[0]
-    assert len(media(chat_messages(session.turns)[0])) == 2  # the camera frame, the recording
+    assert len(photos(chat_messages(session.turns)[0])) == 1  # the camera frame
     first_chat, _ = next(act.respond(model, session, 8, 0.0, "", voiced=True))
-    assert turn.voiced and media(first_chat[0]) == []  # the question, without them
-    assert texts(first_chat[0]) == [f"{SPOKEN_MARK} …"]
+    question = first_chat[0]["content"]
+    assert turn.voiced and photos(first_chat[0]) == []  # the question, without it
+    assert question[0] == f"{SPOKEN_MARK} …" and question[1]["path"] == str(turn.audio_file)
     turn.first_audio_ms = 420.0  # the voice began
-    assert len(media(chat_messages(session.turns)[0])) == 2
+    shown = chat_messages(session.turns)[0]["content"]
+    assert shown[:2] == question and isinstance(shown[2], gr.Image)  # after the others
     turn.first_audio_ms = None
     session.silence()  # Stop speaking before its first sound: the voice sends the chat
     (*_, chat), *rest = list(act.speak(model, session, True))
-    assert rest == [] and len(media(chat[0])) == 2
+    assert rest == [] and len(photos(chat[0])) == 1
     turn.said_aloud = False
-    assert media(chat_messages(session.turns)[0]) == []
-    clock = turn.asked_at + web_session.MEDIA_HELD_S
+    assert photos(chat_messages(session.turns)[0]) == []
+    clock = turn.asked_at + web_session.PHOTOS_HELD_S
     monkeypatch.setattr(web_session.time, "monotonic", lambda: clock)  # a voice that never came
-    assert len(media(chat_messages(session.turns)[0])) == 2
+    assert len(photos(chat_messages(session.turns)[0])) == 1
     monkeypatch.undo()
     turn.voiced = False  # the voice off
-    assert len(media(chat_messages(session.turns)[0])) == 2
+    assert len(photos(chat_messages(session.turns)[0])) == 1
     act.send_message({"text": "And this?", "files": []}, session)
     typed = session.turns[1]
     typed.question.photos, typed.photo_files, typed.photo_labels = (
         turn.question.photos, turn.photo_files, turn.photo_labels,
     )  # fmt: skip
     typed.voiced = True
-    assert len(media(question_message(typed))) == 1  # typed: at once
+    shown = question_message(typed)["content"]
+    assert isinstance(shown[0], gr.Image) and shown[1] == "And this?"  # typed: at once, first
 
 
 def test_look_and_ask_needs_the_camera_and_keeps_the_typed_question(model, session):
