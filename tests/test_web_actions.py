@@ -381,6 +381,28 @@ def test_a_voice_made_while_the_chat_is_cleared_is_dropped(model, monkeypatch, s
     assert list(act.speak(model, session, True)) == [(gr.skip(),) * 4]  # no stale status
 
 
+def test_a_voice_that_fails_says_so_and_shows_the_photo_that_waited_for_it(
+    model, tmp_path, monkeypatch, session
+):
+    from app import speech_out
+
+    clip = tmp_path / "question.wav"
+    soundfile.write(clip, tone(1.0), 16_000)
+    session.see(photo())
+    act.push_to_talk(str(clip), session)
+    list(act.respond(model, session, 8, 0.0, "", voiced=True))
+    session.turns[0].asked_at = time.monotonic()  # as if just asked, however slow the machine
+    assert photos(chat_messages(session.turns)[0]) == []  # waiting for the voice
+
+    def broken(text, *args):
+        raise speech_out.SpeechError("no speech engine")
+
+    monkeypatch.setattr(speech_out, "speak", broken)
+    [(voice, replay, status, chat)] = list(act.speak(model, session, True))
+    assert voice == replay == gr.skip() and "cannot be spoken" in status
+    assert len(photos(chat[0])) == 1  # shown with the error
+
+
 def messages(updates: list[list[str]]) -> list[dict]:
     """listening.hear's messages for each chunk -> all of them, decoded, in order."""
     return [json.loads(message) for chunk in updates for message in chunk]
