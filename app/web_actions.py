@@ -135,7 +135,8 @@ def respond(
     request: gr.Request | None = None,
     voiced: bool = False,
 ) -> Iterator[Chat]:
-    """Answer the waiting question, yielding the chat as the transcript and answer arrive;
+    """Answer the waiting question, yielding the chat as the transcript and answer arrive
+    (a spoken question's answer said aloud, from its voice's first sound: Turn.held_for_voice);
     with `translate`, a spoken question is translated into English instead of answered.
     request: names the owner of the history (a hands-free question comes with none).
     voiced: `speak` says the answer: once its first piece is written, the decoding pauses
@@ -164,7 +165,9 @@ def respond(
     shown_at = 0.0
     for turn in answer_next(model, session, options, system_prompt or "", bool(translate)):
         now = time.monotonic()
-        if now - shown_at >= UPDATE_EVERY_S or turn.state != "answering":
+        if turn.state != "answering" or (
+            now - shown_at >= UPDATE_EVERY_S and not turn.held_for_voice
+        ):
             shown_at = now
             yield view(session, turn)
     yield view(session)  # last: whatever Stop or Clear did meanwhile
@@ -179,8 +182,8 @@ def speak(model: LunettesModel, session: WebSession, enabled: bool) -> Iterator[
     chat, only when the answer was written before its first sound, so that the turn's
     timing note gets that figure too). Runs beside `respond`. Yields skips when it has
     nothing to say (a generator that yields nothing would empty its outputs, the status
-    line included), and the chat when its question's photos waited for a voice that never
-    began (silenced before it: Turn.shows_photos)."""
+    line included), and the chat when its question and answer waited for a voice that never
+    began (silenced before it: Turn.held_for_voice)."""
     said, voice = False, object()
     session.voices.append(voice)  # the answer's decoding may pause for it (respond)
     try:

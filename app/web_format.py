@@ -42,7 +42,7 @@ def chat_messages(turns: list[Turn]) -> list[dict]:
 
 def question_message(turn: Turn) -> dict:
     """The person's message: their photos, then what they typed; a spoken question's words,
-    its recording, then its photos, once shown (Turn.shows_photos). The recording is there
+    its recording, then its photos, once shown (Turn.held_for_voice). The recording is there
     from the first view, and the photos come after it: a recording's player first built (or
     rebuilt, moved by a part put before it) while the chat's updates stream in had its file's
     load aborted, an error the page reports (tests/test_web_phone.py)."""
@@ -51,7 +51,7 @@ def question_message(turn: Turn) -> dict:
         # a file message, which the page plays as audio: a gr.Audio here would run ffprobe
         # on the file each time the chat is sent, at every update of a streamed answer
         media.append({"path": str(turn.audio_file), "alt_text": "your spoken question"})
-    if turn.shows_photos:
+    if not turn.held_for_voice:
         media += [
             gr.Image(
                 str(path), alt_text=label, label=label, show_label=False, buttons=["fullscreen"]

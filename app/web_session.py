@@ -41,16 +41,18 @@ from fusion.model import DEFAULT_SYSTEM_PROMPT, Chunk, LunettesModel, Stats
 
 FRAME_FRESH_S = 5.0  # a camera frame older than this: the camera is off
 SHOWN_PHOTO_SIDE = 1024  # longest side of the copy of a photo shown in the chat
-# A spoken question whose answer is said aloud shows its photos in the chat once that voice
-# has begun, or PHOTOS_HELD_S after it was asked (a slow or failed voice), whichever comes
-# first (Turn.shows_photos). Shown at once, the page fetched, decoded and laid out the photo
-# while the answer's first words were decoded and voiced, and with the browser on the same
-# machine (local-first: a desktop's own browser, the bench's Chromium) that work took cores
-# from them. Hands-free loop (bench/voice_loop.py, 5 questions with the camera on, Intel Xeon,
-# 2026-12-06, medians of runs in turn): photo and recording shown at once 1049 and 996 ms,
-# neither in the chat 928 and 926 ms. The recording stays in the first view (web_format.py
-# question_message says why).
-PHOTOS_HELD_S = 1.0
+# A spoken question whose answer is said aloud is held for its voice (Turn.held_for_voice):
+# the chat shows its photos, and the answer's words as they are written, once that voice has
+# begun, or HELD_FOR_VOICE_S after it was asked (a slow or failed voice), whichever comes
+# first. Shown at once, the page fetched, decoded and laid out the photo, and redrew the chat
+# at each update of the streamed answer, while the answer's first words were decoded and
+# voiced; with the browser on the same machine (local-first: a desktop's own browser, the
+# bench's Chromium) that work took cores from them. Hands-free loop (bench/voice_loop.py, 5
+# questions with the camera on, Intel Xeon, 2026-12-06, medians of runs in turn): photo and
+# recording shown at once 1049 and 996 ms, neither in the chat 928 and 926 ms; the photo held,
+# the answer's words streamed 1181, 1003, 1065, 1094 ms, held too 993, 1070, 989, 992. The
+# recording stays in the first view (web_format.py question_message says why).
+HELD_FOR_VOICE_S = 1.0
 SPEAKING_MARGIN_S = 0.5  # the spoken answer is taken to last this much longer (its player)
 # Speaking over an answer (barge-in): this much of the wearer's voice stops the answer and its
 # voice, and what they say is the next question. Less ("yeah", "uh-huh", "right", a cough) is a
@@ -112,18 +114,19 @@ class Turn:
         return bool(self.question and self.question.speech is not None)
 
     @property
-    def shows_photos(self) -> bool:
-        """Whether the chat shows the question's photos yet: a spoken question whose first
-        answer is said aloud, only once that voice has begun or is silenced, or PHOTOS_HELD_S
-        after it was asked (see PHOTOS_HELD_S); any other at once."""
-        held = (
+    def held_for_voice(self) -> bool:
+        """Whether the chat still holds back the question's photos and the answer's words: a
+        spoken question whose first answer is said aloud, until that voice has begun or is
+        silenced, or HELD_FOR_VOICE_S after it was asked (see HELD_FOR_VOICE_S); any other
+        turn is shown at once."""
+        waits = (
             self.by_voice
             and self.voiced
             and self.attempt == 0
             and self.first_audio_ms is None
             and not self.said_aloud
         )
-        return not held or time.monotonic() - self.asked_at >= PHOTOS_HELD_S
+        return waits and time.monotonic() - self.asked_at < HELD_FOR_VOICE_S
 
     def fail(self, error: str) -> None:
         self.error, self.state = error, "failed"

@@ -27,7 +27,7 @@ from app.web_partial import Partial
 from app.web_session import Turn, WebSession
 from fusion.conversation import Message
 from fusion.generate import GenerationOptions
-from fusion.model import Stats
+from fusion.model import Chunk, Stats
 from tests.api_support import wait_until
 from tests.tiny import photo, said, tone
 from tests.web_support import PacedModel
@@ -144,7 +144,7 @@ def test_a_spoken_question_s_photo_joins_it_as_its_answer_is_heard(
 ):
     """The voice on, a spoken question's photo is kept out of the chat until the answer's
     voice begins (the page's work drawing it took the cores from the answer's first words),
-    or PHOTOS_HELD_S after it was asked, and then comes after the words and the recording
+    or HELD_FOR_VOICE_S after it was asked, and then comes after the words and the recording
     (which are there from the first view); typed questions, and answers not said aloud, show
     theirs at once."""
     clip = tmp_path / "question.wav"
@@ -166,7 +166,7 @@ def test_a_spoken_question_s_photo_joins_it_as_its_answer_is_heard(
     assert rest == [] and len(photos(chat[0])) == 1
     turn.said_aloud = False
     assert photos(chat_messages(session.turns)[0]) == []
-    clock = turn.asked_at + web_session.PHOTOS_HELD_S
+    clock = turn.asked_at + web_session.HELD_FOR_VOICE_S
     monkeypatch.setattr(web_session.time, "monotonic", lambda: clock)  # a voice that never came
     assert len(photos(chat_messages(session.turns)[0])) == 1
     monkeypatch.undo()
@@ -180,6 +180,40 @@ def test_a_spoken_question_s_photo_joins_it_as_its_answer_is_heard(
     typed.voiced = True
     shown = question_message(typed)["content"]
     assert isinstance(shown[0], gr.Image) and shown[1] == "And this?"  # typed: at once, first
+
+
+def test_a_spoken_question_s_answer_streams_into_the_chat_from_its_voice_s_first_sound(
+    model, tmp_path, session
+):
+    """The voice on, a spoken question's answer is not streamed into the chat before its voice
+    begins (the page's redrawing took the cores from the answer's first words), and streams
+    from then on; the voice off, it streams from its first words."""
+    clip = tmp_path / "question.wav"
+    soundfile.write(clip, tone(1.0), 16_000)
+    paced = PacedModel(model, pace_s=0.05, max_tokens=12)  # 0.6 s, within HELD_FOR_VOICE_S
+    answer_stream = paced.stream
+
+    def voice_begins_at_the_fourth_piece(messages, options=None, owner=""):
+        pieces = 0
+        for event in answer_stream(messages, options, owner):
+            pieces += isinstance(event, Chunk)
+            if pieces == 4 and session.turns[-1].voiced:
+                session.turns[-1].first_audio_ms = 200.0
+            yield event
+
+    paced.stream = voice_begins_at_the_fourth_piece
+    streamed = {}
+    for voiced in (True, False):
+        act.push_to_talk(str(clip), session)
+        turn = session.turns[-1]
+        streamed[voiced] = [
+            turn.first_audio_ms is not None
+            for _ in act.respond(paced, session, 12, 0.0, "", voiced=voiced)
+            if turn.state == "answering" and turn.answer
+        ]
+        assert turn.state == "done"
+    assert len(streamed[True]) >= 2 and all(streamed[True])  # from the voice's first sound
+    assert len(streamed[False]) >= 4 and not any(streamed[False])
 
 
 def test_look_and_ask_needs_the_camera_and_keeps_the_typed_question(model, session):
