@@ -39,7 +39,16 @@ HANDS_FREE_TEMPLATE = (
     "</div>"
 )  # the button's text is the listener's (static/listener.js); the value is not shown
 STATUS_TEMPLATE = '<p class="lunettes-status" role="status" aria-live="polite">${value}</p>'
-QUICK = {"concurrency_limit": None, "show_progress": "hidden"}  # light handlers never wait
+# No event marks its outputs as pending (show_progress_on=[]): Gradio's status tracker of a
+# pending output, shown or hidden, times the event on every animation frame, so while an
+# answer and its voice were pending the page redrew 60 times a second (Chromium's trace, the
+# half second after a hands-free question is asked: the trackers' callbacks 100 -> 30 times,
+# the page's main thread busy 350-363 -> 257-293 ms), with the browser on the server's cores.
+# Hands-free loop (bench/voice_loop.py, Intel Xeon, 2026-12-06), 4 pairs of 5 questions in
+# turn: before 1046, 966, 958, 1198 ms, after 1038, 959, 943, 1027 (median of the 20
+# questions 1028 -> 978). What each event does is shown in the chat and the status line.
+NO_PROGRESS = {"show_progress": "hidden", "show_progress_on": []}
+QUICK = {"concurrency_limit": None, **NO_PROGRESS}  # light handlers never wait
 ANSWERS_AT_ONCE = 8  # answers written at once (the model's scheduler batches them); more wait
 
 
@@ -225,7 +234,7 @@ def wire(
             [ui.chatbot, ui.status],
             concurrency_id="model",
             concurrency_limit=ANSWERS_AT_ONCE,
-            show_progress="hidden",
+            **NO_PROGRESS,
         )
         if history is not None:
             answered.then(

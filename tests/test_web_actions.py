@@ -675,3 +675,15 @@ def test_every_answer_knows_whether_its_voice_is_on(model):
     answers = [d for d in app.fns.values() if d.fn.__name__ in ("respond", "speak")]
     assert len(answers) >= 10  # an answer and its voice for each way of asking
     assert all(speak_on._id in (block._id for block in d.inputs) for d in answers)
+
+
+def test_no_event_keeps_the_page_redrawing_while_it_runs(model):
+    """Gradio's status tracker of an output an event marks as pending (its progress shown or
+    not) times the event on every animation frame: the answer and its voice, pending for as
+    long as they are written and said, kept the page redrawing 60 times a second beside the
+    model (app/web.py NO_PROGRESS). No event the page starts marks its outputs pending."""
+    app = build_app(model, Listeners())
+    ours = [d for d in app.fns.values() if any(not isinstance(o, gr.State) for o in d.outputs)]
+    assert len(ours) >= 20  # every way of asking, its answer and its voice, Stop, Clear, ...
+    marked = [d.fn.__name__ for d in ours if d.get_config()["show_progress_on"] != []]
+    assert marked == []
