@@ -1,5 +1,6 @@
 """The web app in a real browser on the real embedded bundle: a photo with a typed question,
-then a spoken question through the fake microphone, whose transcript must be right.
+then a spoken question through the fake microphone, whose transcript must be right; and live
+translation mode, hands-free: French said to the glasses is captioned and said in English.
 
 Screenshots and the latencies the page showed go to test-artifacts/.
 """
@@ -29,6 +30,11 @@ from tests.web_support import (
 pytestmark = [pytest.mark.bundle, needs_chromium]
 
 SPOKEN = "What is the weather like in Paris today?"
+FRENCH = "Je voudrais un café et un croissant, s'il vous plaît."
+VOICE_STARTS = """
+window.__voice = [];
+window.addEventListener('lunettes-voice', (event) => window.__voice.push(event.detail.state));
+"""  # app/static/voice_player.js announces each piece it starts to play
 MAX_TOKENS = 48  # set in the page's settings: enough to see the spoken answer stream
 
 
@@ -41,16 +47,31 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def driver():
+    """Playwright, once for the module's browsers (a second one at once cannot start)."""
     if not have_espeak():
         pytest.skip("espeak-ng is not installed: no spoken question for the fake microphone")
     from playwright.sync_api import sync_playwright
 
-    wav = fake_microphone_wav(tmp_path_factory.mktemp("microphone") / "question.wav", SPOKEN)
     with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright, wav)
-        yield chromium
-        chromium.close()
+        yield playwright
+
+
+@pytest.fixture(scope="module")
+def browser(driver, tmp_path_factory):
+    wav = fake_microphone_wav(tmp_path_factory.mktemp("microphone") / "question.wav", SPOKEN)
+    chromium = launch_chromium(driver, wav)
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture(scope="module")
+def french_browser(driver, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("microphone")
+    wav = fake_microphone_wav(folder / "french.wav", FRENCH, pad_s=6.0, voice="fr")
+    chromium = launch_chromium(driver, wav)
+    yield chromium
+    chromium.close()
 
 
 def words(text: str) -> list[str]:
@@ -97,4 +118,21 @@ def test_the_bundle_answers_a_photo_and_a_spoken_question_in_the_browser(browser
         f"photo + typed question: {photo_latency}\nspoken question: {speech_latency}\n"
         f"transcript: {transcript.strip()}\n"
     )
+    context.close()
+
+
+def test_translation_mode_captions_and_says_french_speech_in_english(french_browser, server):
+    context = french_browser.new_context(viewport={"width": 1280, "height": 1100})
+    context.add_init_script(VOICE_STARTS)
+    page = open_app(context, server.url)
+    page.locator("#translate input[type=checkbox]").check()
+    page.locator("#hands-free").get_by_role("button", name="Record").click()
+    wait_until(lambda: finished_answers(page) >= 1, timeout_s=180, what="the translation")
+    page.locator("#hands-free").get_by_role("button", name="Stop").click()
+    question, caption = user_messages(page).first.inner_text(), answer_text(page)
+    assert "🎙️" in question and "caf" in question.lower(), f"heard {question!r}"
+    assert "French → English" in caption and "coffee" in caption.lower(), caption
+    wait_until(lambda: "start" in page.evaluate("window.__voice"), what="the English said aloud")
+    screenshot(page, "web-bundle-translation.png")
+    assert page.problems == []
     context.close()

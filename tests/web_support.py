@@ -56,16 +56,16 @@ def huge_png(width: int, height: int) -> bytes:
 
 
 def fake_microphone_wav(
-    path: Path, text: str | None, lead_s: float = 1.0, pad_s: float = 2.0
+    path: Path, text: str | None, lead_s: float = 1.0, pad_s: float = 2.0, voice: str = "en-us"
 ) -> Path:
     """A WAV for Chromium's fake microphone: lead_s of silence (the page starts recording a
-    moment after the device opens), `text` spoken by espeak-ng (a tone when None), then pad_s
-    of silence; 16-bit mono at 48 kHz."""
+    moment after the device opens), `text` spoken by espeak-ng in `voice` (a tone when None),
+    then pad_s of silence; 16-bit mono at 48 kHz."""
     if text is None:
         samples, rate = tone(2.0, amplitude=0.3), 16_000
     else:
         spoken = path.with_suffix(".espeak.wav")
-        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(spoken), text], check=True)
+        subprocess.run(["espeak-ng", "-v", voice, "-w", str(spoken), text], check=True)
         samples, rate = soundfile.read(spoken, dtype="float32")
     samples = resample(samples, rate, FAKE_MICROPHONE_RATE)
     silence = [np.zeros(round(s * FAKE_MICROPHONE_RATE), np.float32) for s in (lead_s, pad_s)]
