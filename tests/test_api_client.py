@@ -1,13 +1,16 @@
 """The official `openai` client against a real server on 127.0.0.1 (tiny model): text, photo,
-speech, both, streamed or not; transcriptions; errors as the client's exceptions; back-pressure
-(429) and a client that leaves mid-answer."""
+speech, both, streamed or not; transcriptions and translations; speech out (/v1/audio/speech
+and spoken answers, streamed or not); errors as the client's exceptions; back-pressure (429)
+and a client that leaves mid-answer."""
 
 import base64
+import io
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
+import soundfile
 
 from tests.api_support import (
     LiveServer,
@@ -99,6 +102,61 @@ def test_client_lists_models_and_transcribes(client, model):
         model="whisper-1", file=("question.wav", wav_bytes(1.0)), response_format="text"
     )
     assert text.strip() == transcript.text.strip()
+
+
+def test_client_translates_and_hears_answers_spoken(client):
+    english = client.audio.translations.create(
+        model="whisper-1", file=("question.wav", wav_bytes(1.0))
+    )
+    assert isinstance(english.text, str)
+    speech = client.audio.speech.create(
+        model="tts-1", voice="alloy", input="Your train leaves at nine.", response_format="wav"
+    )
+    samples, rate = soundfile.read(io.BytesIO(speech.content))
+    assert rate > 8000 and len(samples) / rate > 0.3
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="nova", input="Your train leaves at nine.", response_format="pcm"
+    ) as streamed:
+        pcm = b"".join(streamed.iter_bytes())
+    assert len(pcm) % 2 == 0 and len(pcm) / 2 / 24_000 > 0.3  # raw 16-bit samples at 24 kHz
+
+    asked = {
+        "model": "lunettes",
+        "messages": [{"role": "user", "content": "Tell me a story"}],
+        "max_tokens": 12,
+        "modalities": ["text", "audio"],
+    }
+    whole = client.chat.completions.create(**asked, audio={"voice": "alloy", "format": "wav"})
+    said = whole.choices[0].message.audio
+    samples, rate = soundfile.read(io.BytesIO(base64.b64decode(said.data)))
+    assert said.transcript and len(samples) / rate > 0.3
+    deltas = [
+        chunk.choices[0].delta.model_dump()
+        for chunk in client.chat.completions.create(
+            **asked, audio={"voice": "alloy", "format": "pcm16"}, stream=True
+        )
+        if chunk.choices
+    ]
+    pieces = [d["audio"] for d in deltas if d.get("audio")]
+    assert "".join(p.get("transcript") or "" for p in pieces) == said.transcript
+    assert sum(len(base64.b64decode(p["data"])) for p in pieces if p.get("data")) > 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "refused"),
+    [
+        ({"input": ""}, openai.UnprocessableEntityError),
+        ({"input": "x" * 4097}, openai.UnprocessableEntityError),
+        ({"voice": "nobody"}, openai.BadRequestError),
+        ({"response_format": "ogg"}, openai.UnprocessableEntityError),
+    ],
+    ids=["empty", "overlong", "unknown voice", "unknown format"],
+)
+def test_client_sees_bad_speech_requests_refused(client, fields, refused):
+    asked = {"model": "tts-1", "voice": "alloy", "input": "Hello.", **fields}
+    with pytest.raises(refused) as error:
+        client.audio.speech.create(**asked)
+    assert 400 <= error.value.status_code < 500 and error.value.message
 
 
 def test_client_sees_errors_as_its_exceptions(server, client):
