@@ -135,12 +135,15 @@ def timing_line(stats: Stats, turn=None) -> str:
     if t.get("read_speech"):
         parts.append(f"reading {t['read_speech']:.0f} ms")
     first_token = turn.first_token_ms if turn is not None else None
+    translated = turn is not None and turn.translated_from is not None  # no LM tokens
     parts.append(
-        f"first token {first_token if first_token is not None else t['first_token']:.0f} ms"
+        f"{'English text' if translated else 'first token'} "
+        f"{first_token if first_token is not None else t['first_token']:.0f} ms"
     )
     if turn is not None and turn.first_audio_ms is not None:
         parts.append(f"first sound {turn.first_audio_ms:.0f} ms")
-    parts.append(f"{stats.new_tokens} tokens at {stats.tokens_per_s:.1f}/s")
+    if not translated:
+        parts.append(f"{stats.new_tokens} tokens at {stats.tokens_per_s:.1f}/s")
     return " · ".join(parts)
 
 

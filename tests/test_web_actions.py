@@ -622,6 +622,8 @@ def test_translation_mode_gives_what_was_said_in_english(model, session, monkeyp
         turn.answer == real(turn.question.speech.features, turn.translated_from, "translate").text
     )
     assert texts(chat[1])[0].startswith("🌐 *") and status.startswith("Answered.")
+    line = timing_line(turn.stats, turn)  # Whisper's English, no LM tokens to count
+    assert "English text" in line and "tokens at" not in line and "first token" not in line
     act.send_message({"text": "and typed?", "files": []}, session)  # typed: answered as usual
     list(act.respond(model, session, 4, 0.0, "", True))
     assert session.turns[1].translated_from is None and session.turns[1].stats.new_tokens > 0
