@@ -70,7 +70,10 @@ def test_a_noise_step_starts_no_question_and_a_question_after_it_is_asked(browse
     page.wait_for_function("window.__microphone !== undefined", timeout=10_000)
     spoken_at_s = QUIET_S + NOISE_S + GAP_S  # into the WAV: the question begins
     heard_by_s = spoken_at_s + len(said(QUESTION)) / SAMPLE_RATE + TAIL_S - 1.0
-    page.wait_for_function(  # the WAV's first pass, up to the question's pause and a little
+    page.wait_for_function(  # the question (or, were the babble taken for one, that one)
+        "window.__asked.length >= 1", timeout=(heard_by_s + 30) * 1000, polling=100
+    )
+    page.wait_for_function(  # and the WAV's first pass, up to the question's pause and a little
         f"performance.now() - window.__microphone > {heard_by_s * 1000}",
         timeout=(heard_by_s + 15) * 1000,
         polling=100,
