@@ -10,6 +10,7 @@ import pytest
 
 from app import speech_out
 from bench.browser import launch_chromium
+from bench.voice_loop import PAGE_CLOCK
 from tests.web_support import (
     PHOTOS,
     WAIT_MS,
@@ -150,16 +151,16 @@ def test_hands_free_asks_with_the_camera_frame_when_the_speaker_pauses(page):
     camera.get_by_text("Click to Access Webcam").click()
     camera.get_by_role("button", name="Camera: Record").click()  # start streaming frames
     page.wait_for_timeout(3000)  # a few frames reach the server (seconds on a busy machine)
-    page.evaluate(  # app/static/voice_player.js announces each piece of voice it plays
-        "window.__voice = []; window.addEventListener('lunettes-voice', "
-        "(event) => window.__voice.push(event.detail.state))"
-    )
+    page.evaluate(PAGE_CLOCK)  # notes when the voice first sounds (app/static/voice_player.js)
     page.locator("#hands-free").get_by_role("button", name="Record").click()
     wait_for_answers(page, 1)
     question = user_messages(page).first
     assert "🎙️" in question.inner_text()
     assert question.locator("img").first.get_attribute("alt") == "camera frame"
-    wait_until(lambda: "start" in page.evaluate("window.__voice"), what="the answer said aloud")
+    wait_until(
+        lambda: page.evaluate("window.__lunettes_bench.sound") is not None,
+        what="the answer said aloud",
+    )
     page.locator("#hands-free").get_by_role("button", name="Stop").click()
     screenshot(page, "web-glasses-hands-free.png")
     page.keyboard.press("Alt+KeyL")  # look and ask, by keyboard: the current frame

@@ -10,6 +10,7 @@ import re
 import pytest
 
 from bench.browser import launch_chromium
+from bench.voice_loop import PAGE_CLOCK  # notes when the voice first sounds
 from tests.web_support import (
     ARTIFACTS,
     PHOTOS,
@@ -31,10 +32,6 @@ pytestmark = [pytest.mark.bundle, needs_chromium]
 
 SPOKEN = "What is the weather like in Paris today?"
 FRENCH = "Je voudrais un café et un croissant, s'il vous plaît."
-VOICE_STARTS = """
-window.__voice = [];
-window.addEventListener('lunettes-voice', (event) => window.__voice.push(event.detail.state));
-"""  # app/static/voice_player.js announces each piece it starts to play
 MAX_TOKENS = 48  # set in the page's settings: enough to see the spoken answer stream
 
 
@@ -123,7 +120,7 @@ def test_the_bundle_answers_a_photo_and_a_spoken_question_in_the_browser(browser
 
 def test_translation_mode_captions_and_says_french_speech_in_english(french_browser, server):
     context = french_browser.new_context(viewport={"width": 1280, "height": 1100})
-    context.add_init_script(VOICE_STARTS)
+    context.add_init_script(PAGE_CLOCK)
     page = open_app(context, server.url)
     page.locator("#translate input[type=checkbox]").check()
     page.locator("#hands-free").get_by_role("button", name="Record").click()
@@ -132,7 +129,10 @@ def test_translation_mode_captions_and_says_french_speech_in_english(french_brow
     question, caption = user_messages(page).first.inner_text(), answer_text(page)
     assert "🎙️" in question and "caf" in question.lower(), f"heard {question!r}"
     assert "French → English" in caption and "coffee" in caption.lower(), caption
-    wait_until(lambda: "start" in page.evaluate("window.__voice"), what="the English said aloud")
+    wait_until(
+        lambda: page.evaluate("window.__lunettes_bench.sound") is not None,
+        what="the English said aloud",
+    )
     screenshot(page, "web-bundle-translation.png")
     assert page.problems == []
     context.close()

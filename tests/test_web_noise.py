@@ -9,6 +9,7 @@ import pytest
 import soundfile
 
 from bench.browser import FAKE_MICROPHONE_RATE, launch_chromium
+from bench.voice_loop import PAGE_CLOCK
 from encoders.audio_io import SAMPLE_RATE, resample
 from tests.noise import at_dbfs, babble, silence
 from tests.tiny import said
@@ -18,23 +19,14 @@ pytestmark = needs_chromium
 
 QUIET_S, NOISE_S, GAP_S, TAIL_S = 3.0, 10.0, 1.5, 5.0
 QUESTION = "What does that sign say?"
-# The page's clock when the microphone opened (Chromium starts the WAV then), and when each
-# question joined the chat.
-PAGE_CLOCK = """
+# When each question joined the chat, on the page's clock (bench.voice_loop.PAGE_CLOCK notes
+# when the microphone opened: Chromium starts the WAV then).
+QUESTIONS_CLOCK = """
 window.__asked = [];
-(() => {
-  const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
-  navigator.mediaDevices.getUserMedia = async (wanted) => {
-    const stream = await open(wanted);
-    if (wanted && wanted.audio && window.__microphone === undefined)
-      window.__microphone = performance.now();
-    return stream;
-  };
-  new MutationObserver(() => {
-    const count = document.querySelectorAll('#conversation .user-row').length;
-    while (window.__asked.length < count) window.__asked.push(performance.now());
-  }).observe(document, {childList: true, subtree: true});
-})();
+new MutationObserver(() => {
+  const count = document.querySelectorAll('#conversation .user-row').length;
+  while (window.__asked.length < count) window.__asked.push(performance.now());
+}).observe(document, {childList: true, subtree: true});
 """
 
 
@@ -65,21 +57,23 @@ def browser(tmp_path_factory):
 def test_a_noise_step_starts_no_question_and_a_question_after_it_is_asked(browser, server):
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     context.add_init_script(PAGE_CLOCK)
+    context.add_init_script(QUESTIONS_CLOCK)
     page = open_app(context, server.url)
     page.locator("#hands-free").get_by_role("button", name="Record").click()
-    page.wait_for_function("window.__microphone !== undefined", timeout=10_000)
+    page.wait_for_function("window.__lunettes_bench.microphone !== undefined", timeout=10_000)
     spoken_at_s = QUIET_S + NOISE_S + GAP_S  # into the WAV: the question begins
     heard_by_s = spoken_at_s + len(said(QUESTION)) / SAMPLE_RATE + TAIL_S - 1.0
     page.wait_for_function(  # the question (or, were the babble taken for one, that one)
         "window.__asked.length >= 1", timeout=(heard_by_s + 30) * 1000, polling=100
     )
     page.wait_for_function(  # and the WAV's first pass, up to the question's pause and a little
-        f"performance.now() - window.__microphone > {heard_by_s * 1000}",
+        f"performance.now() - window.__lunettes_bench.microphone > {heard_by_s * 1000}",
         timeout=(heard_by_s + 15) * 1000,
         polling=100,
     )
     asked_s = [
-        (at - page.evaluate("window.__microphone")) / 1000 for at in page.evaluate("window.__asked")
+        (at - page.evaluate("window.__lunettes_bench.microphone")) / 1000
+        for at in page.evaluate("window.__asked")
     ]
     assert len(asked_s) == 1, f"questions asked {asked_s} s after the microphone opened"
     assert asked_s[0] > spoken_at_s, f"asked at {asked_s[0]:.1f} s, during the babble"
